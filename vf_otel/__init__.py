@@ -1,0 +1,41 @@
+"""vf-otel: turn the logs and spans a Python app already emits into Vibefollow events.
+
+import logging, vf_otel
+logging.getLogger().addHandler(vf_otel.VibefollowHandler())
+logging.getLogger("app").info("signup", extra={"vf_user": "usr_42"})
+"""
+
+from __future__ import annotations
+
+from ._context import current_user, user
+from ._errors import (
+    AuthError,
+    NetworkError,
+    RateLimitError,
+    ServerError,
+    UndeliveredError,
+    ValidationError,
+    VibefollowError,
+)
+from ._event import Event
+from ._handler import VibefollowHandler
+from ._stats import Stats
+from ._validate import CANONICAL_EVENTS
+from ._version import __version__
+
+__all__ = [
+    "CANONICAL_EVENTS",
+    "AuthError",
+    "Event",
+    "NetworkError",
+    "RateLimitError",
+    "ServerError",
+    "Stats",
+    "UndeliveredError",
+    "ValidationError",
+    "VibefollowError",
+    "VibefollowHandler",
+    "__version__",
+    "current_user",
+    "user",
+]

@@ -1,0 +1,200 @@
+"""Settings, resolved once: explicit argument > environment variable > default.
+
+A bad argument raises ``ValueError`` when the handler or exporter is built; a
+bad environment value logs a warning and falls back to the default, because
+the environment is often not the caller's to fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+__all__ = ["DEFAULTS", "ENV_VARS", "Settings", "resolve_settings"]
+
+_logger = logging.getLogger("vf_otel.config")
+
+DEFAULT_BASE_URL: Final = "https://api.vibefollow.com"
+API_PREFIX: Final = "/api/v1"
+#: The server refuses larger /events/batch requests (vibefollow-api.md §2.4).
+MAX_BATCH_SIZE: Final = 500
+
+DEFAULTS: Final[Mapping[str, Any]] = {
+    "api_key": None,
+    "base_url": DEFAULT_BASE_URL,
+    "batch_size": MAX_BATCH_SIZE,
+    "flush_interval": 5.0,
+    "max_queue_size": 10_000,
+    "timeout": 10.0,
+    "export_timeout": 30.0,
+    "shutdown_timeout": 10.0,
+    "max_retries": 8,
+    "allow_insecure_http": False,
+}
+
+ENV_VARS: Final[Mapping[str, str]] = {name: "VIBEFOLLOW_" + name.upper() for name in DEFAULTS}
+
+_LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off", ""})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Resolved configuration. ``repr`` hides the API key."""
+
+    api_key: str | None = field(repr=False)
+    base_url: str
+    batch_size: int
+    flush_interval: float
+    max_queue_size: int
+    timeout: float
+    export_timeout: float
+    shutdown_timeout: float
+    max_retries: int
+    allow_insecure_http: bool
+
+    @property
+    def api_url(self) -> str:
+        """The base URL with ``/api/v1`` appended."""
+        return self.base_url + API_PREFIX
+
+
+def resolve_settings(environ: Mapping[str, str] | None = None, **explicit: Any) -> Settings:
+    """Build Settings from keyword arguments (None = not given), the environment, defaults."""
+    env = os.environ if environ is None else environ
+    unknown = set(explicit) - set(DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for name, default in DEFAULTS.items():
+        check = _CHECKS[name]
+        given = explicit.get(name)
+        if given is not None:
+            values[name] = check(name, given)
+        elif ENV_VARS[name] in env:
+            values[name] = _from_env(name, env[ENV_VARS[name]], default)
+        else:
+            values[name] = default
+    values["base_url"] = _checked_base_url(values, from_env=explicit.get("base_url") is None)
+    if values["api_key"] is not None and not values["api_key"]:
+        values["api_key"] = None
+    return Settings(**values)
+
+
+def _checked_base_url(values: Mapping[str, Any], *, from_env: bool) -> str:
+    allow = bool(values["allow_insecure_http"])
+    try:
+        return _base_url(values["base_url"], allow_insecure=allow)
+    except ValueError as exc:
+        if not from_env or values["base_url"] == DEFAULT_BASE_URL:
+            raise
+        _logger.warning("ignoring %s (%s); using the default", ENV_VARS["base_url"], exc)
+        return _base_url(DEFAULT_BASE_URL, allow_insecure=allow)
+
+
+def _from_env(name: str, raw: str, default: Any) -> Any:
+    try:
+        return _CHECKS[name](name, _parse_env(name, raw.strip()))
+    except ValueError as exc:
+        # The message never carries the raw value: it might be a secret.
+        _logger.warning("ignoring %s (%s); using the default", ENV_VARS[name], exc)
+        return default
+
+
+def _parse_env(name: str, raw: str) -> Any:
+    kind = type(DEFAULTS[name])
+    if kind is bool:
+        if raw.lower() in _TRUE | _FALSE:
+            return raw.lower() in _TRUE
+        raise ValueError("expected true or false")
+    if kind is int:
+        return int(raw)
+    if kind is float:
+        return float(raw)
+    return raw
+
+
+def _api_key(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+        raise ValueError(f"{name} must be a non-empty string without spaces")
+    return value
+
+
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string")
+    return value
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be a bool")
+    return value
+
+
+def _int_in(low: int, high: int) -> Callable[[str, Any], int]:
+    def check(name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{name} must be an int from {low} to {high}")
+        return value
+
+    return check
+
+
+def _seconds(low: float, high: float) -> Callable[[str, Any], float]:
+    def check(name: str, value: Any) -> float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or not low < float(value) <= high:
+            raise ValueError(f"{name} must be a number of seconds above {low} and at most {high}")
+        return float(value)
+
+    return check
+
+
+_CHECKS: Final[Mapping[str, Callable[[str, Any], Any]]] = {
+    "api_key": _api_key,
+    "base_url": _text,
+    "batch_size": _int_in(1, MAX_BATCH_SIZE),
+    "flush_interval": _seconds(0.0, 3600.0),
+    "max_queue_size": _int_in(1, 10_000_000),
+    "timeout": _seconds(0.0, 600.0),
+    "export_timeout": _seconds(0.0, 3600.0),
+    "shutdown_timeout": _seconds(0.0, 3600.0),
+    "max_retries": _int_in(0, 100),
+    "allow_insecure_http": _flag,
+}
+
+assert set(_CHECKS) == {f.name for f in fields(Settings)}  # noqa: S101 - import-time consistency
+
+
+def _base_url(value: str, *, allow_insecure: bool) -> str:
+    """Validate an origin (optionally with a path prefix) and strip a trailing /api/v1."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("base_url must be an http(s) URL such as https://api.vibefollow.com")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("base_url must not carry a query, fragment or credentials")
+    if parts.scheme == "http" and not allow_insecure and not _is_loopback(parts.hostname):
+        raise ValueError(
+            "plain http:// is allowed only to loopback hosts; "
+            "pass allow_insecure_http=True to send the API key unencrypted"
+        )
+    path = parts.path.rstrip("/")
+    if path.endswith(API_PREFIX):
+        path = path[: -len(API_PREFIX)]
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,96 @@
+"""Errors vf-otel reports about delivery.
+
+None of these is ever raised into the application: delivery runs on a worker
+thread and hands them to ``on_error(exc, events)`` and to the ``vf_otel``
+logger. They mirror the official SDK's classes so code that knows one knows both.
+
+    VibefollowError            status, code, message
+    ├── AuthError              401 / 403: the key is missing, wrong or revoked
+    ├── ValidationError        422 / 409 (and client-side checks): .field
+    ├── RateLimitError         429: .retry_after (seconds, or None)
+    ├── ServerError            5xx, after the retry budget is spent
+    ├── NetworkError           status 0: DNS, refused, reset, timeout
+    └── UndeliveredError       status 0: the deadline or shutdown came first
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "NetworkError",
+    "RateLimitError",
+    "ServerError",
+    "UndeliveredError",
+    "ValidationError",
+    "VibefollowError",
+]
+
+
+class VibefollowError(Exception):
+    """Base class: an HTTP status (0 when there was no response), a code and a message."""
+
+    def __init__(self, message: str, *, status: int = 0, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, status={self.status}, code={self.code!r})"
+
+
+class AuthError(VibefollowError):
+    """The API key was refused (401) or not allowed for this project (403)."""
+
+
+class ValidationError(VibefollowError):
+    """The event was invalid; ``field`` names the offending field when known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 422,
+        code: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code)
+        self.field = field
+
+
+class RateLimitError(VibefollowError):
+    """429 after the retry budget: ``retry_after`` is the server's wait in seconds."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 429,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code)
+        self.retry_after = retry_after
+
+
+class ServerError(VibefollowError):
+    """A 5xx answer; ``retry_after`` when the server sent Retry-After (often with 503)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 500,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code)
+        self.retry_after = retry_after
+
+
+class NetworkError(VibefollowError):
+    """No HTTP answer: connection refused or reset, DNS failure, TLS error or timeout."""
+
+
+class UndeliveredError(VibefollowError):
+    """Events given up on without a final answer: shutdown deadline or a full backlog."""

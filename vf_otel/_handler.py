@@ -1,0 +1,145 @@
+"""``VibefollowHandler``: a stdlib logging handler that turns tagged records into events."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import httpx
+
+from ._config import resolve_settings
+from ._context import current_user
+from ._event import Event, new_event_id
+from ._pipeline import Pipeline
+from ._stats import Stats
+from ._validate import make_event
+from .typing import ErrorCallback
+
+__all__ = ["VibefollowHandler"]
+
+_logger = logging.getLogger("vf_otel")
+#: Records from these loggers (and their children) are never events: the
+#: library's own and its HTTP stack's, so the handler can never feed itself.
+IGNORED_LOGGERS: Final = ("vf_otel", "httpx", "httpcore", "opentelemetry")
+
+
+class VibefollowHandler(logging.Handler):
+    """Send log records tagged with ``vf_user`` / ``vf_event`` to Vibefollow.
+
+    ``logger.info("signup", extra={"vf_user": "usr_42"})`` becomes the event
+    ``signup`` for user ``usr_42``. Untagged records are ignored at almost no
+    cost. On the logging thread the handler only checks tags, builds a small
+    Event and queues it; a worker thread batches and delivers. It never raises
+    into the application and never blocks it, except in :meth:`flush` and
+    :meth:`close`, which wait at most ``shutdown_timeout`` seconds.
+
+    Every option may be omitted: the ``VIBEFOLLOW_*`` environment variable of
+    the same name applies, then the default (see docs/configuration.md).
+    """
+
+    def __init__(
+        self,
+        level: int | str = logging.NOTSET,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        batch_size: int | None = None,
+        flush_interval: float | None = None,
+        max_queue_size: int | None = None,
+        timeout: float | None = None,
+        export_timeout: float | None = None,
+        shutdown_timeout: float | None = None,
+        max_retries: int | None = None,
+        allow_insecure_http: bool | None = None,
+        on_error: ErrorCallback | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(level)
+        if on_error is not None and not callable(on_error):
+            raise ValueError("on_error must be callable")
+        settings = resolve_settings(
+            api_key=api_key,
+            base_url=base_url,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            max_queue_size=max_queue_size,
+            timeout=timeout,
+            export_timeout=export_timeout,
+            shutdown_timeout=shutdown_timeout,
+            max_retries=max_retries,
+            allow_insecure_http=allow_insecure_http,
+        )
+        self._has_key = settings.api_key is not None
+        if not self._has_key:
+            _logger.warning("VIBEFOLLOW_API_KEY is not set: vf-otel will count and drop events")
+        self._pipeline = Pipeline(settings, on_error=on_error, transport=transport)
+
+    def __repr__(self) -> str:
+        level = logging.getLevelName(self.level)
+        return f"<{type(self).__name__} {self._pipeline.settings.base_url} ({level})>"
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Decide before any lock: untagged or library records return at once.
+
+        ``emit`` is thread-safe, so the handler lock is never taken: a flush
+        waiting for delivery can never deadlock with a record logged meanwhile.
+        """
+        attrs = record.__dict__
+        if "vf_user" not in attrs and "vf_event" not in attrs:
+            return False
+        if record.name.startswith(IGNORED_LOGGERS) and _is_ignored(record.name):
+            return False
+        # Since Python 3.12 a filter may return a replacement record.
+        result: object = self.filter(record)
+        if not result:
+            return False
+        self.emit(result if isinstance(result, logging.LogRecord) else record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Build the event and queue it. Never raises."""
+        try:
+            self._emit(record)
+        except Exception:
+            self._pipeline.drop("internal_error", "unexpected error building an event")
+            _logger.debug("vf-otel could not build an event", exc_info=True)
+
+    def _emit(self, record: logging.LogRecord) -> None:
+        if not self._has_key:
+            self._pipeline.drop("no_api_key", "VIBEFOLLOW_API_KEY is not set")
+            return
+        attrs: dict[str, Any] = record.__dict__
+        user = attrs.get("vf_user")
+        name = attrs.get("vf_event")
+        event = make_event(
+            name=record.msg if name is None else name,
+            user_id=current_user() if user is None else user,
+            properties=attrs.get("vf_properties"),
+            traits=attrs.get("vf_traits"),
+            occurred_at=datetime.fromtimestamp(record.created, UTC),
+            event_id=new_event_id(),
+        )
+        if isinstance(event, Event):
+            self._pipeline.submit(event)
+        else:
+            self._pipeline.reject(event)
+
+    def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
+        """Deliver everything queued; True if it all landed within ``timeout`` seconds."""
+        return self._pipeline.flush(timeout)
+
+    def close(self) -> None:
+        """Drain (up to ``shutdown_timeout``), stop the worker; later records are dropped."""
+        try:
+            self._pipeline.shutdown()
+        finally:
+            super().close()
+
+    def stats(self) -> Stats:
+        """Counters: enqueued, sent, retried, dead-lettered, dropped by reason, queued."""
+        return self._pipeline.stats()
+
+
+def _is_ignored(name: str) -> bool:
+    return any(name == root or name.startswith(root + ".") for root in IGNORED_LOGGERS)

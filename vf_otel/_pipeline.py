@@ -1,0 +1,138 @@
+"""One buffer + one delivery + one set of counters: what a handler or exporter owns."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import weakref
+from collections.abc import Callable
+
+import httpx
+
+from ._config import Settings
+from ._delivery import Delivery
+from ._errors import UndeliveredError, ValidationError
+from ._event import Event
+from ._ratelimit import RateLimitedLog
+from ._sdk import EventBuffer
+from ._stats import Counters, Stats
+from ._validate import Rejection
+from .typing import ErrorCallback
+
+__all__ = ["Pipeline"]
+
+_logger = logging.getLogger("vf_otel")
+
+
+class Pipeline:
+    """Accepts Events on any thread and delivers them from a worker thread."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        on_error: ErrorCallback | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self._counters = Counters()
+        self._log = RateLimitedLog(_logger)
+        self._delivery = Delivery(settings, self._counters, on_error=on_error, transport=transport)
+        self._buffer: EventBuffer[Event] = EventBuffer(
+            self._delivery.export,
+            max_queue_size=settings.max_queue_size,
+            batch_size=settings.batch_size,
+            schedule_delay=settings.flush_interval,
+        )
+        self._closed = False
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.WeakMethod(self._after_fork)
+            os.register_at_fork(after_in_child=lambda: _call(ref))
+
+    def _after_fork(self) -> None:
+        # The child delivers only its own events: the parent's queue (cleared by
+        # the SDK processor), backlog, HTTP client and counts stay with the parent.
+        self._counters.reset()
+        self._delivery.after_fork()
+        self._buffer.after_fork()
+
+    # -- app thread -----------------------------------------------------------
+
+    def submit(self, event: Event) -> bool:
+        """Queue an event; a refusal is counted and warned about, never raised."""
+        problem = self._buffer.put(event)
+        if problem is None:
+            self._counters.add("enqueued")
+            return True
+        self._counters.drop(problem)
+        self._log.warning(problem, "vf-otel dropped an event: %s", _DROP_TEXT[problem])
+        return False
+
+    def reject(self, rejection: Rejection) -> None:
+        """Count an event the client-side checks refused, warn, and tell on_error."""
+        self._counters.drop(rejection.reason)
+        self._log.warning(rejection.reason, "vf-otel dropped an event: %s", rejection.message)
+        error = ValidationError(
+            rejection.message, status=0, code=rejection.reason, field=rejection.field
+        )
+        self._delivery.report(error, ())
+
+    def drop(self, reason: str, message: str) -> None:
+        """Count an event refused before it was built (e.g. no API key)."""
+        self._counters.drop(reason)
+        self._log.warning(reason, "vf-otel dropped an event: %s", message)
+
+    # -- control --------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Deliver everything queued so far; True if all of it landed by ``timeout``."""
+        if self._closed:
+            return self._delivery.backlog_size == 0 and len(self._buffer) == 0
+        deadline = time.monotonic() + (
+            self.settings.shutdown_timeout if timeout is None else timeout
+        )
+        with self._delivery.cap_deadline(deadline):
+            drained = self._buffer.drain(deadline)
+            if drained and self._delivery.backlog_size:
+                self._delivery.export((), timeout=deadline - time.monotonic())
+        return drained and self._delivery.backlog_size == 0
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Drain within ``timeout``, stop the worker, report what was not delivered."""
+        if self._closed:
+            return True
+        self._closed = True
+        deadline = time.monotonic() + (
+            self.settings.shutdown_timeout if timeout is None else timeout
+        )
+        with self._delivery.cap_deadline(deadline):
+            left = self._buffer.shutdown(deadline - time.monotonic())
+            if self._delivery.backlog_size and time.monotonic() < deadline:
+                self._delivery.export((), timeout=deadline - time.monotonic())
+        if left:
+            self._counters.drop("shutdown", len(left))
+            self._delivery.report(UndeliveredError("not delivered before shutdown"), left)
+        undelivered = self._delivery.backlog_size + len(left)
+        self._delivery.close()
+        if undelivered:
+            _logger.warning("vf-otel shut down with %d event(s) not delivered", undelivered)
+        return undelivered == 0
+
+    def stats(self) -> Stats:
+        """The counters now, with the current queue and backlog lengths."""
+        return self._counters.snapshot(
+            queued=len(self._buffer), backlog=self._delivery.backlog_size
+        )
+
+
+_DROP_TEXT = {
+    "queue_full": "the queue is full (raise max_queue_size or check delivery)",
+    "shutdown": "the handler is closed",
+}
+
+
+def _call(ref: weakref.WeakMethod[Callable[[], None]]) -> None:
+    method = ref()
+    if method is not None:
+        method()
