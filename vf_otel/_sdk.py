@@ -15,8 +15,9 @@ import inspect
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
+import opentelemetry.sdk._logs.export as _logs_export
 from opentelemetry.context import (
     _SUPPRESS_HTTP_INSTRUMENTATION_KEY,
     _SUPPRESS_INSTRUMENTATION_KEY,
@@ -27,12 +28,29 @@ from opentelemetry.context import (
 )
 from opentelemetry.sdk._shared_internal import BatchProcessor
 
-__all__ = ["EventBuffer", "suppressed_instrumentation"]
+__all__ = ["EventBuffer", "LogExporterBase", "LogExportResult", "suppressed_instrumentation"]
 
 T = TypeVar("T")
 THREAD_LABEL: Final = "Vibefollow"
 # 1.42 added a required ``metrics`` argument to BatchProcessor.
 _TAKES_METRICS: Final = "metrics" in inspect.signature(BatchProcessor.__init__).parameters
+
+# 1.39 renamed the log exporter base class and its result enum; the old names stay
+# as deprecated aliases (which warn when subclassed), so prefer the new ones.
+if TYPE_CHECKING:
+    from opentelemetry.sdk._logs.export import LogRecordExporter as LogExporterBase
+    from opentelemetry.sdk._logs.export import LogRecordExportResult as LogExportResult
+else:
+    LogExporterBase = getattr(_logs_export, "LogRecordExporter", None) or _logs_export.LogExporter
+    LogExportResult = (
+        getattr(_logs_export, "LogRecordExportResult", None) or _logs_export.LogExportResult
+    )
+# Before 1.36 shutdown() joined the worker with no timeout. That is still bounded
+# here: the pipeline caps every delivery at the shutdown deadline, so the worker's
+# last exports park their events at once instead of retrying.
+_SHUTDOWN_TAKES_TIMEOUT: Final = (
+    "timeout_millis" in inspect.signature(BatchProcessor.shutdown).parameters
+)
 
 
 @contextlib.contextmanager
@@ -142,7 +160,10 @@ class EventBuffer(Generic[T]):
         """Let the worker export what is queued, stop it, and return what it could not."""
         with self._put_lock:
             self._closed = True
-        self._processor.shutdown(timeout_millis=max(0, int(timeout * 1000)))
+        if _SHUTDOWN_TAKES_TIMEOUT:
+            self._processor.shutdown(timeout_millis=max(0, int(timeout * 1000)))
+        else:
+            self._processor.shutdown()
         # On SDK < 1.36 a worker that outlived the join may still pop: pop defensively.
         queue, left = self._processor._queue, []
         while True:

@@ -1,0 +1,64 @@
+"""Shared fixtures: a handler wired to the local server, and clean logging state."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import vf_otel
+from vf_otel.testing import VibefollowServer
+
+HandlerFactory = Callable[..., vf_otel.VibefollowHandler]
+
+
+@pytest.fixture(autouse=True)
+def _no_vibefollow_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never pick up a developer's real VIBEFOLLOW_* settings."""
+    for name in list(__import__("os").environ):
+        if name.startswith("VIBEFOLLOW_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def clean_logging() -> Iterator[None]:
+    """Restore the root logger and the logger tree after a test reconfigures logging."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
+
+
+@pytest.fixture
+def make_handler(vibefollow_server: VibefollowServer) -> Iterator[HandlerFactory]:
+    """Build handlers pointed at the local server; all of them are closed afterwards."""
+    made: list[vf_otel.VibefollowHandler] = []
+
+    def factory(**options: Any) -> vf_otel.VibefollowHandler:
+        options.setdefault("api_key", vibefollow_server.api_key)
+        options.setdefault("base_url", vibefollow_server.base_url)
+        options.setdefault("flush_interval", 60.0)  # tests flush explicitly
+        handler = vf_otel.VibefollowHandler(**options)
+        made.append(handler)
+        return handler
+
+    yield factory
+    for handler in made:
+        handler.close()
+
+
+@pytest.fixture
+def app_logger(request: pytest.FixtureRequest) -> Iterator[logging.Logger]:
+    """A fresh application logger at DEBUG that does not propagate to root."""
+    logger = logging.getLogger(f"app.{request.node.name}")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    yield logger
+    for handler in logger.handlers[:]:
+        logger.removeHandler(handler)
