@@ -28,7 +28,7 @@ from opentelemetry.context import (
 )
 from opentelemetry.sdk._shared_internal import BatchProcessor
 
-__all__ = ["EventBuffer", "LogExporterBase", "LogExportResult", "suppressed_instrumentation"]
+__all__ = ["EventBuffer", "LogExportResult", "LogExporterBase", "suppressed_instrumentation"]
 
 T = TypeVar("T")
 THREAD_LABEL: Final = "Vibefollow"
