@@ -25,7 +25,10 @@ _SCALARS: Final = (str, int, bool, type(None))
 
 def coerce_mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
     """A new dict with string keys and strict-JSON values; the input is not touched."""
-    if all(type(k) is str and _is_plain(v) for k, v in value.items()):
+    # Keys are clipped like values, so a long key must leave the fast path too.
+    if all(
+        type(k) is str and len(k) <= MAX_STRING_LENGTH and _is_plain(v) for k, v in value.items()
+    ):
         return dict(value)
     return _coerce_dict(value, 1, set())
 

@@ -77,13 +77,11 @@ def resolve_settings(environ: Mapping[str, str] | None = None, **explicit: Any) 
         given = explicit.get(name)
         if given is not None:
             values[name] = check(name, given)
-        elif ENV_VARS[name] in env:
+        elif env.get(ENV_VARS[name], "").strip():  # an empty variable counts as unset
             values[name] = _from_env(name, env[ENV_VARS[name]], default)
         else:
             values[name] = default
     values["base_url"] = _checked_base_url(values, from_env=explicit.get("base_url") is None)
-    if values["api_key"] is not None and not values["api_key"]:
-        values["api_key"] = None
     return Settings(**values)
 
 
@@ -113,10 +111,12 @@ def _parse_env(name: str, raw: str) -> Any:
         if raw.lower() in _TRUE | _FALSE:
             return raw.lower() in _TRUE
         raise ValueError("expected true or false")
-    if kind is int:
-        return int(raw)
-    if kind is float:
-        return float(raw)
+    if kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            # int()'s and float()'s messages quote the raw value, which may be a secret.
+            raise ValueError(f"expected {'an int' if kind is int else 'a number'}") from None
     return raw
 
 

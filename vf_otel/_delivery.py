@@ -94,7 +94,7 @@ class Delivery:
         self._cond = threading.Condition()
         self._backlog: deque[Request] = deque()
         self._backlog_weight = 0
-        self._caps: dict[int, float] = {}
+        self._caps: dict[object, float] = {}
         self._stopped = False
         self._auth_paused_until = 0.0
 
@@ -105,14 +105,15 @@ class Delivery:
     # -- public ---------------------------------------------------------------
 
     def export(self, events: Sequence[Event], timeout: float | None = None) -> bool:
-        """Deliver ``events`` and then the backlog; True when nothing is left parked."""
+        """Deliver ``events`` and then the backlog; True when nothing is left parked.
+
+        Never raises: a failure is contained to the event or request it concerns,
+        which is counted (``unserializable`` / ``internal_error``), never lost silently.
+        """
         deadline = self._clock() + (self._settings.export_timeout if timeout is None else timeout)
-        try:
-            with suppressed_instrumentation():
-                pending = self._take_backlog() + self._prepare(events)
-                self._send_all(pending, deadline)
-        except Exception:
-            _logger.exception("vf-otel delivery failed unexpectedly")
+        with suppressed_instrumentation():
+            pending = self._take_backlog() + self._prepare(events)
+            self._send_all(pending, deadline)
         return not self._backlog
 
     @property
@@ -123,7 +124,7 @@ class Delivery:
     @contextlib.contextmanager
     def cap_deadline(self, deadline: float) -> Iterator[None]:
         """Make every delivery in progress or started meanwhile finish by ``deadline``."""
-        token = id(object())
+        token = object()  # identity, not id(): a freed object's id is reused at once
         with self._cond:
             self._caps[token] = deadline
             self._cond.notify_all()
@@ -153,8 +154,9 @@ class Delivery:
         for event in events:
             try:
                 data = encode_event(event)
-            except (TypeError, ValueError) as exc:
-                self._drop("unserializable", [event], ValidationError(str(exc), field="properties"))
+            except Exception as exc:  # noqa: BLE001 - one bad event must not sink the batch
+                error = ValidationError(f"not serialisable as JSON: {exc}", field="properties")
+                self._drop("unserializable", [event], error)
                 continue
             if len(data) > MAX_EVENT_BYTES:
                 error = ValidationError(
@@ -173,16 +175,26 @@ class Delivery:
         for index, request in enumerate(pending):
             try:
                 self._send(request, deadline)
-            except _Parked:
+            except _Parked as parked:
                 # The endpoint is down, the key refused or time is up: the rest
                 # would fare no better now, so all of it waits for the next export.
-                for later in pending[index:]:
+                # _send may have narrowed the request (poison events removed), and
+                # then it is what is left of it that waits.
+                current = parked.args[0] if parked.args else request
+                for later in [current, *pending[index + 1 :]]:
                     self._park(later)
                 return
+            except Exception:  # noqa: BLE001 - the exporter contract: never raise
+                self._log.log(logging.ERROR, "internal", "vf-otel delivery failed", exc_info=True)
+                error = UndeliveredError("internal error in delivery")
+                self._drop("internal_error", list(request.events), error)
 
     def _send(self, request: Request, deadline: float) -> None:
         while True:
-            error = self._attempts(request, deadline)
+            try:
+                error = self._attempts(request, deadline)
+            except _Parked:
+                raise _Parked(request) from None
             if error is None:
                 self._count_sent(request)
                 return
@@ -314,6 +326,12 @@ class Delivery:
     # -- backlog --------------------------------------------------------------
 
     def _park(self, request: Request) -> None:
+        if self._stopped:
+            # After close() nothing will retry it: count it now rather than hold it.
+            if request.path != USERS_PATH:
+                error = UndeliveredError("not delivered before shutdown")
+                self._drop("shutdown", list(request.events), error)
+            return
         with self._cond:
             self._backlog.append(request)
             self._backlog_weight += request.weight

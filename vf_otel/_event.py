@@ -45,9 +45,10 @@ class Event:
         """The ``/users`` body for this event's traits, with ``email`` moved to the top level."""
         traits = dict(self.traits or {})
         body: dict[str, Any] = {"external_user_id": self.user_id}
-        email = traits.pop("email", None)
+        email = traits.get("email")
         if isinstance(email, str) and email:
-            body["email"] = email
+            # The API takes email at the top level; anything else stays a plain trait.
+            body["email"] = traits.pop("email")
         if traits:
             body["traits"] = traits
         return body
@@ -55,8 +56,9 @@ class Event:
 
 def wire_time(moment: datetime) -> str:
     """ISO-8601 UTC with exactly three fraction digits and ``Z``."""
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # isoformat, not strftime: glibc's %Y does not zero-pad years before 1000.
+    utc = moment.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="milliseconds") + "Z"
 
 
 def new_event_id() -> str:

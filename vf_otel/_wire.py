@@ -111,7 +111,8 @@ def error_detail(payload: bytes) -> ErrorDetail:
         data = json.loads(payload)
         first = data["errors"][0]
         code, message, field = first.get("code"), first.get("message"), first.get("field")
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+    # RecursionError: json.loads gives up on deeply nested junk (a proxy's, or a hostile body).
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError):
         return ErrorDetail(None, payload[:200].decode("utf-8", "replace"), None)
     return ErrorDetail(
         code if isinstance(code, str) else None,

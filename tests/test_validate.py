@@ -1,0 +1,224 @@
+"""Client-side event checks: make_event builds an Event or says why not (design §4)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from vf_otel._event import Event
+from vf_otel._validate import CANONICAL_EVENTS, Rejection, make_event
+
+WHEN = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+#: vibefollow-api.md §6: the nine canonical events and their required properties.
+EXPECTED_REQUIRED = {
+    "user_signed_up": (),
+    "trial_started": (),
+    "feature_used": ("feature",),
+    "onboarding_step": ("step",),
+    "subscription_changed": ("to",),
+    "subscription_cancelled": (),
+    "payment_failed": (),
+    "trial_expiring": ("daysLeft",),
+    "user_invited": ("invitedEmail",),
+}
+
+
+def build(**overrides: Any) -> Event | Rejection:
+    """make_event with valid defaults, some fields overridden."""
+    fields: dict[str, Any] = {
+        "name": "custom_thing",
+        "user_id": "usr_42",
+        "properties": {},
+        "traits": None,
+        "occurred_at": WHEN,
+        "event_id": "e1",
+        **overrides,
+    }
+    return make_event(**fields)
+
+
+def rejected(result: Event | Rejection) -> Rejection:
+    """The Rejection, failing the test if an Event was built."""
+    assert isinstance(result, Rejection), result
+    return result
+
+
+def built(result: Event | Rejection) -> Event:
+    """The Event, failing the test if it was rejected."""
+    assert isinstance(result, Event), result
+    return result
+
+
+def test_valid_event_is_built_with_every_field() -> None:
+    """Valid input yields an Event carrying name, user, properties, time, id and traits."""
+    event = built(build(properties={"plan": "pro"}, traits={"email": "a@b.c"}))
+    assert event == Event("custom_thing", "usr_42", {"plan": "pro"}, WHEN, "e1", {"email": "a@b.c"})
+
+
+def test_missing_user_rejected_as_missing() -> None:
+    """user_id None is a missing_user rejection on external_user_id."""
+    rejection = rejected(build(user_id=None))
+    assert rejection.reason == "missing_user"
+    assert rejection.field == "external_user_id"
+    assert rejection.message
+
+
+@pytest.mark.parametrize(
+    "user_id",
+    ["", "  ", "\t\n", True, False, ["usr_42"], 1.5, b"usr"],
+    ids=["empty", "spaces", "whitespace", "true", "false", "list", "float", "bytes"],
+)
+def test_invalid_user_rejected(user_id: object) -> None:
+    """A blank string, bool, list or other non-str/int user is invalid_user."""
+    rejection = rejected(build(user_id=user_id))
+    assert rejection.reason == "invalid_user"
+    assert rejection.field == "external_user_id"
+    assert type(user_id).__name__ in rejection.message
+
+
+@pytest.mark.parametrize(("user_id", "expected"), [(42, "42"), (0, "0"), (-7, "-7")])
+def test_int_user_becomes_str(user_id: int, expected: str) -> None:
+    """An integer user id is accepted and sent as its decimal string."""
+    assert built(build(user_id=user_id)).user_id == expected
+
+
+def test_user_secret_looking_value_not_echoed() -> None:
+    """An invalid user value is described by type, never echoed into the message."""
+    rejection = rejected(build(user_id=["sk_live_secretvalue"]))
+    assert "sk_live_secretvalue" not in rejection.message
+
+
+@pytest.mark.parametrize(
+    "name",
+    [None, "", "   ", 5, b"feature_used", ["x"]],
+    ids=["none", "empty", "spaces", "int", "bytes", "list"],
+)
+def test_invalid_name_rejected(name: object) -> None:
+    """A missing, blank or non-str name is invalid_name on the name field."""
+    rejection = rejected(build(name=name))
+    assert rejection.reason == "invalid_name"
+    assert rejection.field == "name"
+
+
+def test_invalid_name_message_is_short() -> None:
+    """A huge bad name is quoted only briefly in the message."""
+    rejection = rejected(build(name=["x" * 10_000]))
+    assert len(rejection.message) < 200
+
+
+def test_user_checked_before_name() -> None:
+    """With both user and name bad, the user problem is reported."""
+    assert rejected(build(user_id=None, name="")).reason == "missing_user"
+
+
+@pytest.mark.parametrize(
+    "properties",
+    ["plan=pro", ["plan", "pro"], 3, ("a", 1)],
+    ids=["str", "list", "int", "tuple"],
+)
+def test_properties_not_a_mapping_rejected(properties: object) -> None:
+    """Properties that are not a mapping are invalid_properties."""
+    rejection = rejected(build(properties=properties))
+    assert rejection.reason == "invalid_properties"
+    assert rejection.field == "properties"
+    assert type(properties).__name__ in rejection.message
+
+
+def test_properties_none_means_empty() -> None:
+    """No properties at all gives an empty properties dict."""
+    assert built(build(properties=None)).properties == {}
+
+
+def test_properties_are_coerced() -> None:
+    """Properties come out coerced to strict JSON values with str keys."""
+    event = built(build(properties=OrderedDict([(1, {2, 1}), ("nan", float("nan"))])))
+    assert event.properties == {"1": [1, 2], "nan": None}
+
+
+@pytest.mark.parametrize(
+    "traits", ["email", ["email"], 0, False], ids=["str", "list", "0", "false"]
+)
+def test_traits_not_a_mapping_rejected(traits: object) -> None:
+    """Traits that are present but not a mapping are invalid_traits."""
+    rejection = rejected(build(traits=traits))
+    assert rejection.reason == "invalid_traits"
+    assert rejection.field == "traits"
+
+
+def test_traits_none_means_no_upsert() -> None:
+    """Without traits the event carries None, so no user upsert is made."""
+    assert built(build(traits=None)).traits is None
+
+
+def test_traits_are_coerced() -> None:
+    """Traits are coerced like properties."""
+    assert built(build(traits={"seats": (1, 2), 3: b"x"})).traits == {"seats": [1, 2], "3": "x"}
+
+
+def test_canonical_events_are_exactly_the_nine_documented() -> None:
+    """CANONICAL_EVENTS lists exactly the nine documented names with their required keys."""
+    assert len(CANONICAL_EVENTS) == 9
+    assert dict(CANONICAL_EVENTS) == EXPECTED_REQUIRED
+
+
+def test_canonical_events_cannot_be_changed() -> None:
+    """The public table is read-only."""
+    with pytest.raises(TypeError):
+        CANONICAL_EVENTS["user_signed_up"] = ("x",)  # type: ignore[index]
+
+
+REQUIRED_CASES = [(name, key) for name, keys in sorted(EXPECTED_REQUIRED.items()) for key in keys]
+
+
+@pytest.mark.parametrize(("name", "key"), REQUIRED_CASES)
+def test_canonical_required_property_missing_rejected(name: str, key: str) -> None:
+    """A canonical event without its required property is missing_required_property."""
+    rejection = rejected(build(name=name, properties={"other": 1}))
+    assert rejection.reason == "missing_required_property"
+    assert rejection.field == f"properties.{key}"
+    assert repr(key) in rejection.message
+
+
+@pytest.mark.parametrize(("name", "key"), REQUIRED_CASES)
+def test_canonical_required_property_none_rejected(name: str, key: str) -> None:
+    """A required property that is present but None counts as missing."""
+    rejection = rejected(build(name=name, properties={key: None}))
+    assert rejection.reason == "missing_required_property"
+    assert rejection.field == f"properties.{key}"
+
+
+@pytest.mark.parametrize(("name", "key"), REQUIRED_CASES)
+def test_canonical_required_property_nan_rejected(name: str, key: str) -> None:
+    """A required property that coerces to null (NaN) counts as missing too."""
+    rejection = rejected(build(name=name, properties={key: float("nan")}))
+    assert rejection.reason == "missing_required_property"
+
+
+@pytest.mark.parametrize(("name", "key"), REQUIRED_CASES)
+def test_canonical_required_property_present_accepted(name: str, key: str) -> None:
+    """With its required property present the canonical event is built."""
+    assert built(build(name=name, properties={key: "v"})).properties == {key: "v"}
+
+
+@pytest.mark.parametrize("name", sorted(n for n, keys in EXPECTED_REQUIRED.items() if not keys))
+def test_canonical_events_without_requirements_accept_no_properties(name: str) -> None:
+    """Canonical events with no required property are built with no properties."""
+    assert built(build(name=name, properties=None)).name == name
+
+
+@pytest.mark.parametrize("name", ["checkout_done", "Feature Used", "feature_used_v2", "x"])
+def test_custom_names_unconstrained(name: str) -> None:
+    """Any other non-empty name is a custom event with no required properties."""
+    assert built(build(name=name, properties={})).name == name
+
+
+def test_rejection_is_a_frozen_value() -> None:
+    """Rejection carries reason, field and message and cannot be changed."""
+    rejection = Rejection("r", "f", "m")
+    assert (rejection.reason, rejection.field, rejection.message) == ("r", "f", "m")
+    with pytest.raises(AttributeError):
+        rejection.reason = "other"  # type: ignore[misc]
