@@ -253,3 +253,19 @@ def test_forked_child_delivers_its_own_events_exactly_once(
     log.removeHandler(handler)
     names = sorted(e["name"] for e in vibefollow_server.events)
     assert names == ["child_event", "parent_before_fork"]
+
+
+def test_close_right_after_a_failed_flush_does_not_wait_again(
+    vibefollow_server: VibefollowServer, make_handler: HandlerFactory
+) -> None:
+    """logging.shutdown() runs flush() then close(): after a failed flush, close sends nothing."""
+    handler = make_handler(shutdown_timeout=1.0)
+    logging.getLogger("app").addHandler(handler)
+    vibefollow_server.fail_next(503, count=1000)
+    logging.getLogger("app").warning("e", extra={"vf_user": "usr_1"})
+    assert not handler.flush()
+    attempts = len(vibefollow_server.requests)
+    handler.close()
+    assert len(vibefollow_server.requests) == attempts
+    assert handler.stats().dropped == {"shutdown": 1}
+    logging.getLogger("app").removeHandler(handler)

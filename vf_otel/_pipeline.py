@@ -7,6 +7,7 @@ import os
 import time
 import weakref
 from collections.abc import Callable
+from typing import Final
 
 import httpx
 
@@ -23,6 +24,8 @@ from .typing import ErrorCallback
 __all__ = ["Pipeline"]
 
 _logger = logging.getLogger("vf_otel")
+#: A close() this soon after a failed flush() does not retry again (seconds).
+_FLUSH_THEN_CLOSE: Final = 1.0
 
 
 class Pipeline:
@@ -46,6 +49,9 @@ class Pipeline:
             schedule_delay=settings.flush_interval,
         )
         self._closed = False
+        # When a flush just gave up, close() should not wait all over again:
+        # logging.shutdown() calls flush() then close() back to back.
+        self._flush_gave_up_at: float | None = None
         if hasattr(os, "register_at_fork"):
             ref = weakref.WeakMethod(self._after_fork)
             os.register_at_fork(after_in_child=lambda: _call(ref))
@@ -96,16 +102,21 @@ class Pipeline:
             drained = self._buffer.drain(deadline)
             if drained and self._delivery.backlog_size:
                 self._delivery.export((), timeout=deadline - time.monotonic())
-        return drained and self._delivery.backlog_size == 0
+        delivered = drained and self._delivery.backlog_size == 0
+        self._flush_gave_up_at = None if delivered else time.monotonic()
+        return delivered
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Drain within ``timeout``, stop the worker, report what was not delivered."""
         if self._closed:
             return True
         self._closed = True
-        deadline = time.monotonic() + (
-            self.settings.shutdown_timeout if timeout is None else timeout
-        )
+        if timeout is None:
+            timeout = self.settings.shutdown_timeout
+            gave_up = self._flush_gave_up_at
+            if gave_up is not None and time.monotonic() - gave_up < _FLUSH_THEN_CLOSE:
+                timeout = 0.0
+        deadline = time.monotonic() + timeout
         with self._delivery.cap_deadline(deadline):
             left = self._buffer.shutdown(deadline - time.monotonic())
             if self._delivery.backlog_size and time.monotonic() < deadline:
