@@ -252,8 +252,9 @@ def test_warnings_are_rate_limited(
     app_logger.addHandler(handler)
     with caplog.at_level(logging.WARNING, logger="vf_otel"):
         for _ in range(1000):
-            app_logger.info("msg", extra={"vf_user": None, "vf_event": "orphan"})
-    assert handler.stats().dropped == {"missing_user": 1000}
+            app_logger.info("msg", extra={"vf_user": "usr_1", "vf_event": "feature_used"})
+        assert handler.flush(timeout=10)
+    assert handler.stats().dropped == {"missing_required_property": 1000}
     assert len([r for r in caplog.records if r.name.startswith("vf_otel")]) == 1
 
 

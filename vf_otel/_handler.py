@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import httpx
 
 from ._config import resolve_settings
 from ._context import current_user
-from ._event import Event, new_event_id
 from ._pipeline import Pipeline
 from ._stats import Stats
-from ._validate import make_event
+from ._validate import Rejection
 from .typing import ErrorCallback
 
 __all__ = ["VibefollowHandler"]
@@ -22,6 +20,9 @@ _logger = logging.getLogger("vf_otel")
 #: Records from these loggers (and their children) are never events: the
 #: library's own and its HTTP stack's, so the handler can never feed itself.
 IGNORED_LOGGERS: Final = ("vf_otel", "httpx", "httpcore", "opentelemetry")
+_NO_USER: Final = Rejection(
+    "missing_user", "external_user_id", "no user: set vf_user or use vf_otel.user()"
+)
 
 
 class VibefollowHandler(logging.Handler):
@@ -106,24 +107,29 @@ class VibefollowHandler(logging.Handler):
             _logger.debug("vf-otel could not build an event", exc_info=True)
 
     def _emit(self, record: logging.LogRecord) -> None:
+        # Only what must happen now: read the tags, resolve the context user
+        # (the context is gone later), snapshot the mappings (the caller may
+        # reuse them). Validation, coercion, id and timestamp: on the worker.
         if not self._has_key:
             self._pipeline.drop("no_api_key", "VIBEFOLLOW_API_KEY is not set")
             return
         attrs: dict[str, Any] = record.__dict__
         user = attrs.get("vf_user")
+        if user is None:
+            user = current_user()
+            if user is None:
+                self._pipeline.reject(_NO_USER)
+                return
         name = attrs.get("vf_event")
-        event = make_event(
-            name=record.msg if name is None else name,
-            user_id=current_user() if user is None else user,
-            properties=attrs.get("vf_properties"),
-            traits=attrs.get("vf_traits"),
-            occurred_at=datetime.fromtimestamp(record.created, UTC),
-            event_id=new_event_id(),
+        self._pipeline.submit(
+            (
+                record.msg if name is None else name,
+                user,
+                _snapshot(attrs.get("vf_properties")),
+                _snapshot(attrs.get("vf_traits")),
+                record.created,
+            )
         )
-        if isinstance(event, Event):
-            self._pipeline.submit(event)
-        else:
-            self._pipeline.reject(event)
 
     def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """Deliver everything queued; True if it all landed within ``timeout`` seconds."""
@@ -139,6 +145,12 @@ class VibefollowHandler(logging.Handler):
     def stats(self) -> Stats:
         """Counters: enqueued, sent, retried, dead-lettered, dropped by reason, queued."""
         return self._pipeline.stats()
+
+
+def _snapshot(value: object) -> object:
+    # A shallow copy, so a dict the caller mutates after logging is sent as it
+    # was; anything else is validated (and refused if not a mapping) on the worker.
+    return value.copy() if type(value) is dict else value
 
 
 def _is_ignored(name: str) -> bool:

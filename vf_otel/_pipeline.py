@@ -18,7 +18,7 @@ from ._event import Event
 from ._ratelimit import RateLimitedLog
 from ._sdk import EventBuffer
 from ._stats import Counters, Stats
-from ._validate import Rejection
+from ._validate import PendingEvent, Rejection, build_pending
 from .typing import ErrorCallback
 
 __all__ = ["Pipeline"]
@@ -42,8 +42,8 @@ class Pipeline:
         self._counters = Counters()
         self._log = RateLimitedLog(_logger)
         self._delivery = Delivery(settings, self._counters, on_error=on_error, transport=transport)
-        self._buffer: EventBuffer[Event] = EventBuffer(
-            self._delivery.export,
+        self._buffer: EventBuffer[Event | PendingEvent] = EventBuffer(
+            self._export,
             max_queue_size=settings.max_queue_size,
             batch_size=settings.batch_size,
             schedule_delay=settings.flush_interval,
@@ -63,10 +63,34 @@ class Pipeline:
         self._delivery.after_fork()
         self._buffer.after_fork()
 
+    def _export(self, batch: list[Event | PendingEvent]) -> None:
+        """The worker's half of a log call: build the Events, then deliver them."""
+        events: list[Event] = []
+        for item in batch:
+            if isinstance(item, Event):
+                events.append(item)
+                continue
+            try:
+                built = build_pending(item)
+            except Exception:  # noqa: BLE001 - one odd record must not sink the batch
+                self._log.log(
+                    logging.ERROR, "build", "vf-otel could not build an event", exc_info=True
+                )
+                self._counters.drop("internal_error")
+                continue
+            if isinstance(built, Rejection):
+                self.reject(built)
+            else:
+                events.append(built)
+        self._delivery.export(events)
+
     # -- app thread -----------------------------------------------------------
 
-    def submit(self, event: Event) -> bool:
-        """Queue an event; a refusal is counted and warned about, never raised."""
+    def submit(self, event: Event | PendingEvent) -> bool:
+        """Queue an event, or a log call's tags to build one from on the worker.
+
+        A refusal (queue full, closed) is counted and warned about, never raised.
+        """
         problem = self._buffer.put(event)
         if problem is None:
             self._counters.add("enqueued")
@@ -123,7 +147,8 @@ class Pipeline:
                 self._delivery.export((), timeout=deadline - time.monotonic())
         if left:
             self._counters.drop("shutdown", len(left))
-            self._delivery.report(UndeliveredError("not delivered before shutdown"), left)
+            lost = [e for e in map(_as_event, left) if e is not None]
+            self._delivery.report(UndeliveredError("not delivered before shutdown"), lost)
         undelivered = self._delivery.backlog_size + len(left)
         self._delivery.close()
         if undelivered:
@@ -141,6 +166,17 @@ _DROP_TEXT = {
     "queue_full": "the queue is full (raise max_queue_size or check delivery)",
     "shutdown": "the handler is closed",
 }
+
+
+def _as_event(item: Event | PendingEvent) -> Event | None:
+    """The Event for a queued item, for on_error; None if it could never have been one."""
+    if isinstance(item, Event):
+        return item
+    try:
+        built = build_pending(item)
+    except Exception:  # noqa: BLE001 - only for reporting; the loss is counted anyway
+        return None
+    return built if isinstance(built, Event) else None
 
 
 def _call(ref: weakref.WeakMethod[Callable[[], None]]) -> None:

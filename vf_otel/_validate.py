@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final
 
 from ._coerce import coerce_mapping
-from ._event import Event
+from ._event import Event, new_event_id
 
-__all__ = ["CANONICAL_EVENTS", "Rejection", "make_event"]
+__all__ = ["CANONICAL_EVENTS", "PendingEvent", "Rejection", "build_pending", "make_event"]
 
 #: The nine canonical lifecycle events and the properties each one requires
 #: (vibefollow-api.md §6). Other names are custom events with no requirements.
@@ -28,6 +28,13 @@ CANONICAL_EVENTS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
         "user_invited": ("invitedEmail",),
     }
 )
+
+
+#: What a log call leaves in the queue: (name, user, properties, traits, created).
+#: A bare tuple because the logging thread must spend as little as possible:
+#: validation, coercion, the event id and the timestamp are all done on the
+#: delivery worker by :func:`build_pending`.
+PendingEvent = tuple[object, object, object, object, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +78,19 @@ def make_event(
             + ", ".join(repr(key) for key in missing),
         )
     return Event(name, user, props, occurred_at, event_id, upsert)
+
+
+def build_pending(pending: PendingEvent) -> Event | Rejection:
+    """Turn a queued log call into an Event (on the worker), or say why not."""
+    name, user_id, properties, traits, created = pending
+    return make_event(
+        name=name,
+        user_id=user_id,
+        properties=properties,
+        traits=traits,
+        occurred_at=datetime.fromtimestamp(created, UTC),
+        event_id=new_event_id(),
+    )
 
 
 def _user_id(value: object) -> str | None:
