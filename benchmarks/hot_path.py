@@ -37,7 +37,9 @@ class _Nothing(logging.Handler):
 
 
 def _logger(name: str, handler: logging.Handler) -> logging.Logger:
-    logger = logging.Logger(name, logging.INFO)
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
     logger.addHandler(handler)
     return logger
 
