@@ -7,6 +7,7 @@ logging.getLogger("app").info("signup", extra={"vf_user": "usr_42"})
 
 from __future__ import annotations
 
+from ._configure import Configuration, configure
 from ._context import current_user, user
 from ._errors import (
     AuthError,
@@ -19,13 +20,17 @@ from ._errors import (
 )
 from ._event import Event
 from ._handler import VibefollowHandler
+from ._logs import VibefollowLogExporter
+from ._spans import VibefollowSpanExporter, VibefollowUserSpanProcessor
 from ._stats import Stats
+from ._track import track
 from ._validate import CANONICAL_EVENTS
 from ._version import __version__
 
 __all__ = [
     "CANONICAL_EVENTS",
     "AuthError",
+    "Configuration",
     "Event",
     "NetworkError",
     "RateLimitError",
@@ -35,7 +40,12 @@ __all__ = [
     "ValidationError",
     "VibefollowError",
     "VibefollowHandler",
+    "VibefollowLogExporter",
+    "VibefollowSpanExporter",
+    "VibefollowUserSpanProcessor",
     "__version__",
+    "configure",
     "current_user",
+    "track",
     "user",
 ]

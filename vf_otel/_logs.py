@@ -1,0 +1,110 @@
+"""``VibefollowLogExporter``: the OTel log pipeline's way in, for apps that already use it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from ._handler import IGNORED_LOGGERS
+from ._sdk import LogExporterBase, LogExportResult
+from ._sink import EventSink
+from ._stats import Stats
+from ._translate import Result, translate_log
+from .typing import ErrorCallback
+
+__all__ = ["VibefollowLogExporter"]
+
+_logger = logging.getLogger("vf_otel")
+
+
+class VibefollowLogExporter(LogExporterBase):
+    """Send OTel log records tagged with ``vf_user`` / ``vf_event`` (or ``vf.user`` / ``vf.event``).
+
+    For apps that route ``logging`` through an OTel ``LoggerProvider`` (the
+    ``LoggingHandler`` copies ``extra=`` into attributes) or name it in
+    ``OTEL_LOGS_EXPORTER=vibefollow``. The event name defaults to the record's
+    body — the *formatted* message, since the OTel handler formats it; pass
+    ``vf_event`` when the message has arguments. Apps without an OTel log
+    pipeline should use :class:`VibefollowHandler`, which is much cheaper.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        batch_size: int | None = None,
+        flush_interval: float | None = None,
+        max_queue_size: int | None = None,
+        timeout: float | None = None,
+        export_timeout: float | None = None,
+        shutdown_timeout: float | None = None,
+        max_retries: int | None = None,
+        allow_insecure_http: bool | None = None,
+        on_error: ErrorCallback | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        options = {
+            "api_key": api_key,
+            "base_url": base_url,
+            "batch_size": batch_size,
+            "flush_interval": flush_interval,
+            "max_queue_size": max_queue_size,
+            "timeout": timeout,
+            "export_timeout": export_timeout,
+            "shutdown_timeout": shutdown_timeout,
+            "max_retries": max_retries,
+            "allow_insecure_http": allow_insecure_http,
+        }
+        self._sink = EventSink(options, on_error=on_error, transport=transport)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._sink.pipeline.settings.base_url}>"
+
+    def export(self, batch: Sequence[Any]) -> LogExportResult:
+        """Queue the tagged records as events. Never raises; FAILURE only after shutdown.
+
+        ``batch`` holds ``ReadableLogRecord`` (SDK >= 1.39) or ``LogData``
+        (older); both carry the record as ``.log_record``.
+        """
+        if self._sink.is_shut_down:
+            return LogExportResult.FAILURE
+        try:
+            self._sink.accept(_translate(batch))
+        except Exception:
+            self._sink.pipeline.drop("internal_error", "unexpected error translating log records")
+            _logger.debug("vf-otel could not translate log records", exc_info=True)
+            return LogExportResult.FAILURE
+        return LogExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        """Deliver what is queued (up to ``shutdown_timeout``) and stop. Idempotent."""
+        self._sink.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Deliver what is queued; True if all of it landed within ``timeout_millis``."""
+        return self._sink.flush(timeout_millis)
+
+    def stats(self) -> Stats:
+        """Counters: enqueued, sent, retried, dead-lettered, dropped by reason, queued."""
+        return self._sink.stats()
+
+
+def _translate(batch: Sequence[Any]) -> list[Result]:
+    results: list[Result] = []
+    for item in batch:
+        result = translate_log(item.log_record)
+        if result is not None and not _from_ignored_logger(item):
+            results.append(result)
+    return results
+
+
+def _from_ignored_logger(item: Any) -> bool:
+    # The OTel LoggingHandler names the scope after the logger; the library's own
+    # loggers and its HTTP stack are never events, as with VibefollowHandler.
+    scope = getattr(item, "instrumentation_scope", None)
+    name = getattr(scope, "name", None) or ""
+    return any(name == root or name.startswith(root + ".") for root in IGNORED_LOGGERS)

@@ -1,0 +1,138 @@
+"""The span side: ``VibefollowSpanExporter`` and ``VibefollowUserSpanProcessor``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import httpx
+from opentelemetry import baggage
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from ._context import BAGGAGE_KEY, current_user
+from ._sink import EventSink
+from ._stats import Stats
+from ._translate import CONTEXT_USER_KEY, USER_KEY, Result, translate_span
+from .typing import ErrorCallback
+
+__all__ = ["VibefollowSpanExporter", "VibefollowUserSpanProcessor"]
+
+_logger = logging.getLogger("vf_otel")
+
+
+class VibefollowSpanExporter(SpanExporter):
+    """Send spans tagged with ``vf.user`` / ``vf.event`` (and their tagged span events).
+
+    Use it like any OTel exporter, behind a ``BatchSpanProcessor``, or name it in
+    ``OTEL_TRACES_EXPORTER=vibefollow``. Untagged spans are skipped after two
+    dictionary lookups; spans with status ERROR emit nothing unless
+    ``include_error_spans`` is set. Translated events go through the same
+    queue and delivery as :class:`VibefollowHandler`, with an ``event_id``
+    derived from the trace id, span id and event index, so a span exported
+    twice is delivered once. Options are those of the handler; every one may
+    come from its ``VIBEFOLLOW_*`` environment variable instead.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        batch_size: int | None = None,
+        flush_interval: float | None = None,
+        max_queue_size: int | None = None,
+        timeout: float | None = None,
+        export_timeout: float | None = None,
+        shutdown_timeout: float | None = None,
+        max_retries: int | None = None,
+        allow_insecure_http: bool | None = None,
+        on_error: ErrorCallback | None = None,
+        transport: httpx.BaseTransport | None = None,
+        include_error_spans: bool = False,
+    ) -> None:
+        if not isinstance(include_error_spans, bool):
+            raise ValueError("include_error_spans must be a bool")
+        self._include_errors = include_error_spans
+        options = {
+            "api_key": api_key,
+            "base_url": base_url,
+            "batch_size": batch_size,
+            "flush_interval": flush_interval,
+            "max_queue_size": max_queue_size,
+            "timeout": timeout,
+            "export_timeout": export_timeout,
+            "shutdown_timeout": shutdown_timeout,
+            "max_retries": max_retries,
+            "allow_insecure_http": allow_insecure_http,
+        }
+        self._sink = EventSink(options, on_error=on_error, transport=transport)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._sink.pipeline.settings.base_url}>"
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Queue the events the spans carry. Never raises; FAILURE only after shutdown."""
+        if self._sink.is_shut_down:
+            return SpanExportResult.FAILURE
+        try:
+            self._sink.accept(self._translate(spans))
+        except Exception:
+            self._sink.pipeline.drop("internal_error", "unexpected error translating spans")
+            _logger.debug("vf-otel could not translate spans", exc_info=True)
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def _translate(self, spans: Sequence[ReadableSpan]) -> list[Result]:
+        results: list[Result] = []
+        for span in spans:
+            results.extend(translate_span(span, include_errors=self._include_errors))
+        return results
+
+    def shutdown(self) -> None:
+        """Deliver what is queued (up to ``shutdown_timeout``) and stop. Idempotent."""
+        self._sink.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Deliver what is queued; True if all of it landed within ``timeout_millis``."""
+        return self._sink.flush(timeout_millis)
+
+    def stats(self) -> Stats:
+        """Counters: enqueued, sent, retried, dead-lettered, dropped by reason, queued."""
+        return self._sink.stats()
+
+
+class VibefollowUserSpanProcessor(SpanProcessor):
+    """Record the context's user on each span as it starts, for the exporter to fall back on.
+
+    A finished span carries no context, so the user from ``vf_otel.user(...)``
+    or the baggage entry ``vf.user`` (set in this process or received in a W3C
+    ``baggage`` header) is copied at span start — to the attribute
+    ``vf.context_user``, not ``vf.user``: ``vf.user`` marks a span as an event,
+    and every span inside a user's request must not become one. The exporter
+    reads ``vf.context_user`` only for spans tagged with ``vf.event``.
+    """
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Copy the user, unless the span names one itself. Never raises."""
+        try:
+            attrs = span.attributes or {}
+            if USER_KEY in attrs or not span.is_recording():
+                return
+            found = baggage.get_baggage(BAGGAGE_KEY, parent_context)
+            user = found if isinstance(found, str) and found else current_user()
+            if user:
+                span.set_attribute(CONTEXT_USER_KEY, user)
+        except Exception:
+            _logger.debug("vf-otel could not read the user from the context", exc_info=True)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Nothing to do: the exporter reads the attribute."""
+
+    def shutdown(self) -> None:
+        """Nothing to release."""
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Nothing is buffered here."""
+        return True

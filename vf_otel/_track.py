@@ -1,0 +1,112 @@
+"""``@vf_otel.track(...)``: an event each time a function returns successfully.
+
+Where the event goes: ``track`` emits a tagged log record on the logger
+``vibefollow.track`` (``TRACK_LOGGER``), exactly what an app would write by
+hand. Whatever is installed picks it up — the :class:`VibefollowHandler` that
+:func:`vf_otel.configure` puts on the root logger, one added by hand, or the
+OTel log pipeline with :class:`VibefollowLogExporter` — with no registry of
+handlers (no mutable module state) and one delivery path. Not a ``vf_otel.*``
+logger: the handler ignores those so the library can never feed itself.
+
+The record bypasses the logger's *level* (the root logger's default WARNING
+would otherwise eat every event: a product event is not a diagnostic with a
+severity), but not ``disabled`` loggers, filters or handler levels.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
+
+import wrapt
+
+from ._context import current_user
+
+__all__ = ["TRACK_LOGGER", "track"]
+
+TRACK_LOGGER: Final = "vibefollow.track"
+F = TypeVar("F", bound=Callable[..., Any])
+UserArg = str | int | Callable[..., object] | None
+PropertiesArg = Mapping[str, Any] | Callable[..., Mapping[str, Any]] | None
+
+_logger = logging.getLogger("vf_otel")
+
+
+def track(name: str, *, user: UserArg = None, properties: PropertiesArg = None) -> Callable[[F], F]:
+    """Emit the event ``name`` after each successful return of the decorated function.
+
+    Works on functions, methods and ``async def`` functions (the event follows
+    the awaited result); nothing is emitted when the call raises. ``user`` and
+    ``properties`` are values, or callables that receive the call's arguments
+    (``self``/``cls`` included for methods). ``user`` defaults to
+    :func:`vf_otel.current_user`. Signature and docstring are preserved, and a
+    failing ``user``/``properties`` callable is logged, never raised.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("track() needs a non-empty event name")
+    if properties is not None and not callable(properties) and not isinstance(properties, Mapping):
+        raise ValueError("properties must be a mapping or a callable")
+    emit = functools.partial(_emit, name, user, properties)
+
+    def decorate(func: F) -> F:
+        # Decided once, on the function itself: wrapt may hand the wrapper a
+        # partial (``Class.method(obj)``) that no longer looks like a coroutine function.
+        is_async = inspect.iscoroutinefunction(getattr(func, "__func__", func))
+
+        @wrapt.decorator
+        def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: Any) -> Any:
+            call_args = _call_args(wrapped, instance, args)
+            if is_async:
+                return _awaiting(wrapped(*args, **kwargs), emit, call_args, kwargs)
+            result = wrapped(*args, **kwargs)
+            emit(call_args, kwargs)
+            return result
+
+        return wrapper(func)  # type: ignore[return-value]
+
+    return decorate
+
+
+def _call_args(wrapped: Any, instance: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The positional arguments the underlying function receives, ``self``/``cls`` included."""
+    if inspect.ismethod(wrapped):  # bound method or classmethod
+        return (wrapped.__self__, *args)
+    if instance is not None:
+        # ``Class.method(obj, ...)``: wrapt passes obj as instance and binds a partial.
+        return (instance, *args)
+    return args  # a function or staticmethod (wrapt passes no instance)
+
+
+async def _awaiting(
+    call: Any, emit: Callable[[tuple[Any, ...], dict[str, Any]], None], args: Any, kwargs: Any
+) -> Any:
+    result = await call
+    emit(args, kwargs)
+    return result
+
+
+def _emit(
+    name: str,
+    user: UserArg,
+    properties: PropertiesArg,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
+    try:
+        user_id = user(*args, **kwargs) if callable(user) else user
+        props = properties(*args, **kwargs) if callable(properties) else properties
+        extra: dict[str, Any] = {"vf_event": name, "vf_properties": props}
+        found = current_user() if user_id is None else user_id
+        if found is not None:
+            # Left out when unknown, so the handler counts the drop as missing_user.
+            extra["vf_user"] = found
+        logger = logging.getLogger(TRACK_LOGGER)
+        if not logger.disabled:
+            logger.handle(
+                logger.makeRecord(TRACK_LOGGER, logging.INFO, "", 0, name, (), None, extra=extra)
+            )
+    except Exception:
+        _logger.warning("vf_otel.track(%r) could not build its event", name, exc_info=True)

@@ -1,0 +1,195 @@
+"""Translate finished spans and OTel log records into Events (design §3).
+
+Runs on the SDK's export thread, never on the request path. The common case —
+a span or record with no ``vf`` tag — is decided by two dictionary lookups.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import StatusCode
+
+from ._event import Event, new_event_id
+from ._validate import Rejection, make_event
+
+__all__ = [
+    "CONTEXT_USER_KEY",
+    "EVENT_KEY",
+    "USER_KEY",
+    "event_id_for",
+    "translate_log",
+    "translate_span",
+]
+
+USER_KEY: Final = "vf.user"
+EVENT_KEY: Final = "vf.event"
+#: Where the user span processor records the context's user. A separate key on
+#: purpose: ``vf.user`` marks a span as an event, and every span started inside
+#: ``vf_otel.user(...)`` must not become one.
+CONTEXT_USER_KEY: Final = "vf.context_user"
+PROPERTIES_PREFIX: Final = "vf.properties."
+TRAITS_PREFIX: Final = "vf.traits."
+#: The logging ``extra=`` names, as the OTel LoggingHandler copies them into attributes.
+LOG_USER_KEYS: Final = ("vf_user", USER_KEY)
+LOG_EVENT_KEYS: Final = ("vf_event", EVENT_KEY)
+# A stringified mapping longer than this is not parsed back (it would be rejected anyway).
+_MAX_PARSED_TEXT: Final = 65_536
+
+Attrs = Mapping[str, Any]
+Result = Event | Rejection
+
+
+class LogRecordLike(Protocol):
+    """The part of an OTel ``LogRecord`` read here (the same from SDK 1.34 to 1.45)."""
+
+    @property
+    def attributes(self) -> Attrs | None: ...
+    @property
+    def body(self) -> Any: ...
+    @property
+    def timestamp(self) -> int | None: ...
+    @property
+    def observed_timestamp(self) -> int | None: ...
+
+
+# -- spans ----------------------------------------------------------------------------
+
+
+def translate_span(span: ReadableSpan, *, include_errors: bool = False) -> list[Result]:
+    """The events a finished span carries: itself if tagged, then its tagged span events."""
+    attrs: Attrs = span.attributes or {}
+    tagged = USER_KEY in attrs or EVENT_KEY in attrs
+    if not tagged and not span.events:
+        return []
+    if not include_errors and span.status.status_code is StatusCode.ERROR:
+        return []
+    context = span.context
+    if context is None:
+        return []
+    results: list[Result] = []
+    span_user = attrs.get(USER_KEY, attrs.get(CONTEXT_USER_KEY))
+    if tagged:
+        results.append(
+            _from_attrs(
+                attrs,
+                default_name=span.name,
+                user=span_user,
+                nanos=span.start_time,
+                event_id=event_id_for(context.trace_id, context.span_id, 0),
+            )
+        )
+    for index, span_event in enumerate(span.events, start=1):
+        event_attrs: Attrs = span_event.attributes or {}
+        if USER_KEY in event_attrs or EVENT_KEY in event_attrs:
+            results.append(
+                _from_attrs(
+                    event_attrs,
+                    default_name=span_event.name,
+                    user=event_attrs.get(USER_KEY, span_user),
+                    nanos=span_event.timestamp,
+                    event_id=event_id_for(context.trace_id, context.span_id, index),
+                )
+            )
+    return results
+
+
+def event_id_for(trace_id: int, span_id: int, index: int) -> str:
+    """A stable id: the same span exported twice yields the same idempotency key.
+
+    ``index`` 0 is the span itself, ``i + 1`` its i-th span event.
+    """
+    return f"{trace_id:032x}{span_id:016x}-{index}"
+
+
+def _from_attrs(
+    attrs: Attrs, *, default_name: str, user: object, nanos: int | None, event_id: str
+) -> Result:
+    traits = _prefixed(attrs, TRAITS_PREFIX)
+    return make_event(
+        name=attrs.get(EVENT_KEY, default_name),
+        user_id=user,
+        properties=_prefixed(attrs, PROPERTIES_PREFIX),
+        traits=traits or None,
+        occurred_at=utc_from_nanos(nanos),
+        event_id=event_id,
+    )
+
+
+def _prefixed(attrs: Attrs, prefix: str) -> dict[str, Any]:
+    return {key[len(prefix) :]: value for key, value in attrs.items() if key.startswith(prefix)}
+
+
+def utc_from_nanos(nanos: int | None) -> datetime:
+    """An OTel timestamp (ns since the epoch) as an aware UTC datetime; now if missing."""
+    if nanos is None:
+        return datetime.now(UTC)
+    # Rounded to the microsecond: a log record's float ``created`` reaches us as
+    # e.g. ...249999872 ns, which must not become the previous millisecond.
+    seconds, micros = divmod((nanos + 500) // 1000, 1_000_000)
+    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=micros)
+
+
+# -- log records ------------------------------------------------------------------------
+
+
+def translate_log(record: LogRecordLike) -> Result | None:
+    """A tagged log record as an Event (or why not); None when it carries no tag.
+
+    Accepts the logging ``extra=`` names (``vf_user``, ``vf_event``,
+    ``vf_properties``, ``vf_traits``) and the span-style dotted names. The
+    SDK keeps mapping values as dicts (sequences become tuples, which coerce
+    back to lists); a mapping that some pipeline stringified is parsed back.
+    """
+    attrs: Attrs = record.attributes or {}
+    if not any(key in attrs for key in (*LOG_USER_KEYS, *LOG_EVENT_KEYS)):
+        return None
+    name = _first(attrs, LOG_EVENT_KEYS)
+    return make_event(
+        name=record.body if name is None else name,
+        user_id=_first(attrs, LOG_USER_KEYS),
+        properties=_log_mapping(attrs, "properties"),
+        traits=_log_mapping(attrs, "traits") or None,
+        occurred_at=utc_from_nanos(record.timestamp or record.observed_timestamp),
+        event_id=new_event_id(),
+    )
+
+
+def _first(attrs: Attrs, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        value = attrs.get(key)
+        if value is not None:
+            return value
+    return None
+
+
+def _log_mapping(attrs: Attrs, kind: str) -> Any:
+    """``vf_<kind>`` (a mapping, or one rendered as text) merged with ``vf.<kind>.<key>``."""
+    whole = _first(attrs, (f"vf_{kind}", f"vf.{kind}"))
+    if isinstance(whole, str):
+        whole = _parse_mapping(whole)
+    dotted = _prefixed(attrs, f"vf.{kind}.")
+    if whole is None:
+        return dotted
+    if not isinstance(whole, Mapping):
+        return whole  # make_event rejects it with a clear reason
+    return {**whole, **dotted}
+
+
+def _parse_mapping(text: str) -> Any:
+    """JSON, or a Python ``str(dict)``; the text itself when it is neither."""
+    if len(text) > _MAX_PARSED_TEXT:
+        return text
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            value = parse(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+        if isinstance(value, Mapping):
+            return value
+    return text
