@@ -30,8 +30,9 @@ class VibefollowHandler(logging.Handler):
 
     ``logger.info("signup", extra={"vf_user": "usr_42"})`` becomes the event
     ``signup`` for user ``usr_42``. Untagged records are ignored at almost no
-    cost. On the logging thread the handler only checks tags, builds a small
-    Event and queues it; a worker thread batches and delivers. It never raises
+    cost. On the logging thread the handler only checks the tags, resolves the
+    context user and queues a snapshot of them; a worker thread builds the
+    Events (validation, JSON coercion), batches and delivers. It never raises
     into the application and never blocks it, except in :meth:`flush` and
     :meth:`close`, which wait at most ``shutdown_timeout`` seconds.
 
