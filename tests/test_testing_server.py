@@ -798,3 +798,11 @@ def test_public_surface_matches_all() -> None:
     public = {name for name in names if not name.startswith("_")} - {"annotations", "pytest_plugin"}
     assert vf_otel.testing.__all__ == sorted(vf_otel.testing.__all__)
     assert set(vf_otel.testing.__all__) == public
+
+
+def test_port_in_use_raises_oserror() -> None:
+    """Starting on a port that is already bound raises the OSError, nothing stranger."""
+    with VibefollowServer() as first:
+        port = int(first.base_url.rsplit(":", 1)[1])
+        with pytest.raises(OSError):  # noqa: PT011 - errno varies by platform
+            VibefollowServer(port=port).start()

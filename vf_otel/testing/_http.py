@@ -59,11 +59,12 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         self._stopped = threading.Event()
+        # Made before binding: a failed bind calls server_close(), which closes these.
+        self._wake_reader, self._wake_writer = socket.socketpair()
         super().__init__(address, RequestHandler)
         # Non-blocking: a connection that vanished between select() and accept() must not
         # leave the loop stuck in accept(), where stop_serving() could not reach it.
         self.socket.setblocking(False)
-        self._wake_reader, self._wake_writer = socket.socketpair()
 
     def serve_until_stopped(self) -> None:
         """Accept connections until :meth:`stop_serving`; runs in the server thread."""
