@@ -1,34 +1,73 @@
-"""Cost of a log call on the application thread, side by side, as ratios.
+"""Cost of one event on the application thread, side by side, as ratios to a do-nothing handler.
 
-    python benchmarks/hot_path.py [--calls N] [--rounds R]
+    python benchmarks/hot_path.py [--size full|quick|smoke] [--variants a,b] [--json PATH]
 
-Each round times every variant once, in turn, so machine noise hits them all
-alike; the report gives the median per-call time and the median ratio to the
-do-nothing handler. Absolute times on a shared machine mean little: read the ratios.
+Each round times every variant once (rotating the order), so machine noise hits
+them all alike; after its turn a variant's queue is drained, untimed, so its
+worker never competes with the next variant. The report gives the median
+per-call time and the median per-round ratio to the baseline. Queues are large
+enough never to fill; every worker delivers to a server in another process on
+127.0.0.1 while the app thread is being timed.
 
-Variants:
+Variants (the same event: "signup" for usr_42 with two properties):
 - baseline: ``logger.info`` through a handler whose ``emit`` does nothing;
-- untagged / tagged: through ``VibefollowHandler``, delivering to the local
-  Vibefollow server (``vf_otel.testing``) on a worker thread meanwhile;
-- tagged, delivery paused: the same, with the worker blocked, to separate the
-  logging thread's own cost from the worker competing for the GIL.
+- vf_untagged / vf_tagged: through ``VibefollowHandler`` → local VibefollowServer;
+- otel_logging: the OTel SDK's ``LoggingHandler`` + ``LoggerProvider`` +
+  ``BatchLogRecordProcessor`` + OTLP/HTTP log exporter → loopback sink;
+- posthog: ``Posthog.capture()`` → loopback sink;
+- segment: Segment ``analytics`` ``Client.track()`` → loopback sink.
 """
 
 from __future__ import annotations
 
-import argparse
+import functools
 import logging
-import statistics
-import threading
-import time
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
 
-import httpx
+from _common import (
+    LOCAL_KEY,
+    SIZES,
+    ServerProcess,
+    interleave,
+    loopback_only,
+    optional_module,
+    parse_args,
+    per_call,
+    print_table,
+    quiet_deprecations,
+    summarise,
+    write_results,
+)
 
 import vf_otel
-from vf_otel.testing import VibefollowServer
 
-EXTRA = {"vf_user": "usr_42", "vf_properties": {"plan": "trial", "seats": 3}}
+PROPERTIES: Final = {"plan": "trial", "seats": 3}
+EXTRA: Final = {"vf_user": "usr_42", "vf_properties": PROPERTIES}
+#: Never reached: every queue is drained after each variant's turn.
+HUGE_QUEUE: Final = 10_000_000
+DRAIN_TIMEOUT: Final = 120.0
+LABELS: Final = {
+    "baseline": "baseline: do-nothing logging handler",
+    "vf_untagged": "VibefollowHandler, untagged record",
+    "vf_tagged": "VibefollowHandler, tagged record",
+    "otel_logging": "OTel LoggingHandler + BatchLogRecordProcessor (OTLP/HTTP)",
+    "posthog": "posthog capture()",
+    "segment": "Segment analytics track()",
+}
+VARIANTS: Final = tuple(LABELS)
+
+
+@dataclass
+class Variant:
+    """One way of sending the event: the timed call, and untimed drain / close steps."""
+
+    call: Callable[[], object]
+    drain: Callable[[], object] = lambda: None
+    close: Callable[[], object] = lambda: None
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 class _Nothing(logging.Handler):
@@ -44,65 +83,133 @@ def _logger(name: str, handler: logging.Handler) -> logging.Logger:
     return logger
 
 
-def _time(call: Callable[[], None], calls: int) -> float:
-    started = time.perf_counter()
-    for _ in range(calls):
-        call()
-    return (time.perf_counter() - started) / calls
+def baseline() -> Variant:
+    """``logger.info`` with the tagged ``extra=`` through a do-nothing handler."""
+    log = _logger("bench.base", _Nothing())
+    return Variant(lambda: log.info("signup", extra=EXTRA))
 
 
-def _paused_handler(gate: threading.Event) -> vf_otel.VibefollowHandler:
-    def hold(request: httpx.Request) -> httpx.Response:
-        gate.wait()
-        return httpx.Response(202, json={"data": {"accepted": True}})
+def vibefollow(base_url: str, *, tagged: bool) -> Variant:
+    """Through VibefollowHandler, delivering to the local VibefollowServer meanwhile."""
+    handler = vf_otel.VibefollowHandler(
+        api_key=LOCAL_KEY, base_url=base_url, max_queue_size=HUGE_QUEUE
+    )
+    log = _logger("bench.vf_tagged" if tagged else "bench.vf_untagged", handler)
+    call = (lambda: log.info("signup", extra=EXTRA)) if tagged else (lambda: log.info("signup"))
+    return Variant(call, lambda: handler.flush(timeout=DRAIN_TIMEOUT), handler.close)
 
-    return vf_otel.VibefollowHandler(
-        api_key="sk_test_" + "0" * 32,
-        transport=httpx.MockTransport(hold),
-        max_queue_size=10_000_000,
-        export_timeout=3600,
-        timeout=600,
+
+def otel_logging(sink_url: str) -> Variant | None:
+    """The OTel SDK's log pipeline with the OTLP/HTTP exporter, to the loopback sink."""
+    otlp = optional_module("opentelemetry.exporter.otlp.proto.http._log_exporter")
+    if otlp is None:
+        return None
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler  # noqa: PLC0415
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor  # noqa: PLC0415
+
+    provider = LoggerProvider()
+    exporter = otlp.OTLPLogExporter(endpoint=sink_url + "/v1/logs")
+    provider.add_log_record_processor(
+        BatchLogRecordProcessor(exporter, max_queue_size=HUGE_QUEUE, max_export_batch_size=512)
+    )
+    log = _logger("bench.otel", LoggingHandler(logger_provider=provider))
+    return Variant(
+        lambda: log.info("signup", extra=EXTRA),
+        lambda: provider.force_flush(int(DRAIN_TIMEOUT * 1000)),
+        provider.shutdown,
+        {"exporter": "OTLP/HTTP (protobuf) to the loopback sink"},
     )
 
 
+def posthog(sink_url: str) -> Variant | None:
+    """``Posthog.capture()`` with no feature flags, geoip or exception capture."""
+    module = optional_module("posthog")
+    if module is None:
+        return None
+    client: Any = module.Posthog(
+        "phc_benchmark",
+        host=sink_url,
+        max_queue_size=HUGE_QUEUE,
+        disable_geoip=True,
+        enable_exception_autocapture=False,
+        enable_local_evaluation=False,
+        personal_api_key=None,
+    )
+
+    def call() -> object:
+        return client.capture("signup", distinct_id="usr_42", properties=PROPERTIES)
+
+    return Variant(call, lambda: client.flush(DRAIN_TIMEOUT), client.shutdown)
+
+
+def segment(sink_url: str) -> Variant | None:
+    """Segment's ``Client.track()`` (package segment-analytics-python)."""
+    module = optional_module("segment.analytics")
+    if module is None:
+        return None
+    client: Any = module.Client("benchmark_write_key", host=sink_url, max_queue_size=HUGE_QUEUE)
+
+    def call() -> object:
+        return client.track(user_id="usr_42", event="signup", properties=PROPERTIES)
+
+    return Variant(call, client.flush, client.shutdown)
+
+
+def build(name: str, vf_url: str, sink_url: str) -> Variant | None:
+    """The variant called ``name``, or None when its library is not installed."""
+    factories: dict[str, Callable[[], Variant | None]] = {
+        "baseline": baseline,
+        "vf_untagged": lambda: vibefollow(vf_url, tagged=False),
+        "vf_tagged": lambda: vibefollow(vf_url, tagged=True),
+        "otel_logging": lambda: otel_logging(sink_url),
+        "posthog": lambda: posthog(sink_url),
+        "segment": lambda: segment(sink_url),
+    }
+    return factories[name]()
+
+
 def main() -> None:
-    """Run the rounds and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=7)
-    args = parser.parse_args()
-    gate = threading.Event()
-    with VibefollowServer() as server:
-        live = vf_otel.VibefollowHandler(
-            api_key=server.api_key, base_url=server.base_url, max_queue_size=10_000_000
-        )
-        paused = _paused_handler(gate)
-        base = _logger("bench.base", _Nothing())
-        vf_live = _logger("bench.live", live)
-        vf_paused = _logger("bench.paused", paused)
-        variants: dict[str, Callable[[], None]] = {
-            "baseline (do-nothing handler)": lambda: base.info("signup", extra=EXTRA),
-            "untagged record": lambda: vf_live.info("signup"),
-            "tagged record": lambda: vf_live.info("signup", extra=EXTRA),
-            "tagged, delivery paused": lambda: vf_paused.info("signup", extra=EXTRA),
-        }
-        times: dict[str, list[float]] = {name: [] for name in variants}
-        for _ in range(args.rounds):
-            for name, call in variants.items():
-                times[name].append(_time(call, args.calls))
-        _report(times)
-        live.flush(timeout=60)
-        gate.set()
-        paused.close()
-        live.close()
-
-
-def _report(times: dict[str, list[float]]) -> None:
-    baseline = times["baseline (do-nothing handler)"]
-    print(f"{'variant':32} {'median µs/call':>15} {'ratio':>7}")
-    for name, samples in times.items():
-        ratio = statistics.median(s / b for s, b in zip(samples, baseline, strict=True))
-        print(f"{name:32} {statistics.median(samples) * 1e6:15.2f} {ratio:6.2f}x")
+    """Run the rounds, print the table, write the JSON."""
+    args = parse_args(__doc__, VARIANTS)
+    sizes = SIZES[args.size]
+    loopback_only()
+    quiet_deprecations()
+    wanted = ["baseline", *(name for name in args.wanted if name != "baseline")]
+    with ServerProcess("vibefollow") as vf_server, ServerProcess("sink") as sink:
+        built = {name: build(name, vf_server.url, sink.url) for name in wanted}
+        variants = {name: v for name, v in built.items() if v is not None}
+        skipped = [name for name, v in built.items() if v is None]
+        try:
+            samples = interleave(
+                {
+                    name: functools.partial(per_call, v.call, sizes.calls)
+                    for name, v in variants.items()
+                },
+                sizes.rounds,
+                between=lambda name: variants[name].drain(),
+            )
+        finally:
+            for variant in variants.values():
+                variant.close()
+        delivered = int(vf_server.command("events"))
+    summary = summarise(samples, "baseline")
+    print_table("Hot path: cost per call on the app thread", summary, "µs/call", 1e6, LABELS)
+    if skipped:
+        print(f"skipped (not installed): {', '.join(skipped)}", file=sys.stderr)
+    write_results(
+        args.json,
+        {
+            "size": args.size,
+            "calls": sizes.calls,
+            "rounds": sizes.rounds,
+            "unit": "seconds per call",
+            "variants": summary,
+            "labels": {name: LABELS[name] for name in summary},
+            "skipped": skipped,
+            "notes": {n: v.notes for n, v in variants.items() if v.notes},
+            "vf_events_delivered": delivered,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,10 @@ PRECEDENCE: dict[str, tuple[Any, str, Any]] = {
     # 0 and False are falsy: an explicit falsy argument must still win over the env.
     "max_retries": (0, "5", 5),
     "allow_insecure_http": (False, "TRUE", True),
+    "redact": (True, "off", False),
+    "redact_keys": (("from_argument",), " b_key, a-key ,", ("a-key", "b_key")),
+    "spool_path": ("arg/spool.db", "env/spool.db", "env/spool.db"),
+    "spool_max_bytes": (5_000_000, "6000000", 6_000_000),
 }
 
 
@@ -118,6 +122,12 @@ BAD_ARGUMENTS: list[tuple[str, Any]] = [
     ("max_retries", 1.0),
     ("allow_insecure_http", 1),
     ("allow_insecure_http", "yes"),
+    ("spool_path", ""),
+    ("spool_path", 5),
+    ("spool_path", "a\0b"),
+    ("spool_max_bytes", 100),
+    ("spool_max_bytes", True),
+    ("spool_max_bytes", "1000000"),
 ]
 
 
@@ -155,6 +165,8 @@ BAD_ENV: list[tuple[str, str]] = [
     ("max_retries", "101"),
     ("allow_insecure_http", SECRET),
     ("allow_insecure_http", "2"),
+    ("spool_max_bytes", SECRET),
+    ("spool_max_bytes", "12"),
 ]
 
 

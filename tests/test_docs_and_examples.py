@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import vf_otel
+import vf_otel.testing
 from vf_otel._config import DEFAULTS, ENV_VARS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +70,7 @@ def test_testing_doc_example_runs() -> None:
     exec(compile(block, "docs/testing.md", "exec"), {})  # noqa: S102 - our own documentation
 
 
-@pytest.mark.parametrize("module", [vf_otel])
+@pytest.mark.parametrize("module", [vf_otel, vf_otel.testing], ids=lambda m: m.__name__)
 def test_all_matches_the_public_names(module: object) -> None:
     """__all__ is sorted and names exactly the public attributes of the package."""
     exported = module.__all__  # type: ignore[attr-defined]

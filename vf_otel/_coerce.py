@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final
 
-__all__ = ["MAX_DEPTH", "MAX_STRING_LENGTH", "coerce_mapping", "coerce_value"]
+__all__ = ["MAX_DEPTH", "MAX_STRING_LENGTH", "coerce_mapping", "coerce_value", "utf8_text"]
 
 MAX_DEPTH: Final = 10
 # Longer strings are cut: one runaway value must not make a whole event too large.
@@ -26,9 +26,7 @@ _SCALARS: Final = (str, int, bool, type(None))
 def coerce_mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
     """A new dict with string keys and strict-JSON values; the input is not touched."""
     # Keys are clipped like values, so a long key must leave the fast path too.
-    if all(
-        type(k) is str and len(k) <= MAX_STRING_LENGTH and _is_plain(v) for k, v in value.items()
-    ):
+    if all(type(k) is str and _is_plain(k) and _is_plain(v) for k, v in value.items()):
         return dict(value)
     return _coerce_dict(value, 1, set())
 
@@ -40,7 +38,7 @@ def coerce_value(value: Any) -> Any:
 
 def _is_plain(value: object) -> bool:
     if type(value) is str:
-        return len(value) <= MAX_STRING_LENGTH
+        return len(value) <= MAX_STRING_LENGTH and (value.isascii() or _encodable(value))
     if type(value) is float:
         return math.isfinite(value)
     return type(value) in _SCALARS
@@ -48,7 +46,7 @@ def _is_plain(value: object) -> bool:
 
 def _coerce(value: Any, depth: int, active: set[int]) -> Any:
     if isinstance(value, str):
-        return _clip(str.__str__(value))
+        return _clip(utf8_text(str.__str__(value)))
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, enum.Enum):
@@ -100,7 +98,7 @@ def _ordered(items: set[Any] | frozenset[Any]) -> list[Any]:
 
 def _key(key: object) -> str:
     if isinstance(key, str):
-        return _clip(key)
+        return _clip(utf8_text(str.__str__(key)))
     if isinstance(key, enum.Enum):
         return _key(key.value)
     return _text(key)
@@ -112,7 +110,23 @@ def _text(value: object) -> str:
         text = str(value)
     except Exception:  # noqa: BLE001 - user objects may raise anything from __str__
         text = f"<unprintable {type(value).__name__}>"
-    return _clip(text)
+    return _clip(utf8_text(text))
+
+
+def utf8_text(text: str) -> str:
+    """``text`` with lone surrogates replaced by U+FFFD, so it can be sent as UTF-8."""
+    if text.isascii() or _encodable(text):
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _encodable(text: str) -> bool:
+    # Lone surrogates are legal in a Python str and nowhere else.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _clip(text: str) -> str:

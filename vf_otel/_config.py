@@ -35,6 +35,10 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "shutdown_timeout": 10.0,
     "max_retries": 8,
     "allow_insecure_http": False,
+    "redact": True,
+    "redact_keys": (),
+    "spool_path": None,
+    "spool_max_bytes": 100 * 1024 * 1024,
 }
 
 ENV_VARS: Final[Mapping[str, str]] = {name: "VIBEFOLLOW_" + name.upper() for name in DEFAULTS}
@@ -58,6 +62,12 @@ class Settings:
     shutdown_timeout: float
     max_retries: int
     allow_insecure_http: bool
+    # Property redaction (vf_otel/_redact.py); defaults so older call sites still build.
+    redact: bool = True
+    redact_keys: tuple[str, ...] = ()
+    # The durable spool (vf_otel/_spool.py): None means off.
+    spool_path: str | None = None
+    spool_max_bytes: int = 100 * 1024 * 1024
 
     @property
     def api_url(self) -> str:
@@ -138,6 +148,24 @@ def _flag(name: str, value: Any) -> bool:
     return value
 
 
+def _key_patterns(name: str, value: Any) -> tuple[str, ...]:
+    # The environment gives one comma-separated string; an argument may too.
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple | set | frozenset) or not all(
+        isinstance(item, str) for item in items
+    ):
+        raise ValueError(f"{name} must be a list of key patterns (or one comma-separated str)")
+    return tuple(sorted({item.strip() for item in items if item.strip()}))
+
+
+def _path(name: str, value: Any) -> str:
+    # Accepts a pathlib.Path too; the file need not exist (the spool creates it).
+    text = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if not isinstance(text, str) or not text.strip() or "\0" in text:
+        raise ValueError(f"{name} must be a non-empty file path")
+    return text
+
+
 def _int_in(low: int, high: int) -> Callable[[str, Any], int]:
     def check(name: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -168,6 +196,10 @@ _CHECKS: Final[Mapping[str, Callable[[str, Any], Any]]] = {
     "shutdown_timeout": _seconds(0.0, 3600.0),
     "max_retries": _int_in(0, 100),
     "allow_insecure_http": _flag,
+    "redact": _flag,
+    "redact_keys": _key_patterns,
+    "spool_path": _path,
+    "spool_max_bytes": _int_in(4096, 2**40),
 }
 
 assert set(_CHECKS) == {f.name for f in fields(Settings)}  # noqa: S101 - import-time consistency

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
@@ -81,6 +82,8 @@ def configure(
     shutdown_timeout: float | None = None,
     max_retries: int | None = None,
     allow_insecure_http: bool | None = None,
+    spool_path: str | os.PathLike[str] | None = None,
+    spool_max_bytes: int | None = None,
     on_error: ErrorCallback | None = None,
     transport: httpx.BaseTransport | None = None,
     include_error_spans: bool = False,
@@ -111,6 +114,8 @@ def configure(
         "shutdown_timeout": shutdown_timeout,
         "max_retries": max_retries,
         "allow_insecure_http": allow_insecure_http,
+        "spool_path": spool_path,
+        "spool_max_bytes": spool_max_bytes,
         "on_error": on_error,
         "transport": transport,
     }

@@ -1,68 +1,54 @@
 """Send Events to Vibefollow: one request at a time, retried, never raising.
 
 Outcomes per request: sent; dead-lettered (the server refused it for good,
-``on_error`` is told); or parked in a bounded backlog when the deadline, the
-retry budget or an auth failure stops it, to be tried first on the next export
-with the same key and body. Nothing leaves without being counted.
+``on_error`` is told); or *parked* when the deadline, the retry budget, an open
+circuit or an auth failure stops it. A parked request goes to the durable spool
+when one is configured (else, or when the spool is unusable, to a bounded
+in-memory backlog) and is tried again later with the same key and body: first
+thing at the next export, and from the pipeline's replayer. Nothing leaves
+without being counted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import platform
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
 import httpx
 
+from ._answers import retryable
+from ._batching import prepare
+from ._circuit import CircuitBreaker
+from ._client import Client
 from ._config import Settings
-from ._errors import (
-    AuthError,
-    NetworkError,
-    RateLimitError,
-    ServerError,
-    UndeliveredError,
-    ValidationError,
-    VibefollowError,
-)
+from ._errors import AuthError, UndeliveredError, VibefollowError
 from ._event import Event
+from ._outcomes import Outcomes
+from ._parking import Item, Parking
 from ._ratelimit import RateLimitedLog
-from ._retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
+from ._retry import RetryPolicy
 from ._sdk import suppressed_instrumentation
+from ._spool import Spool
 from ._stats import Counters
-from ._version import __version__
-from ._wire import (
-    EVENTS_PATH,
-    MAX_EVENT_BYTES,
-    USERS_PATH,
-    Request,
-    encode_event,
-    error_detail,
-    event_requests,
-    events_request,
-    failed_event_index,
-    user_requests,
-)
+from ._wire import EVENTS_PATH, Request, encode_event, events_request, failed_event_index
 from .typing import ErrorCallback
 
 __all__ = ["Delivery"]
 
 _logger = logging.getLogger("vf_otel.delivery")
-USER_AGENT: Final = (
-    f"vf-otel/{__version__} python/{platform.python_version()} httpx/{httpx.__version__}"
-)
 #: After a 401/403, how long to hold events before probing the key again.
 AUTH_PAUSE: Final = 60.0
+#: Rounds of one retry_parked() call: each claims up to CLAIM_LIMIT spooled requests.
+MAX_REPLAY_ROUNDS: Final = 100
 
 
 class _Parked(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """A request could not be finished now; it belongs in the backlog."""
+    """A request could not be finished now; it belongs in the spool or the backlog."""
 
 
 class Delivery:
@@ -77,49 +63,103 @@ class Delivery:
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        circuit: Callable[[], CircuitBreaker] | None = None,
     ) -> None:
         self._settings = settings
         self._counters = counters
-        self._on_error = on_error
-        self._transport = transport
+        self._client = Client(settings, transport)
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._policy = RetryPolicy(settings.max_retries)
         self._log = RateLimitedLog(_logger)
+        self._outcomes = Outcomes(counters, self._log, on_error)
+        self._new_circuit = circuit or (lambda: CircuitBreaker(clock=clock))
+        self._parking = Parking(settings, counters, self._outcomes)
         self._reset_state()
 
     def _reset_state(self) -> None:
-        self._pid = os.getpid()
-        self._client: httpx.Client | None = None
         self._cond = threading.Condition()
-        self._backlog: deque[Request] = deque()
-        self._backlog_weight = 0
+        self._replaying = threading.Lock()
+        self.circuit = self._new_circuit()
         self._caps: dict[object, float] = {}
         self._stopped = False
         self._auth_paused_until = 0.0
 
     def after_fork(self) -> None:
-        """In a forked child: forget the parent's client and backlog (they are the parent's)."""
+        """In a forked child: forget the parent's client, backlog and spool connection."""
         self._reset_state()
+        self._client.after_fork()
+        self._parking.after_fork()
 
     # -- public ---------------------------------------------------------------
 
     def export(self, events: Sequence[Event], timeout: float | None = None) -> bool:
-        """Deliver ``events`` and then the backlog; True when nothing is left parked.
+        """Deliver what is parked and then ``events``; True when none of it is left waiting.
 
         Never raises: a failure is contained to the event or request it concerns,
         which is counted (``unserializable`` / ``internal_error``), never lost silently.
         """
         deadline = self._clock() + (self._settings.export_timeout if timeout is None else timeout)
         with suppressed_instrumentation():
-            pending = self._take_backlog() + self._prepare(events)
-            self._send_all(pending, deadline)
-        return not self._backlog
+            _, held = self._round(self._prepare(events), deadline)
+        return not held and len(self._parking.backlog) == 0
+
+    def retry_parked(self, timeout: float) -> bool:
+        """Send what waits in the backlog and the spool until done or ``timeout``; True if done."""
+        deadline = self._clock() + timeout
+        # One replay at a time: a flush waits for the replayer's round to end rather
+        # than returning while that round still holds (leased) rows in flight.
+        if not self._replaying.acquire(timeout=max(0.0, timeout)):
+            return False
+        try:
+            return self._replay_rounds(deadline)
+        finally:
+            self._replaying.release()
+
+    def _replay_rounds(self, deadline: float) -> bool:
+        with suppressed_instrumentation():
+            for _ in range(MAX_REPLAY_ROUNDS):
+                if not self._may_send():
+                    return self.waiting == 0  # paused: what waits keeps waiting
+                took, held = self._round([], deadline)
+                if not took:
+                    return True
+                if held or self._clock() >= deadline:
+                    return False
+        return False
+
+    def _round(self, fresh: list[Request], deadline: float) -> tuple[bool, bool]:
+        """Send what is parked, then ``fresh``: (anything was parked?, anything parked again?)."""
+        parked, weight = self._take_parked()
+        try:
+            return bool(parked), self._send_all(parked + [(r, None) for r in fresh], deadline)
+        finally:
+            self._parking.settle(weight)
+
+    def next_retry_in(self, interval: float) -> float:
+        """How long the replayer should wait: ``interval``, or until the circuit allows."""
+        paused = max(0.0, self._auth_paused_until - self._clock())
+        return max(interval, paused, self.circuit.seconds_until_allowed())
+
+    def park_events(self, events: Sequence[Event]) -> None:
+        """Park ``events`` without trying them (the queue's leftovers at shutdown)."""
+        for request in self._prepare(events):
+            self._parking.park(request, None, narrowed=False, stopped=self._stopped)
+
+    @property
+    def spool(self) -> Spool | None:
+        """The durable spool, when one is configured."""
+        return self._parking.spool
 
     @property
     def backlog_size(self) -> int:
-        """Events parked for a later attempt."""
-        return self._backlog_weight
+        """Events parked in memory for a later attempt (or being retried now)."""
+        return self._parking.in_memory
+
+    @property
+    def waiting(self) -> int:
+        """Events parked for a later attempt: in memory, plus every process's in the spool."""
+        return self._parking.waiting
 
     @contextlib.contextmanager
     def cap_deadline(self, deadline: float) -> Iterator[None]:
@@ -135,59 +175,55 @@ class Delivery:
                 self._caps.pop(token, None)
 
     def close(self) -> None:
-        """Stop for good: count what is still parked as dropped and close the client."""
+        """Stop for good: spool what is still parked (or count it as dropped), close the client."""
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
-        left = self._take_backlog()
-        events = [e for r in left for e in r.events if r.path != USERS_PATH]
-        if events:
-            self._drop("shutdown", events, UndeliveredError("not delivered before shutdown"))
-        if self._client is not None and self._pid == os.getpid():
-            self._client.close()
-        self._client = None
+        self._parking.close()
+        self._client.close()
+
+    def report(self, error: VibefollowError, events: Sequence[Event]) -> None:
+        """Tell ``on_error`` about events that will never be delivered; never raises."""
+        self._outcomes.report(error, events)
 
     # -- preparing ------------------------------------------------------------
 
     def _prepare(self, events: Sequence[Event]) -> list[Request]:
-        encoded: list[tuple[Event, bytes]] = []
-        for event in events:
-            try:
-                data = encode_event(event)
-            except Exception as exc:  # noqa: BLE001 - one bad event must not sink the batch
-                error = ValidationError(f"not serialisable as JSON: {exc}", field="properties")
-                self._drop("unserializable", [event], error)
-                continue
-            if len(data) > MAX_EVENT_BYTES:
-                error = ValidationError(
-                    f"event is {len(data)} bytes as JSON, over {MAX_EVENT_BYTES}",
-                    field="properties",
-                )
-                self._drop("event_too_large", [event], error)
-                continue
-            encoded.append((event, data))
-        kept = [event for event, _ in encoded]
-        return user_requests(kept) + list(event_requests(encoded, self._settings.batch_size))
+        return prepare(events, self._settings.batch_size, self._outcomes)
+
+    def _take_parked(self) -> tuple[list[Item], int]:
+        """The backlog and a claim on the spool (unless sending is paused anyway)."""
+        if self._stopped or not self._may_send():
+            return [], 0
+        return self._parking.take()
+
+    def _may_send(self) -> bool:
+        return self._clock() >= self._auth_paused_until and (
+            self.circuit.seconds_until_allowed() == 0
+        )
 
     # -- sending --------------------------------------------------------------
 
-    def _send_all(self, pending: list[Request], deadline: float) -> None:
-        for index, request in enumerate(pending):
+    def _send_all(self, pending: list[Item], deadline: float) -> bool:
+        """Send in order; True if something was parked (held for later) on the way."""
+        for index, (request, row) in enumerate(pending):
             try:
                 self._send(request, deadline)
             except _Parked as parked:
                 # The endpoint is down, the key refused or time is up: the rest
-                # would fare no better now, so all of it waits for the next export.
-                # _send may have narrowed the request (poison events removed), and
-                # then it is what is left of it that waits.
+                # would fare no better now, so all of it waits. _send may have
+                # narrowed the request (poison events removed): what is left waits.
                 current = parked.args[0] if parked.args else request
-                for later in [current, *pending[index + 1 :]]:
-                    self._park(later)
-                return
+                held = self._park(current, row, narrowed=current is not request)
+                for later, later_row in pending[index + 1 :]:
+                    held = self._park(later, later_row, narrowed=False) or held
+                return held
             except Exception:  # noqa: BLE001 - the exporter contract: never raise
                 self._log.log(logging.ERROR, "internal", "vf-otel delivery failed", exc_info=True)
                 error = UndeliveredError("internal error in delivery")
-                self._drop("internal_error", list(request.events), error)
+                self._outcomes.drop("internal_error", list(request.events), error)
+            self._parking.done(row)
+        return False
 
     def _send(self, request: Request, deadline: float) -> None:
         while True:
@@ -196,14 +232,14 @@ class Delivery:
             except _Parked:
                 raise _Parked(request) from None
             if error is None:
-                self._count_sent(request)
+                self._outcomes.sent(request)
                 return
             index = failed_event_index(getattr(error, "field", None), len(request.events))
             if request.path != EVENTS_PATH or index is None or len(request.events) == 1:
-                self._dead_letter(request, error)
+                self._outcomes.dead_letter(request, error)
                 return
             # One poison event: dead-letter it alone, send the rest as a new request.
-            self._dead_letter_events([request.events[index]], error)
+            self._outcomes.dead_letter_events([request.events[index]], error)
             rest = [e for i, e in enumerate(request.events) if i != index]
             request = events_request(rest, [encode_event(e) for e in rest])
 
@@ -213,15 +249,24 @@ class Delivery:
             raise _Parked
         attempt = 0
         while True:
+            if not self.circuit.allow():
+                raise _Parked  # open: no request at all until the cool-down ends
             error = self._post(request, deadline)
+            if error is None or not retryable(error):
+                self.circuit.record_success()  # the server answered: it is up
             if error is None:
                 return None
             if isinstance(error, AuthError):
                 self._pause_for_auth(error)
                 raise _Parked
-            if not _retryable(error):
+            if not retryable(error):
                 return error
             retry_after = getattr(error, "retry_after", None)
+            if self.circuit.record_failure(retry_after):
+                self._log.warning(
+                    "circuit", "Vibefollow unreachable (%s); sending paused, events kept", error
+                )
+                raise _Parked
             delay = self._policy.delay(attempt, self._rng, retry_after)
             if attempt >= self._settings.max_retries or not self._wait(delay, deadline):
                 self._log.warning(
@@ -234,21 +279,8 @@ class Delivery:
     def _post(self, request: Request, deadline: float) -> VibefollowError | None:
         remaining = self._effective_deadline(deadline) - self._clock()
         if remaining <= 0:
-            return NetworkError("deadline reached before the request was sent")
-        try:
-            response = self._http().post(
-                request.path,
-                content=request.body,
-                headers={"Idempotency-Key": request.key},
-                timeout=min(self._settings.timeout, remaining),
-            )
-        except httpx.TimeoutException as exc:
-            return NetworkError(f"timed out ({type(exc).__name__})")
-        except httpx.TransportError as exc:
-            return NetworkError(f"{type(exc).__name__}: {exc}")
-        if response.is_success:
-            return None
-        return _error_for(response)
+            raise _Parked  # out of time before sending: not the server's failure
+        return self._client.post(request, min(self._settings.timeout, remaining))
 
     # -- waiting and deadlines ------------------------------------------------
 
@@ -270,47 +302,6 @@ class Delivery:
                 self._cond.wait(remaining)
             return False
 
-    # -- outcomes -------------------------------------------------------------
-
-    def _count_sent(self, request: Request) -> None:
-        if request.path == USERS_PATH:
-            self._counters.add("users_sent")
-        else:
-            self._counters.add("sent", len(request.events))
-
-    def _dead_letter(self, request: Request, error: VibefollowError) -> None:
-        if request.path == USERS_PATH:
-            self._counters.add("users_failed")
-            self._log.warning(
-                "user-" + str(error.status), "Vibefollow refused a user upsert: %s", error
-            )
-            return
-        self._dead_letter_events(list(request.events), error)
-
-    def _dead_letter_events(self, events: list[Event], error: VibefollowError) -> None:
-        self._counters.add("dead_lettered", len(events))
-        self._log.warning(
-            f"dead-{error.status}-{error.code}",
-            "Vibefollow refused %d event(s) for good: %s",
-            len(events),
-            _describe(error),
-        )
-        self.report(error, events)
-
-    def _drop(self, reason: str, events: list[Event], error: VibefollowError) -> None:
-        self._counters.drop(reason, len(events))
-        self._log.warning(reason, "dropped %d event(s) (%s): %s", len(events), reason, error)
-        self.report(error, events)
-
-    def report(self, error: VibefollowError, events: Sequence[Event]) -> None:
-        """Tell ``on_error`` about events that will never be delivered; never raises."""
-        if self._on_error is None:
-            return
-        try:
-            self._on_error(error, events)
-        except Exception:  # noqa: BLE001 - a user callback must not stop delivery
-            self._log.log(logging.ERROR, "on_error", "on_error callback raised", exc_info=True)
-
     def _pause_for_auth(self, error: AuthError) -> None:
         self._auth_paused_until = self._clock() + AUTH_PAUSE
         self._log.error(
@@ -323,79 +314,9 @@ class Delivery:
             AUTH_PAUSE,
         )
 
-    # -- backlog --------------------------------------------------------------
-
-    def _park(self, request: Request) -> None:
-        if self._stopped:
-            # After close() nothing will retry it: count it now rather than hold it.
-            if request.path != USERS_PATH:
-                error = UndeliveredError("not delivered before shutdown")
-                self._drop("shutdown", list(request.events), error)
-            return
-        with self._cond:
-            self._backlog.append(request)
-            self._backlog_weight += request.weight
-            evicted = []
-            while self._backlog_weight > self._settings.max_queue_size and len(self._backlog) > 1:
-                oldest = self._backlog.popleft()
-                self._backlog_weight -= oldest.weight
-                evicted.append(oldest)
-        for old in evicted:
-            if old.path != USERS_PATH:
-                self._drop("backlog_full", list(old.events), UndeliveredError("retry backlog full"))
-
-    def _take_backlog(self) -> list[Request]:
-        with self._cond:
-            taken = list(self._backlog)
-            self._backlog.clear()
-            self._backlog_weight = 0
-        return taken
-
     def _http(self) -> httpx.Client:
-        if self._pid != os.getpid():
-            self._reset_state()  # forked without the at-fork hook having run
-        if self._client is None:
-            self._client = self._new_client()
-        return self._client
+        """This process's httpx client (tests inspect its TLS settings)."""
+        return self._client.http()
 
-    def _new_client(self) -> httpx.Client:
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-        if self._settings.api_key:
-            headers["Authorization"] = "Bearer " + self._settings.api_key
-        return httpx.Client(
-            base_url=self._settings.api_url,
-            headers=headers,
-            timeout=self._settings.timeout,
-            transport=self._transport,
-            follow_redirects=False,
-        )
-
-
-def _retryable(error: VibefollowError) -> bool:
-    return error.status == 0 or error.status in RETRYABLE_STATUSES
-
-
-def _error_for(response: httpx.Response) -> VibefollowError:
-    detail = error_detail(response.content)
-    status, code = response.status_code, detail.code
-    message = (
-        f"HTTP {status}"
-        + (f" {code}" if code else "")
-        + (f": {detail.message}" if detail.message else "")
-    )
-    if status in (401, 403):
-        return AuthError(message, status=status, code=code)
-    if status in (409, 422):
-        return ValidationError(message, status=status, code=code, field=detail.field)
-    if status == 429:
-        after = parse_retry_after(response.headers.get("Retry-After"), time.time())
-        return RateLimitError(message, code=code, retry_after=after)
-    if status >= 500:
-        after = parse_retry_after(response.headers.get("Retry-After"), time.time())
-        return ServerError(message, status=status, code=code, retry_after=after)
-    return VibefollowError(message, status=status, code=code)
-
-
-def _describe(error: VibefollowError) -> str:
-    field = getattr(error, "field", None)
-    return f"{error}" + (f" (field {field})" if field else "")
+    def _park(self, request: Request, row: int | None, *, narrowed: bool) -> bool:
+        return self._parking.park(request, row, narrowed=narrowed, stopped=self._stopped)

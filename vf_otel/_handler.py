@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Final
 
 import httpx
 
 from ._config import resolve_settings
 from ._context import current_user
+from ._metrics import register_metrics
 from ._pipeline import Pipeline
+from ._redact import redactor_for
 from ._stats import Stats
 from ._validate import Rejection
 from .typing import ErrorCallback
@@ -54,6 +57,8 @@ class VibefollowHandler(logging.Handler):
         shutdown_timeout: float | None = None,
         max_retries: int | None = None,
         allow_insecure_http: bool | None = None,
+        spool_path: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int | None = None,
         on_error: ErrorCallback | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -71,11 +76,15 @@ class VibefollowHandler(logging.Handler):
             shutdown_timeout=shutdown_timeout,
             max_retries=max_retries,
             allow_insecure_http=allow_insecure_http,
+            spool_path=spool_path,
+            spool_max_bytes=spool_max_bytes,
         )
         self._has_key = settings.api_key is not None
         if not self._has_key:
             _logger.warning("VIBEFOLLOW_API_KEY is not set: vf-otel will count and drop events")
         self._pipeline = Pipeline(settings, on_error=on_error, transport=transport)
+        self._redactor = redactor_for(settings)
+        register_metrics(self._pipeline, source_kind="handler")
 
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)
@@ -92,45 +101,57 @@ class VibefollowHandler(logging.Handler):
             return False
         if record.name.startswith(IGNORED_LOGGERS) and _is_ignored(record.name):
             return False
-        # Since Python 3.12 a filter may return a replacement record.
-        result: object = self.filter(record)
-        if not result:
-            return False
-        self.emit(result if isinstance(result, logging.LogRecord) else record)
+        if self.filters:  # filter() costs a call even with no filters: skip it then
+            # Since Python 3.12 a filter may return a replacement record.
+            result: object = self.filter(record)
+            if not result:
+                return False
+            if isinstance(result, logging.LogRecord):
+                record = result
+        self.emit(record)
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
         """Build the event and queue it. Never raises."""
+        # Only what must happen now: read the tags, resolve the context user
+        # (the context is gone later), snapshot the mappings (the caller may
+        # reuse them). Validation, coercion, id and timestamp: on the worker.
+        # Inlined on purpose (no helper calls): this runs on the request path.
         try:
-            self._emit(record)
+            attrs: dict[str, Any] = record.__dict__
+            user = attrs.get("vf_user")
+            if user is None or not self._has_key:
+                user = self._context_user()
+                if user is None:
+                    return
+            name = attrs.get("vf_event")
+            properties = attrs.get("vf_properties")
+            traits = attrs.get("vf_traits")
+            # A shallow copy, so a dict the caller mutates after logging is sent as
+            # it was; anything else is validated (and refused if not a mapping) later.
+            self._pipeline.submit(
+                (
+                    record.msg if name is None else name,
+                    user,
+                    properties.copy() if type(properties) is dict else properties,
+                    traits.copy() if type(traits) is dict else traits,
+                    record.created,
+                    self._redactor,
+                )
+            )
         except Exception:
             self._pipeline.drop("internal_error", "unexpected error building an event")
             _logger.debug("vf-otel could not build an event", exc_info=True)
 
-    def _emit(self, record: logging.LogRecord) -> None:
-        # Only what must happen now: read the tags, resolve the context user
-        # (the context is gone later), snapshot the mappings (the caller may
-        # reuse them). Validation, coercion, id and timestamp: on the worker.
+    def _context_user(self) -> str | None:
+        """The user for a record without ``vf_user``; None (counted) when it must be dropped."""
         if not self._has_key:
             self._pipeline.drop("no_api_key", "VIBEFOLLOW_API_KEY is not set")
-            return
-        attrs: dict[str, Any] = record.__dict__
-        user = attrs.get("vf_user")
+            return None
+        user = current_user()
         if user is None:
-            user = current_user()
-            if user is None:
-                self._pipeline.reject(_NO_USER)
-                return
-        name = attrs.get("vf_event")
-        self._pipeline.submit(
-            (
-                record.msg if name is None else name,
-                user,
-                _snapshot(attrs.get("vf_properties")),
-                _snapshot(attrs.get("vf_traits")),
-                record.created,
-            )
-        )
+            self._pipeline.reject(_NO_USER)
+        return user
 
     def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """Deliver everything queued; True if it all landed within ``timeout`` seconds."""
@@ -146,12 +167,6 @@ class VibefollowHandler(logging.Handler):
     def stats(self) -> Stats:
         """Counters: enqueued, sent, retried, dead-lettered, dropped by reason, queued."""
         return self._pipeline.stats()
-
-
-def _snapshot(value: object) -> object:
-    # A shallow copy, so a dict the caller mutates after logging is sent as it
-    # was; anything else is validated (and refused if not a mapping) on the worker.
-    return value.copy() if type(value) is dict else value
 
 
 def _is_ignored(name: str) -> bool:

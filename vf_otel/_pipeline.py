@@ -16,6 +16,7 @@ from ._delivery import Delivery
 from ._errors import UndeliveredError, ValidationError
 from ._event import Event
 from ._ratelimit import RateLimitedLog
+from ._replay import Replayer
 from ._sdk import EventBuffer
 from ._stats import Counters, Stats
 from ._validate import PendingEvent, Rejection, build_pending
@@ -26,6 +27,8 @@ __all__ = ["Pipeline"]
 _logger = logging.getLogger("vf_otel")
 #: A close() this soon after a failed flush() does not retry again (seconds).
 _FLUSH_THEN_CLOSE: Final = 1.0
+#: The replayer wakes at least this far apart, whatever flush_interval says (seconds).
+_MIN_REPLAY_INTERVAL: Final = 0.1
 
 
 class Pipeline:
@@ -48,6 +51,8 @@ class Pipeline:
             batch_size=settings.batch_size,
             schedule_delay=settings.flush_interval,
         )
+        self._replayer = Replayer(self._replay, self._next_replay_in)
+        self._replayer.start()
         self._closed = False
         # When a flush just gave up, close() should not wait all over again:
         # logging.shutdown() calls flush() then close() back to back.
@@ -62,6 +67,16 @@ class Pipeline:
         self._counters.reset()
         self._delivery.after_fork()
         self._buffer.after_fork()
+        if not self._closed:
+            self._replayer.start()
+
+    def _replay(self) -> None:
+        """The replayer's round: what waits in the backlog or the spool, within a deadline."""
+        self._delivery.retry_parked(self.settings.export_timeout)
+
+    def _next_replay_in(self) -> float:
+        interval = max(_MIN_REPLAY_INTERVAL, self.settings.flush_interval)
+        return self._delivery.next_retry_in(interval)
 
     def _export(self, batch: list[Event | PendingEvent]) -> None:
         """The worker's half of a log call: build the Events, then deliver them."""
@@ -118,15 +133,15 @@ class Pipeline:
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver everything queued so far; True if all of it landed by ``timeout``."""
         if self._closed:
-            return self._delivery.backlog_size == 0 and len(self._buffer) == 0
+            return self._delivery.waiting == 0 and len(self._buffer) == 0
         deadline = time.monotonic() + (
             self.settings.shutdown_timeout if timeout is None else timeout
         )
         with self._delivery.cap_deadline(deadline):
             drained = self._buffer.drain(deadline)
-            if drained and self._delivery.backlog_size:
-                self._delivery.export((), timeout=deadline - time.monotonic())
-        delivered = drained and self._delivery.backlog_size == 0
+            if drained:
+                self._delivery.retry_parked(deadline - time.monotonic())
+        delivered = drained and self._delivery.waiting == 0
         self._flush_gave_up_at = None if delivered else time.monotonic()
         return delivered
 
@@ -142,18 +157,38 @@ class Pipeline:
                 timeout = 0.0
         deadline = time.monotonic() + timeout
         with self._delivery.cap_deadline(deadline):
+            self._replayer.stop(deadline - time.monotonic())
             left = self._buffer.shutdown(deadline - time.monotonic())
             if self._delivery.backlog_size and time.monotonic() < deadline:
                 self._delivery.export((), timeout=deadline - time.monotonic())
-        if left:
+        undelivered = self._delivery.waiting + len(left)
+        if left and self._delivery.spool is not None:
+            self._spool_leftovers(left)
+        elif left:
             self._counters.drop("shutdown", len(left))
             lost = [e for e in map(_as_event, left) if e is not None]
             self._delivery.report(UndeliveredError("not delivered before shutdown"), lost)
-        undelivered = self._delivery.backlog_size + len(left)
         self._delivery.close()
         if undelivered:
-            _logger.warning("vf-otel shut down with %d event(s) not delivered", undelivered)
+            spool = self._delivery.spool
+            where = f"; they wait in the spool {spool.path}" if spool and spool.usable else ""
+            _logger.warning(
+                "vf-otel shut down with %d event(s) not delivered%s", undelivered, where
+            )
         return undelivered == 0
+
+    def _spool_leftovers(self, left: list[Event | PendingEvent]) -> None:
+        """Build what the queue still held and park it (in the spool) for the next start."""
+        events: list[Event] = []
+        for item in left:
+            built = _built(item)
+            if isinstance(built, Rejection):
+                self.reject(built)
+            elif built is None:
+                self._counters.drop("internal_error")
+            else:
+                events.append(built)
+        self._delivery.park_events(events)
 
     def stats(self) -> Stats:
         """The counters now, with the current queue and backlog lengths."""
@@ -166,6 +201,16 @@ _DROP_TEXT = {
     "queue_full": "the queue is full (raise max_queue_size or check delivery)",
     "shutdown": "the handler is closed",
 }
+
+
+def _built(item: Event | PendingEvent) -> Event | Rejection | None:
+    """The Event (or Rejection) for a queued item; None if building it failed."""
+    if isinstance(item, Event):
+        return item
+    try:
+        return build_pending(item)
+    except Exception:  # noqa: BLE001 - one odd record must not stop the rest being kept
+        return None
 
 
 def _as_event(item: Event | PendingEvent) -> Event | None:

@@ -4,7 +4,7 @@ The handler buffers on the SDK's generic ``BatchProcessor`` (bounded deque,
 worker thread, re-initialised after fork, flushed on size or interval) rather
 than on the full OTel log pipeline, which costs 5-6x more per record. That class
 is private, so this module pins down exactly what is used — its constructor,
-``emit``, ``shutdown``, ``_queue`` and ``_export_lock`` — for the versions that
+``shutdown``, ``_queue``, ``_worker_awaken`` and ``_export_lock`` — for the versions that
 pyproject.toml allows; .ci/run tests the oldest and the newest.
 """
 
@@ -128,13 +128,27 @@ class EventBuffer(Generic[T]):
         return len(self._processor._queue)
 
     def put(self, item: T) -> str | None:
-        """Queue ``item``; None when queued, else the drop reason."""
+        """Queue ``item``; None when queued, else the drop reason.
+
+        Does what the processor's ``emit`` does, minus its per-item ``os.getpid()``
+        fork check (a system call, a third of this method's cost): the processor
+        already re-initialises itself in a forked child through its own
+        ``os.register_at_fork`` hook (SDK 1.34-1.45), and ``_closed`` stands for
+        its ``_shutdown`` check. Attributes are read each time: the fork hook
+        replaces ``_queue``'s contents and ``_worker_awaken``.
+        """
+        processor = self._processor
         with self._put_lock:
             if self._closed:
                 return "shutdown"
-            if len(self._processor._queue) >= self._max_queue_size:
+            queue = processor._queue
+            if len(queue) >= self._max_queue_size:
                 return "queue_full"
-            self._processor.emit(item)
+            queue.appendleft(item)  # the worker pops the oldest from the right
+            if len(queue) >= self._batch_size:
+                awaken = processor._worker_awaken
+                if not awaken.is_set():
+                    awaken.set()
         return None
 
     def after_fork(self) -> None:

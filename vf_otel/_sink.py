@@ -16,7 +16,9 @@ import httpx
 
 from ._config import resolve_settings
 from ._event import Event
+from ._metrics import register_metrics
 from ._pipeline import Pipeline
+from ._redact import redactor_for
 from ._stats import Stats
 from ._validate import Rejection
 from .typing import ErrorCallback
@@ -43,6 +45,8 @@ class EventSink:
         if not self.has_key:
             _logger.warning("VIBEFOLLOW_API_KEY is not set: vf-otel will count and drop events")
         self.pipeline = Pipeline(settings, on_error=on_error, transport=transport)
+        self.redactor = redactor_for(settings)
+        register_metrics(self.pipeline, source_kind="exporter")
         self._lock = threading.Lock()
         self._shut_down = False
 
@@ -57,7 +61,7 @@ class EventSink:
             if not self.has_key:
                 self.pipeline.drop("no_api_key", "VIBEFOLLOW_API_KEY is not set")
             elif isinstance(result, Event):
-                self.pipeline.submit(result)
+                self.pipeline.submit(self.redactor.event(result))
             else:
                 self.pipeline.reject(result)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 
 import httpx
@@ -48,6 +49,8 @@ class VibefollowSpanExporter(SpanExporter):
         shutdown_timeout: float | None = None,
         max_retries: int | None = None,
         allow_insecure_http: bool | None = None,
+        spool_path: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int | None = None,
         on_error: ErrorCallback | None = None,
         transport: httpx.BaseTransport | None = None,
         include_error_spans: bool = False,
@@ -66,6 +69,8 @@ class VibefollowSpanExporter(SpanExporter):
             "shutdown_timeout": shutdown_timeout,
             "max_retries": max_retries,
             "allow_insecure_http": allow_insecure_http,
+            "spool_path": spool_path,
+            "spool_max_bytes": spool_max_bytes,
         }
         self._sink = EventSink(options, on_error=on_error, transport=transport)
 

@@ -17,8 +17,9 @@ class Stats:
 
     ``enqueued`` events end up ``sent``, ``dead_lettered`` (the server refused
     them for good), ``dropped`` (never delivered, by reason) or are still
-    ``queued`` / in the retry ``backlog``. ``retried`` counts HTTP retries;
-    ``dropped`` also counts events refused before they were enqueued.
+    ``queued`` / in the in-memory retry ``backlog`` / in the durable spool.
+    ``retried`` counts HTTP retries; ``dropped`` also counts events refused
+    before they were enqueued; ``spooled`` counts events written to the spool.
     """
 
     enqueued: int = 0
@@ -29,6 +30,7 @@ class Stats:
     dropped: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     queued: int = 0
     backlog: int = 0
+    spooled: int = 0
 
     @property
     def dropped_total(self) -> int:
@@ -47,7 +49,7 @@ class Counters:
         self._dropped: Counter[str] = Counter()
 
     def add(self, name: str, count: int = 1) -> None:
-        """Add to one of enqueued, sent, retried, dead_lettered, users_sent."""
+        """Add to one of enqueued, sent, retried, dead_lettered, users_sent, spooled."""
         with self._lock:
             self._values[name] += count
 
@@ -76,4 +78,5 @@ class Counters:
             dropped=MappingProxyType(dropped),
             queued=queued,
             backlog=backlog,
+            spooled=values.get("spooled", 0),
         )

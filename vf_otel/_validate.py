@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final
 
-from ._coerce import coerce_mapping
+from ._coerce import coerce_mapping, utf8_text
 from ._event import Event, new_event_id
+from ._redact import DEFAULT_REDACTOR, Redactor
 
 __all__ = ["CANONICAL_EVENTS", "PendingEvent", "Rejection", "build_pending", "make_event"]
 
@@ -30,11 +31,15 @@ CANONICAL_EVENTS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
 )
 
 
-#: What a log call leaves in the queue: (name, user, properties, traits, created).
-#: A bare tuple because the logging thread must spend as little as possible:
-#: validation, coercion, the event id and the timestamp are all done on the
-#: delivery worker by :func:`build_pending`.
-PendingEvent = tuple[object, object, object, object, float]
+#: What a log call leaves in the queue: (name, user, properties, traits, created
+#: [, redactor]). A bare tuple because the logging thread must spend as little as
+#: possible: validation, coercion, redaction, the event id and the timestamp are
+#: all done on the delivery worker by :func:`build_pending`. Without a sixth item
+#: the default redaction applies.
+PendingEvent = (
+    tuple[object, object, object, object, float]
+    | tuple[object, object, object, object, float, Redactor]
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +59,12 @@ def make_event(
     traits: object,
     occurred_at: datetime,
     event_id: str,
+    redactor: Redactor | None = DEFAULT_REDACTOR,
 ) -> Event | Rejection:
-    """Validate and coerce raw tag values into an Event, or say why not."""
+    """Validate, coerce and redact raw tag values into an Event, or say why not.
+
+    ``redactor=None`` leaves secret-looking keys alone (the caller redacts later).
+    """
     user = _user_id(user_id)
     if user is None:
         return _reject_user(user_id)
@@ -69,6 +78,11 @@ def make_event(
     upsert = _mapping(traits) if traits is not None else None
     if traits is not None and upsert is None:
         return Rejection("invalid_traits", "traits", _not_mapping("traits", traits))
+    if upsert is not None and not _plausible_email(upsert.get("email")):
+        # It would go top-level in the upsert, where the API refuses anything else.
+        return Rejection(
+            "invalid_traits", "traits.email", "traits email must look like name@domain"
+        )
     missing = [key for key in CANONICAL_EVENTS.get(name, ()) if props.get(key) is None]
     if missing:
         return Rejection(
@@ -77,12 +91,15 @@ def make_event(
             f"{name!r} requires the propert{'y' if len(missing) == 1 else 'ies'} "
             + ", ".join(repr(key) for key in missing),
         )
-    return Event(name, user, props, occurred_at, event_id, upsert)
+    if redactor is not None and redactor.enabled:
+        props = redactor.properties(props)
+        upsert = redactor.traits(upsert)
+    return Event(utf8_text(name), utf8_text(user), props, occurred_at, event_id, upsert)
 
 
 def build_pending(pending: PendingEvent) -> Event | Rejection:
     """Turn a queued log call into an Event (on the worker), or say why not."""
-    name, user_id, properties, traits, created = pending
+    name, user_id, properties, traits, created, *redactor = pending
     return make_event(
         name=name,
         user_id=user_id,
@@ -90,6 +107,7 @@ def build_pending(pending: PendingEvent) -> Event | Rejection:
         traits=traits,
         occurred_at=datetime.fromtimestamp(created, UTC),
         event_id=new_event_id(),
+        redactor=redactor[0] if redactor else DEFAULT_REDACTOR,
     )
 
 
@@ -120,6 +138,14 @@ def _mapping(value: object) -> dict[str, Any] | None:
     if isinstance(value, Mapping):
         return coerce_mapping(value)
     return None
+
+
+def _plausible_email(value: object) -> bool:
+    # What the API checks for the top-level email; only a non-empty str goes there.
+    if not isinstance(value, str) or not value:
+        return True
+    local, at, domain = value.partition("@")
+    return bool(at and local and domain) and "@" not in domain
 
 
 def _not_mapping(what: str, value: object) -> str:

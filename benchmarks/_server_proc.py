@@ -1,0 +1,97 @@
+"""A loopback server for the benchmarks, in a process of its own.
+
+    python benchmarks/_server_proc.py sink|vibefollow
+
+Prints its base URL, then answers one line per command read from stdin:
+``events`` (how many events the Vibefollow server accepted), ``fail STATUS COUNT``,
+``reset COUNT``, ``clear`` (forget faults and recordings), ``requests``. It stops when
+stdin closes. ``sink`` answers every POST with 200 at once and counts requests: a
+stand-in for posthog, Segment and OTLP/HTTP endpoints that never leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Final
+
+from vf_otel.testing import VibefollowServer
+
+_JSON_OK: Final = b'{"status": 1}'
+_PROTOBUF_PATHS: Final = ("/v1/logs", "/v1/traces")
+
+
+class _SinkHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as every client here uses
+    # Headers and body go out in two writes: without this, Nagle + delayed ACK
+    # hold every response ~40 ms.
+    disable_nagle_algorithm = True
+    requests_seen = 0
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:
+        """Read the body, answer 200: JSON for analytics clients, empty protobuf for OTLP."""
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        with _SinkHandler.lock:
+            _SinkHandler.requests_seen += 1
+        otlp = self.path.startswith(_PROTOBUF_PATHS)
+        body = b"" if otlp else _JSON_OK
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf" if otlp else "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Silence: one line per request would cost more than the request."""
+
+
+def _serve_sink() -> None:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _SinkHandler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2})
+    thread.start()
+    print(f"http://127.0.0.1:{httpd.server_address[1]}", flush=True)
+    try:
+        for line in sys.stdin:
+            if line.strip() == "requests":
+                print(_SinkHandler.requests_seen, flush=True)
+            else:
+                print("ok", flush=True)
+    finally:
+        httpd.shutdown()
+        thread.join()
+        httpd.server_close()
+
+
+def _serve_vibefollow() -> None:
+    with VibefollowServer("sk_test_" + "0" * 32) as server:
+        print(server.base_url, flush=True)
+        for line in sys.stdin:
+            command, *args = line.split()
+            if command == "events":
+                print(_event_count(server), flush=True)
+                continue
+            if command == "requests":
+                print(len(server.requests), flush=True)
+                continue
+            if command == "fail":
+                server.fail_next(int(args[0]), count=int(args[1]))
+            elif command == "reset":
+                server.reset_next(count=int(args[0]))
+            elif command == "clear":
+                server.clear()
+            print("ok", flush=True)
+
+
+def _event_count(server: VibefollowServer) -> int:
+    # server.events deep-copies every event: count them under the lock instead.
+    api = server._api
+    with api.changed:
+        return len(api.events)
+
+
+if __name__ == "__main__":
+    {"sink": _serve_sink, "vibefollow": _serve_vibefollow}[sys.argv[1]]()

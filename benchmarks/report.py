@@ -1,0 +1,274 @@
+"""Render benchmarks/results.json as docs/benchmarks.md and docs/benchmarks-hot-path.png.
+
+python benchmarks/report.py [RESULTS_JSON] [DOCS_DIR]     # re-render without re-running
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Final
+
+from _common import HERE, optional_module
+
+CHART: Final = "benchmarks-hot-path.png"
+MIB: Final = 1024 * 1024
+#: Design §1 budgets for the app thread, as ratios to a do-nothing handler.
+TARGETS: Final = {"vf_tagged": 1.5, "vf_untagged": 1.1}
+
+
+def _ratio(row: dict[str, Any]) -> str:
+    ratio = row.get("ratio")
+    return "—" if ratio is None else f"{ratio:.2f}x"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _machine(results: dict[str, Any]) -> list[str]:
+    m = results["machine"]
+    packages = ", ".join(
+        f"{name} {version}" for name, version in m["packages"].items() if version is not None
+    )
+    missing = [name for name, version in m["packages"].items() if version is None]
+    lines = [
+        f"- **When:** {results['date']}, `{results['command']}` (size `{results['size']}`)",
+        f"- **Machine:** {m['cpus']} CPUs ({m['cpu_model']}), {m['os']}",
+        f"- **Python:** {m['implementation']} {m['python']}",
+        f"- **Packages:** {packages}",
+        f"- **Load average (1/5/15 min):** {results['load_before']} before,"
+        f" {results['load_after']} after",
+    ]
+    if missing:
+        lines.append(f"- **Not installed (skipped):** {', '.join(missing)}")
+    return lines
+
+
+def _hot_path(data: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, row in data["variants"].items():
+        target = TARGETS.get(name)
+        verdict = ""
+        if target is not None and row.get("ratio") is not None:
+            verdict = f"≤ {target}x {'✅' if row['ratio'] <= target else '❌'}"
+        rows.append(
+            [
+                data["labels"][name],
+                f"{row['median'] * 1e6:.2f}",
+                _ratio(row),
+                f"{row['spread']:.0%}",
+                verdict,
+            ]
+        )
+    notes = data.get("notes", {})
+    return [
+        f"{data['calls']:,} calls x {data['rounds']} interleaved rounds per variant.",
+        "",
+        *_table(["variant", "median µs/call", "ratio", "spread", "target"], rows),
+        "",
+        f"![Hot-path cost as a ratio to a do-nothing handler]({CHART})",
+        "",
+        *(f"- `{name}`: {note}" for name, n in notes.items() for note in n.values()),
+    ]
+
+
+def _spans(data: dict[str, Any]) -> list[str]:
+    rows = [
+        [data["labels"][name], f"{row['median'] * 1e6:.2f}", _ratio(row), f"{row['spread']:.0%}"]
+        for name, row in data["variants"].items()
+    ]
+    return [
+        f"Batches of {data['batch']} SDK-built spans, {data['batches']} batches x "
+        f"{data['rounds']} interleaved rounds; ratio to `{data['reference']}`.",
+        "",
+        *_table(["variant", "median µs/span", "ratio", "spread"], rows),
+    ]
+
+
+def _throughput(data: dict[str, Any]) -> list[str]:
+    rows = [
+        [data["labels"][name], f"{row['median']:,.0f}", _ratio(row), f"{row['spread']:.0%}"]
+        for name, row in data["variants"].items()
+    ]
+    steady = [
+        [
+            data["steady_labels"][name],
+            f"{row['rate']:,.0f}",
+            f"{row['worker']:.1%}",
+            f"{row['app_thread']:.1%}",
+            f"{row['process']:.1%}",
+        ]
+        for name, row in data["steady"].items()
+    ]
+    return [
+        f"{data['events']:,} tagged records logged then flushed, x {data['rounds']} interleaved "
+        f"rounds; ratio to `{data['reference']}` (higher is faster).",
+        "",
+        *_table(["variant", "median events/s", "ratio", "spread"], rows),
+        "",
+        f"CPU share at a steady {data['steady_rate']:,.0f} events/s (1 = one core):",
+        "",
+        *_table(["variant", "events/s", "worker thread", "app thread", "whole process"], steady),
+    ]
+
+
+def _outage(data: dict[str, Any]) -> list[str]:
+    rows = []
+    for row in data["variants"].values():
+        peak_queued = max(s["queued"] for s in row["samples"])
+        peak_backlog = max(s["backlog"] for s in row["samples"])
+        dropped = ", ".join(f"{k} {v:,}" for k, v in row["dropped"].items()) or "none"
+        rows.append(
+            [
+                row["label"],
+                f"{row['start_rss'] / MIB:.1f} → {row['peak_rss'] / MIB:.1f}",
+                f"{row['start_traced'] / MIB:.1f} → {row['peak_traced'] / MIB:.1f}",
+                f"{peak_queued:,} / {peak_backlog:,}",
+                f"{row['emitted']:,} / {row['received']:,}",
+                dropped,
+                "yes" if row["flushed"] else "no",
+            ]
+        )
+    first = next(iter(data["variants"].values()), None)
+    lines = []
+    if first is not None:
+        lines = [
+            f"{first['rate']:.0f} events/s; {first['outage_seconds']:.0f} s of 503 answers"
+            " between a healthy start and a healthy recovery.",
+            "",
+        ]
+    lines += _table(
+        [
+            "variant",
+            "RSS MiB (start → peak)",
+            "traced heap MiB",
+            "peak queued / backlog",
+            "emitted / received",
+            "dropped",
+            "all flushed after",
+        ],
+        rows,
+    )
+    for name, why in data.get("skipped", {}).items():
+        lines += ["", f"Not measured: `{name}` — {why}."]
+    return lines
+
+
+def render(results: dict[str, Any]) -> str:
+    """The whole of docs/benchmarks.md."""
+    comparisons = results["comparisons"]
+    parts = [
+        "# Benchmarks",
+        "",
+        "<!-- Generated by benchmarks/run.py (benchmarks/report.py): edit those, not this. -->",
+        "",
+        "Ratios measured side by side in one run, never absolute limits: every comparison runs",
+        "in a process of its own, its variants take turns round by round (the order rotating),",
+        "and each figure is the median over the rounds; a ratio is the median of the per-round",
+        "ratios. *Spread* is (max - min) / median of a variant's rounds: how noisy it was;",
+        "above ~20% other work on the machine disturbed some rounds, and the ratio (paired",
+        "round by round) is the figure to trust, not the absolute time.",
+        "Servers run in another process on 127.0.0.1, and the benchmark refuses any",
+        "connection that is not loopback.",
+        "",
+        "```bash",
+        "pip install -e '.[bench]'",
+        "python benchmarks/run.py            # full run; rewrites this page and its chart",
+        "python benchmarks/run.py --quick    # shorter, for CI smoke runs",
+        "```",
+        "",
+        *_machine(results),
+        "",
+    ]
+    sections = {
+        "hot_path": ("## Hot path: what one event costs the application thread", _hot_path),
+        "spans": ("## Spans: cost of export per span", _spans),
+        "throughput": ("## Delivery throughput and worker CPU", _throughput),
+        "outage": ("## Memory during a server outage", _outage),
+    }
+    for name, (title, render_section) in sections.items():
+        if name in comparisons:
+            parts += [title, "", *render_section(comparisons[name]), "", *MEANING[name], ""]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+MEANING: Final = {
+    "hot_path": [
+        "**What it means.** This is the latency a `logger.info(...)` adds to a request. A",
+        "tagged record through `VibefollowHandler` costs little more than a handler that does",
+        "nothing, because on the app thread it only checks the tags, snapshots the mappings and",
+        "appends to a queue; validation, coercion, ids, timestamps, JSON and HTTP happen on the",
+        "worker. An untagged record returns before any lock, so adding the handler to the root",
+        "logger costs the rest of your logging nothing. The OTel `LoggingHandler` builds a full",
+        "OTel log record (attributes, resource, scope) per call, and posthog and Segment build",
+        "and validate their message dict on the caller's thread. The OTel `LoggingHandler` of",
+        "`opentelemetry-sdk` is deprecated in favour of `opentelemetry-instrumentation-logging`;",
+        "it is measured as shipped in the SDK, exporting over OTLP/HTTP to the loopback sink.",
+    ],
+    "spans": [
+        "**What it means.** The span exporter runs on the `BatchSpanProcessor`'s thread, not on",
+        "requests. Untagged spans (most of a trace) are skipped after two lookups; a tagged span",
+        "becomes a validated, coerced Event and is queued. The OTLP row is encoding only",
+        "(protobuf, no network) — the floor of what exporting the same spans over OTLP costs.",
+        "The same batch is exported every round, so its events keep their ids and the server",
+        "stores them once (a span exported twice is delivered once).",
+    ],
+    "throughput": [
+        "**What it means.** One process delivers tens of thousands of events per second, far",
+        "above what an app emits; against `VibefollowServer` the figure is bounded by that",
+        "(Python, strictly validating) server, the sink row is the client's own ceiling. At a",
+        "busy but realistic 1,000 events/s the delivery worker uses a small share of one core.",
+    ],
+    "outage": [
+        "**What it means.** When Vibefollow is unreachable the app keeps running at full speed:",
+        "the queue and the retry backlog are bounded (`max_queue_size` events each), so memory",
+        "levels off instead of growing; past that, new events are dropped and counted",
+        "(`stats().dropped`), never blocking or raising. When the server is back, the backlog",
+        "is re-sent with the same idempotency keys. A durable spool keeps parked requests on",
+        "disk instead, so they survive a restart.",
+    ],
+}
+
+
+def chart(results: dict[str, Any], path: Path) -> bool:
+    """A horizontal bar chart of the hot-path ratios; False when matplotlib is missing."""
+    matplotlib = optional_module("matplotlib")
+    data = results["comparisons"].get("hot_path")
+    if matplotlib is None or data is None:
+        return False
+    matplotlib.use("Agg")
+    pyplot: Any = optional_module("matplotlib.pyplot")
+    names = list(data["variants"])
+    ratios = [data["variants"][name]["ratio"] for name in names]
+    colours = ["#2b7a78" if name.startswith("vf_") else "#9aa5b1" for name in names]
+    figure, axes = pyplot.subplots(figsize=(10, 0.5 * len(names) + 1.4), dpi=110)
+    axes.barh([data["labels"][name] for name in names], ratios, color=colours)
+    axes.invert_yaxis()
+    axes.axvline(1.0, color="#333", linewidth=0.8)
+    axes.axvline(TARGETS["vf_tagged"], color="#c0392b", linewidth=0.8, linestyle="--")
+    for index, ratio in enumerate(ratios):
+        axes.text(ratio, index, f" {ratio:.2f}x", va="center", fontsize=8)
+    axes.set_xlabel("cost per call on the app thread / a do-nothing handler's")
+    axes.set_title("Hot path (lower is better; dashed: the 1.5x budget)", fontsize=10)
+    axes.set_xlim(0, max(ratios) * 1.15)
+    figure.tight_layout()
+    figure.savefig(path)
+    pyplot.close(figure)
+    return True
+
+
+def write_docs(results: dict[str, Any], docs: Path) -> None:
+    """Write benchmarks.md and the chart into ``docs``."""
+    docs.mkdir(parents=True, exist_ok=True)
+    (docs / "benchmarks.md").write_text(render(results))
+    if not chart(results, docs / CHART):
+        print("chart not drawn: matplotlib is not installed (pip install -e '.[bench]')")
+
+
+if __name__ == "__main__":
+    source = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "results.json"
+    target = Path(sys.argv[2]) if len(sys.argv) > 2 else HERE.parent / "docs"
+    write_docs(json.loads(source.read_text()), target)

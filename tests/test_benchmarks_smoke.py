@@ -1,0 +1,44 @@
+"""The benchmark harness runs end to end in its smallest size (no timing is checked)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_run_py_smoke_writes_results_and_docs(tmp_path: Path) -> None:
+    """run.py --smoke on two hot-path variants and the tagged span export writes JSON and docs."""
+    done = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--smoke",
+            "--only=hot_path,spans",
+            "--variants=hot_path=baseline,vf_tagged",
+            "--variants=spans=vf_tagged",
+            f"--results={tmp_path / 'results.json'}",
+            f"--docs={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    hot_path = results["comparisons"]["hot_path"]
+    assert set(hot_path["variants"]) == {"baseline", "vf_tagged"}
+    assert hot_path["vf_events_delivered"] == hot_path["calls"] * hot_path["rounds"]
+    spans = results["comparisons"]["spans"]
+    assert set(spans["variants"]) == {"vf_tagged"}
+    # The same spans every round: stable event ids, so the server keeps them once.
+    assert spans["vf_events_delivered"] == spans["batch"]
+    page = (tmp_path / "benchmarks.md").read_text()
+    assert "VibefollowHandler, tagged record" in page

@@ -1,0 +1,57 @@
+"""Regressions the property tests found: text that is not UTF-8, emails the API refuses."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import vf_otel
+from vf_otel._coerce import coerce_mapping, utf8_text
+from vf_otel._validate import Rejection, make_event
+from vf_otel.testing import VibefollowServer
+
+from .conftest import HandlerFactory
+
+
+def test_lone_surrogates_become_replacement_characters() -> None:
+    """A str that cannot be UTF-8 encoded is repaired, in keys, values and names."""
+    assert utf8_text("a\ud800b") == "a\ufffdb"
+    assert utf8_text("plain ü") == "plain ü"
+    assert coerce_mapping({"k\udfff": ["v\ud800"]}) == {"k\ufffd": ["v\ufffd"]}
+
+
+def test_surrogates_in_a_log_call_still_deliver(
+    make_handler: HandlerFactory, app_logger: logging.Logger, vibefollow_server: VibefollowServer
+) -> None:
+    """User, name and properties with lone surrogates arrive, repaired, instead of being lost."""
+    handler = make_handler()
+    app_logger.addHandler(handler)
+    extra: dict[str, Any] = {"vf_user": "u\ud800", "vf_properties": {"p": "\udfff"}}
+    app_logger.info("ev\ud800", extra=extra)
+    assert handler.flush(5.0)
+    (event,) = vibefollow_server.events
+    assert (event["external_user_id"], event["name"]) == ("u\ufffd", "ev\ufffd")
+    assert event["properties"] == {"p": "\ufffd"}
+    assert handler.stats().dropped_total == 0
+
+
+def _event(traits: object) -> vf_otel.Event | Rejection:
+    return make_event(
+        name="x",
+        user_id="u",
+        properties={},
+        traits=traits,
+        occurred_at=datetime.now(UTC),
+        event_id="e",
+    )
+
+
+def test_an_email_trait_the_api_would_refuse_is_rejected_client_side() -> None:
+    """A str email without exactly one @ between two parts never reaches /users."""
+    for bad in ("0", "a@", "@b", "a@b@c"):
+        result = _event({"email": bad})
+        assert isinstance(result, Rejection)
+        assert (result.reason, result.field) == ("invalid_traits", "traits.email")
+    for fine in ({"email": "a@b"}, {"email": ""}, {"email": 5}, {"name": "n"}):
+        assert isinstance(_event(fine), vf_otel.Event)

@@ -1,0 +1,117 @@
+"""Outages over real HTTP: bounded memory, no busy loop, Retry-After, recovery exactly once."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+import vf_otel
+from vf_otel.testing import VibefollowServer
+
+from .conftest import HandlerFactory
+
+OUTAGE_WINDOW = 2.0
+
+
+def log_for(seconds: float, log: logging.Logger, prefix: str, *, per_tick: int = 2) -> int:
+    """Log tagged events every 10 ms for ``seconds`` (bounded); return how many."""
+    count, until = 0, time.monotonic() + seconds
+    while time.monotonic() < until:
+        for _ in range(per_tick):
+            log.warning(
+                "%s_%d", prefix, count, extra={"vf_event": f"{prefix}_{count}", "vf_user": "u"}
+            )
+            count += 1
+        time.sleep(0.01)
+    return count
+
+
+@pytest.mark.slow
+def test_long_outage_keeps_memory_bounded_and_does_not_spin(
+    vibefollow_server: VibefollowServer, make_handler: HandlerFactory
+) -> None:
+    """Failing API: few requests over the window, bounded queue+backlog, every drop counted."""
+    handler = make_handler(flush_interval=0.05, max_retries=0, max_queue_size=50, batch_size=10)
+    log = logging.getLogger("app.outage.spin")
+    log.addHandler(handler)
+    vibefollow_server.fail_next(503, count=100_000)
+    peak, logged, until = 0, 0, time.monotonic() + OUTAGE_WINDOW
+    while time.monotonic() < until:
+        logged += log_for(0.1, log, "e")
+        stats = handler.stats()
+        peak = max(peak, stats.queued + stats.backlog)
+    log.removeHandler(handler)
+    # Threshold (5) failures open the circuit; then one probe at ~1 s: far from one per export.
+    assert len(vibefollow_server.requests) <= 8
+    assert peak <= 100  # queue (50) + backlog (50), never more
+    handler.close()
+    stats = handler.stats()
+    assert stats.sent == 0
+    assert logged == stats.dropped_total
+    assert {"queue_full", "backlog_full", "shutdown"} >= set(stats.dropped)
+
+
+@pytest.mark.slow
+def test_429_storm_respects_retry_after_across_exports(
+    vibefollow_server: VibefollowServer, make_handler: HandlerFactory
+) -> None:
+    """With every answer a 429 + Retry-After: 1, requests are at least a second apart."""
+    handler = make_handler(flush_interval=0.05, max_retries=3)
+    log = logging.getLogger("app.outage.429")
+    log.addHandler(handler)
+    vibefollow_server.fail_next(429, retry_after="1", count=100_000)
+    log_for(1.6, log, "e")
+    log.removeHandler(handler)
+    # Retry-After is a floor for every request, not only for one request's retries.
+    assert 1 <= len(vibefollow_server.requests) <= 2
+    handler.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spool", [False, True], ids=["memory", "spool"])
+def test_endpoint_down_then_back_on_the_same_port_delivers_everything_once(
+    make_handler: HandlerFactory, tmp_path: Path, spool: bool
+) -> None:
+    """Server stopped, events logged, a new server on the same port: all delivered, once."""
+    before = VibefollowServer().start()
+    port = int(before.base_url.rsplit(":", 1)[1])
+    options = {"spool_path": tmp_path / "spool.db"} if spool else {}
+    handler = make_handler(
+        base_url=before.base_url, api_key=before.api_key, flush_interval=0.1, **options
+    )
+    log = logging.getLogger(f"app.outage.port.{spool}")
+    log.addHandler(handler)
+    log.warning("before", extra={"vf_user": "usr_1"})
+    assert handler.flush(timeout=5)  # its answer too, or a retry would land on `after`
+    before.stop()
+    down, until = 0, time.monotonic() + 10.0
+    # Log until the outage has made delivery park something (bounded), at least 1 s.
+    while time.monotonic() < until:
+        down += log_for(0.25, log, f"during_{down}", per_tick=1)
+        stats = handler.stats()
+        if down >= 25 and (stats.backlog or stats.spooled):
+            break
+    after = VibefollowServer(before.api_key, port=port).start()
+    try:
+        assert after.wait_for_events(down, timeout=30)
+        assert handler.flush(timeout=10)
+        names = [e["name"] for e in after.events]
+        assert len(names) == len(set(names)) == down
+        assert all(name.startswith("during_") for name in names)
+        assert [e["name"] for e in before.events] == ["before"]
+        stats = handler.stats()
+        assert (stats.sent, stats.dropped_total) == (down + 1, 0)
+        assert (stats.spooled > 0) is spool
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+        after.stop()
+
+
+def test_stats_has_a_spooled_counter() -> None:
+    """Stats gained ``spooled`` with a default, so older constructions still work."""
+    assert vf_otel.Stats().spooled == 0
+    assert vf_otel.Stats(enqueued=1).spooled == 0

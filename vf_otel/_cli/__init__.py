@@ -1,0 +1,52 @@
+"""The ``vf-otel`` command: ``devserver``, ``doctor`` and ``send`` (docs/cli.md).
+
+Also ``python -m vf_otel``. Standard-library argparse only: no dependency beyond the
+library's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from .._version import __version__
+from . import _devserver, _doctor, _send
+from ._exit import ExitCode
+
+__all__ = ["ExitCode", "build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser for every command; each sets ``run`` to the function that executes it."""
+    parser = argparse.ArgumentParser(
+        prog="vf-otel",
+        description="Tools for vf-otel: a local dev server, a configuration doctor, and send.",
+        epilog="Exit statuses are listed in docs/cli.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"vf-otel {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in (_devserver, _doctor, _send):
+        command.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``vf-otel`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors end in sys.exit()
+        return _status(exc.code)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return int(run(args))
+    except KeyboardInterrupt:
+        print("vf-otel: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+
+
+def _status(code: object) -> int:
+    if code is None:
+        return ExitCode.OK
+    return code if isinstance(code, int) else ExitCode.FAILED

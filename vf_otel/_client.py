@@ -1,0 +1,76 @@
+"""The HTTP side of delivery: one httpx client per process, one POST per call."""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Final
+
+import httpx
+
+from ._answers import error_for
+from ._config import Settings
+from ._errors import NetworkError, VibefollowError
+from ._version import __version__
+from ._wire import Request
+
+__all__ = ["USER_AGENT", "Client"]
+
+USER_AGENT: Final = (
+    f"vf-otel/{__version__} python/{platform.python_version()} httpx/{httpx.__version__}"
+)
+
+
+class Client:
+    """POSTs requests with their key; a forked child gets its own connection pool."""
+
+    def __init__(self, settings: Settings, transport: httpx.BaseTransport | None) -> None:
+        self._settings = settings
+        self._transport = transport
+        self._pid = os.getpid()
+        self._client: httpx.Client | None = None
+
+    def after_fork(self) -> None:
+        """Forget the parent's client (its sockets are the parent's)."""
+        self._pid = os.getpid()
+        self._client = None
+
+    def post(self, request: Request, timeout: float) -> VibefollowError | None:
+        """None when the API accepted ``request``; else the error (status 0: no answer)."""
+        try:
+            response = self.http().post(
+                request.path,
+                content=request.body,
+                headers={"Idempotency-Key": request.key},
+                timeout=timeout,
+            )
+        except httpx.TimeoutException as exc:
+            return NetworkError(f"timed out ({type(exc).__name__})")
+        except httpx.TransportError as exc:
+            return NetworkError(f"{type(exc).__name__}: {exc}")
+        if response.is_success:
+            return None
+        return error_for(response)
+
+    def close(self) -> None:
+        """Close this process's client, if it made one."""
+        if self._client is not None and self._pid == os.getpid():
+            self._client.close()
+        self._client = None
+
+    def http(self) -> httpx.Client:
+        """The httpx client, made on first use (and again in a forked child)."""
+        if self._pid != os.getpid():
+            self.after_fork()  # forked without the at-fork hook having run
+        if self._client is None:
+            headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+            if self._settings.api_key:
+                headers["Authorization"] = "Bearer " + self._settings.api_key
+            self._client = httpx.Client(
+                base_url=self._settings.api_url,
+                headers=headers,
+                timeout=self._settings.timeout,
+                transport=self._transport,
+                follow_redirects=False,
+            )
+        return self._client

@@ -1,0 +1,148 @@
+"""Replace the values of property and trait keys that look secret (on by default).
+
+A key matches a pattern when the pattern's words appear, in order and next to
+each other, among the key's words: ``userPassword``, ``db-password`` and
+``password_hash`` all match ``password``; ``x-api-key`` and ``apiKey`` match
+``api_key``; ``author`` does not match ``auth``. Runs on the delivery worker
+(logs) or the SDK export thread (spans), after coercion, so every value is
+already plain JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from collections.abc import Iterable
+from typing import Any, Final, TypeVar, cast
+
+from ._event import Event
+
+__all__ = ["DEFAULT_SECRET_KEYS", "REDACTED", "Redactor", "key_words"]
+
+REDACTED: Final = "[redacted]"
+#: Patterns matched by default; ``redact_keys`` adds to them.
+DEFAULT_SECRET_KEYS: Final = (
+    "password",
+    "passwd",
+    "pwd",
+    "passphrase",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "auth",
+    "credentials",
+    "cookie",
+    "session",
+    "card",
+    "card_number",
+    "cc_number",
+    "cvv",
+    "cvc",
+    "ssn",
+    "private_key",
+)
+# A product sends the same few keys again and again: deciding once per key keeps
+# the default cost to one dict lookup. Bounded, since keys may be unbounded too.
+_CACHE_SIZE: Final = 4096
+_SPLIT: Final = re.compile(r"[^0-9a-zA-Z]+|(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+#: The one traits key that is never redacted: the API takes it as the user's email.
+EMAIL_KEY: Final = "email"
+_T = TypeVar("_T")
+
+
+def key_words(key: str) -> tuple[str, ...]:
+    """The lower-case words of a key: ``"X-Api-Key"``, ``"xAPIKey"`` → ``("x", "api", "key")``."""
+    return tuple(word.lower() for word in _SPLIT.split(key) if word)
+
+
+class Redactor:
+    """Decides which keys are secret and replaces their values, recursively."""
+
+    __slots__ = ("_is_secret", "_patterns", "enabled")
+
+    def __init__(self, extra_keys: Iterable[str] = (), *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        words = (key_words(p) for p in (*DEFAULT_SECRET_KEYS, *extra_keys))
+        # Matched on the words run together, so "apikey" also matches "api_key".
+        self._patterns: tuple[str, ...] = tuple(sorted({"".join(w) for w in words if w}))
+        self._is_secret = functools.lru_cache(maxsize=_CACHE_SIZE)(self._decide)
+
+    def __repr__(self) -> str:
+        return f"<Redactor {'on' if self.enabled else 'off'} {len(self._patterns)} patterns>"
+
+    def _decide(self, key: str) -> bool:
+        words = key_words(key)
+        for start in range(len(words)):
+            joined = ""
+            for word in words[start:]:
+                joined += word
+                if joined in self._patterns:
+                    return True
+        return False
+
+    def is_secret(self, key: str) -> bool:
+        """Whether values under ``key`` are replaced."""
+        return self.enabled and bool(self._is_secret(key))
+
+    def properties(self, value: dict[str, Any]) -> dict[str, Any]:
+        """``value`` with secret values replaced; the same object when nothing matched."""
+        if not self.enabled or not value:
+            return value
+        return self._mapping(value, keep=None)
+
+    def traits(self, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """As :meth:`properties`, but the top-level ``email`` always stays."""
+        if not self.enabled or not value:
+            return value
+        return self._mapping(value, keep=EMAIL_KEY)
+
+    def event(self, item: _T) -> _T:
+        """An Event with its properties and traits redacted; anything else as it is."""
+        if not self.enabled or not isinstance(item, Event):
+            return item
+        props, traits = item.properties, item.traits
+        new_props = self._mapping(props, keep=None) if isinstance(props, dict) else props
+        new_traits = self.traits(traits) if isinstance(traits, dict) else traits
+        if new_props is props and new_traits is traits:
+            return item
+        return cast(_T, dataclasses.replace(item, properties=new_props, traits=new_traits))
+
+    def _mapping(self, value: dict[str, Any], keep: str | None) -> dict[str, Any]:
+        changed: dict[str, Any] | None = None
+        for key, item in value.items():
+            if key != keep and self._is_secret(key):
+                new: Any = REDACTED
+            elif isinstance(item, dict | list):
+                new = self._any(item)
+            else:
+                continue
+            if new is not item:
+                if changed is None:
+                    changed = dict(value)
+                changed[key] = new
+        return value if changed is None else changed
+
+    def _any(self, item: Any) -> Any:
+        # Coerced values nest at most MAX_DEPTH deep and hold no cycles.
+        if isinstance(item, dict):
+            return self._mapping(item, keep=None)
+        if isinstance(item, list):
+            new = [self._any(x) if isinstance(x, dict | list) else x for x in item]
+            return item if all(a is b for a, b in zip(new, item, strict=True)) else new
+        return item
+
+
+#: What an Event is built with when nothing else is said: the default patterns, on.
+DEFAULT_REDACTOR: Final = Redactor()
+
+
+def redactor_for(settings: Any) -> Redactor:
+    """The Redactor for resolved settings (``redact`` and ``redact_keys``, if present)."""
+    enabled = bool(getattr(settings, "redact", True))
+    extra: tuple[str, ...] = tuple(getattr(settings, "redact_keys", ()) or ())
+    if enabled and not extra:
+        return DEFAULT_REDACTOR
+    return Redactor(extra, enabled=enabled)
