@@ -104,6 +104,16 @@ class Delivery:
             _, held = self._round(self._prepare(events), deadline)
         return not held and len(self._parking.backlog) == 0
 
+    @contextlib.contextmanager
+    def holding(self, count: int) -> Iterator[None]:
+        """Count ``count`` events taken from the queue as waiting until delivery is done
+        with them, so queue + backlog in stats() never hides a batch being handled."""
+        self._parking.hold(count)
+        try:
+            yield
+        finally:
+            self._parking.settle(count)
+
     def retry_parked(self, timeout: float) -> bool:
         """Send what waits in the backlog and the spool until done or ``timeout``; True if done."""
         deadline = self._clock() + timeout

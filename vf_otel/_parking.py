@@ -75,6 +75,12 @@ class Parking:
             self._in_flight += weight
         return [*claimed, *((r, None) for r in taken)], weight
 
+    def hold(self, weight: int) -> int:
+        """Count ``weight`` more events as in flight (fresh requests being sent)."""
+        with self._lock:
+            self._in_flight += weight
+        return weight
+
     def settle(self, weight: int) -> None:
         """Requests taken from the backlog (``weight`` in all) are no longer in flight."""
         with self._lock:

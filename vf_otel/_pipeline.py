@@ -80,6 +80,10 @@ class Pipeline:
 
     def _export(self, batch: list[Event | PendingEvent]) -> None:
         """The worker's half of a log call: build the Events, then deliver them."""
+        with self._delivery.holding(len(batch)):
+            self._deliver(batch)
+
+    def _deliver(self, batch: list[Event | PendingEvent]) -> None:
         events: list[Event] = []
         for item in batch:
             if isinstance(item, Event):
