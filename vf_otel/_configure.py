@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
-from typing import Any
 
-import httpx
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from typing_extensions import Unpack
 
 from ._handler import VibefollowHandler
 from ._spans import VibefollowSpanExporter, VibefollowUserSpanProcessor
-from .typing import ErrorCallback
+from .typing import Options
 
 __all__ = ["Configuration", "configure"]
 
@@ -72,25 +70,12 @@ class Configuration:
 
 def configure(
     *,
-    api_key: str | None = None,
-    base_url: str | None = None,
-    batch_size: int | None = None,
-    flush_interval: float | None = None,
-    max_queue_size: int | None = None,
-    timeout: float | None = None,
-    export_timeout: float | None = None,
-    shutdown_timeout: float | None = None,
-    max_retries: int | None = None,
-    allow_insecure_http: bool | None = None,
-    spool_path: str | os.PathLike[str] | None = None,
-    spool_max_bytes: int | None = None,
-    on_error: ErrorCallback | None = None,
-    transport: httpx.BaseTransport | None = None,
     include_error_spans: bool = False,
     logs: bool = True,
     spans: bool = True,
     logger: logging.Logger | None = None,
     tracer_provider: trace.TracerProvider | None = None,
+    **options: Unpack[Options],
 ) -> Configuration:
     """Send tagged log records and spans to Vibefollow in one call.
 
@@ -103,22 +88,6 @@ def configure(
     those of the handler (arguments > ``VIBEFOLLOW_*`` variables > defaults).
     Call ``shutdown()`` on the result to drain both (idempotent).
     """
-    options: dict[str, Any] = {
-        "api_key": api_key,
-        "base_url": base_url,
-        "batch_size": batch_size,
-        "flush_interval": flush_interval,
-        "max_queue_size": max_queue_size,
-        "timeout": timeout,
-        "export_timeout": export_timeout,
-        "shutdown_timeout": shutdown_timeout,
-        "max_retries": max_retries,
-        "allow_insecure_http": allow_insecure_http,
-        "spool_path": spool_path,
-        "spool_max_bytes": spool_max_bytes,
-        "on_error": on_error,
-        "transport": transport,
-    }
     if not isinstance(include_error_spans, bool):
         raise ValueError("include_error_spans must be a bool")
     # Build both first: a bad option raises before anything global is touched.

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Final
 
-import httpx
+from typing_extensions import Unpack
 
-from ._config import resolve_settings
 from ._context import current_user
-from ._metrics import register_metrics
-from ._pipeline import Pipeline
-from ._redact import redactor_for
+from ._sink import EventSink
 from ._stats import Stats
 from ._validate import Rejection
-from .typing import ErrorCallback
+from .typing import Options
 
 __all__ = ["VibefollowHandler"]
 
@@ -43,48 +39,12 @@ class VibefollowHandler(logging.Handler):
     the same name applies, then the default (see docs/configuration.md).
     """
 
-    def __init__(
-        self,
-        level: int | str = logging.NOTSET,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        batch_size: int | None = None,
-        flush_interval: float | None = None,
-        max_queue_size: int | None = None,
-        timeout: float | None = None,
-        export_timeout: float | None = None,
-        shutdown_timeout: float | None = None,
-        max_retries: int | None = None,
-        allow_insecure_http: bool | None = None,
-        spool_path: str | os.PathLike[str] | None = None,
-        spool_max_bytes: int | None = None,
-        on_error: ErrorCallback | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
+    def __init__(self, level: int | str = logging.NOTSET, **options: Unpack[Options]) -> None:
         super().__init__(level)
-        if on_error is not None and not callable(on_error):
-            raise ValueError("on_error must be callable")
-        settings = resolve_settings(
-            api_key=api_key,
-            base_url=base_url,
-            batch_size=batch_size,
-            flush_interval=flush_interval,
-            max_queue_size=max_queue_size,
-            timeout=timeout,
-            export_timeout=export_timeout,
-            shutdown_timeout=shutdown_timeout,
-            max_retries=max_retries,
-            allow_insecure_http=allow_insecure_http,
-            spool_path=spool_path,
-            spool_max_bytes=spool_max_bytes,
-        )
-        self._has_key = settings.api_key is not None
-        if not self._has_key:
-            _logger.warning("VIBEFOLLOW_API_KEY is not set: vf-otel will count and drop events")
-        self._pipeline = Pipeline(settings, on_error=on_error, transport=transport)
-        self._redactor = redactor_for(settings)
-        register_metrics(self._pipeline, source_kind="handler")
+        self._sink = EventSink(options, source_kind="handler")
+        self._pipeline = self._sink.pipeline
+        self._has_key = self._sink.has_key
+        self._redactor = self._sink.redactor
 
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)

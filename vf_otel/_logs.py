@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
+from typing_extensions import Unpack
 
 from ._handler import IGNORED_LOGGERS
 from ._sdk import LogExporterBase, LogExportResult
 from ._sink import EventSink
 from ._stats import Stats
 from ._translate import Result, translate_log
-from .typing import ErrorCallback
+from .typing import Options
 
 __all__ = ["VibefollowLogExporter"]
 
@@ -32,39 +31,8 @@ class VibefollowLogExporter(LogExporterBase):
     pipeline should use :class:`VibefollowHandler`, which is much cheaper.
     """
 
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        batch_size: int | None = None,
-        flush_interval: float | None = None,
-        max_queue_size: int | None = None,
-        timeout: float | None = None,
-        export_timeout: float | None = None,
-        shutdown_timeout: float | None = None,
-        max_retries: int | None = None,
-        allow_insecure_http: bool | None = None,
-        spool_path: str | os.PathLike[str] | None = None,
-        spool_max_bytes: int | None = None,
-        on_error: ErrorCallback | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        options = {
-            "api_key": api_key,
-            "base_url": base_url,
-            "batch_size": batch_size,
-            "flush_interval": flush_interval,
-            "max_queue_size": max_queue_size,
-            "timeout": timeout,
-            "export_timeout": export_timeout,
-            "shutdown_timeout": shutdown_timeout,
-            "max_retries": max_retries,
-            "allow_insecure_http": allow_insecure_http,
-            "spool_path": spool_path,
-            "spool_max_bytes": spool_max_bytes,
-        }
-        self._sink = EventSink(options, on_error=on_error, transport=transport)
+    def __init__(self, **options: Unpack[Options]) -> None:
+        self._sink = EventSink(options, source_kind="exporter")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._sink.pipeline.settings.base_url}>"

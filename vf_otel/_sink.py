@@ -12,8 +12,6 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-import httpx
-
 from ._config import resolve_settings
 from ._event import Event
 from ._metrics import register_metrics
@@ -21,7 +19,7 @@ from ._pipeline import Pipeline
 from ._redact import redactor_for
 from ._stats import Stats
 from ._validate import Rejection
-from .typing import ErrorCallback
+from .typing import Options
 
 __all__ = ["EventSink"]
 
@@ -29,24 +27,23 @@ _logger = logging.getLogger("vf_otel")
 
 
 class EventSink:
-    """Owns a Pipeline for one exporter; ``shutdown`` is idempotent, nothing here raises."""
+    """Owns the Pipeline of one handler or exporter; ``shutdown`` is idempotent, never raises."""
 
-    def __init__(
-        self,
-        options: dict[str, Any],
-        *,
-        on_error: ErrorCallback | None,
-        transport: httpx.BaseTransport | None,
-    ) -> None:
+    def __init__(self, options: Options, *, source_kind: str) -> None:
+        settings_options: dict[str, Any] = dict(options)
+        on_error = options.get("on_error")
+        transport = options.get("transport")
+        settings_options.pop("on_error", None)
+        settings_options.pop("transport", None)
         if on_error is not None and not callable(on_error):
             raise ValueError("on_error must be callable")
-        settings = resolve_settings(**options)
+        settings = resolve_settings(**settings_options)
         self.has_key = settings.api_key is not None
         if not self.has_key:
             _logger.warning("VIBEFOLLOW_API_KEY is not set: vf-otel will count and drop events")
         self.pipeline = Pipeline(settings, on_error=on_error, transport=transport)
         self.redactor = redactor_for(settings)
-        register_metrics(self.pipeline, source_kind="exporter")
+        register_metrics(self.pipeline, source_kind=source_kind)
         self._lock = threading.Lock()
         self._shut_down = False
 

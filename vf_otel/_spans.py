@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 
-import httpx
 from opentelemetry import baggage
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from typing_extensions import Unpack
 
 from ._context import BAGGAGE_KEY, current_user
 from ._sink import EventSink
 from ._stats import Stats
 from ._translate import CONTEXT_USER_KEY, USER_KEY, Result, translate_span
-from .typing import ErrorCallback
+from .typing import Options
 
 __all__ = ["VibefollowSpanExporter", "VibefollowUserSpanProcessor"]
 
@@ -36,43 +35,11 @@ class VibefollowSpanExporter(SpanExporter):
     come from its ``VIBEFOLLOW_*`` environment variable instead.
     """
 
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        batch_size: int | None = None,
-        flush_interval: float | None = None,
-        max_queue_size: int | None = None,
-        timeout: float | None = None,
-        export_timeout: float | None = None,
-        shutdown_timeout: float | None = None,
-        max_retries: int | None = None,
-        allow_insecure_http: bool | None = None,
-        spool_path: str | os.PathLike[str] | None = None,
-        spool_max_bytes: int | None = None,
-        on_error: ErrorCallback | None = None,
-        transport: httpx.BaseTransport | None = None,
-        include_error_spans: bool = False,
-    ) -> None:
+    def __init__(self, *, include_error_spans: bool = False, **options: Unpack[Options]) -> None:
         if not isinstance(include_error_spans, bool):
             raise ValueError("include_error_spans must be a bool")
         self._include_errors = include_error_spans
-        options = {
-            "api_key": api_key,
-            "base_url": base_url,
-            "batch_size": batch_size,
-            "flush_interval": flush_interval,
-            "max_queue_size": max_queue_size,
-            "timeout": timeout,
-            "export_timeout": export_timeout,
-            "shutdown_timeout": shutdown_timeout,
-            "max_retries": max_retries,
-            "allow_insecure_http": allow_insecure_http,
-            "spool_path": spool_path,
-            "spool_max_bytes": spool_max_bytes,
-        }
-        self._sink = EventSink(options, on_error=on_error, transport=transport)
+        self._sink = EventSink(options, source_kind="exporter")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._sink.pipeline.settings.base_url}>"

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypedDict
+
+import httpx
 
 if TYPE_CHECKING:
     from ._errors import VibefollowError
     from ._event import Event
 
-__all__ = ["ErrorCallback"]
+__all__ = ["ErrorCallback", "Options"]
 
 
 class ErrorCallback(Protocol):
@@ -21,3 +24,30 @@ class ErrorCallback(Protocol):
     """
 
     def __call__(self, exc: VibefollowError, events: Sequence[Event], /) -> None: ...
+
+
+class Options(TypedDict, total=False):
+    """Keyword options of ``VibefollowHandler``, both exporters and ``configure()``.
+
+    Each may be omitted (or None): its ``VIBEFOLLOW_*`` environment variable
+    applies, then the default. docs/configuration.md describes every one. Type
+    checkers see these names and types through ``**options: Unpack[Options]``;
+    at run time an unknown name raises ``TypeError`` and a bad value ``ValueError``.
+    """
+
+    api_key: str | None
+    base_url: str | None
+    batch_size: int | None
+    flush_interval: float | None
+    max_queue_size: int | None
+    timeout: float | None
+    export_timeout: float | None
+    shutdown_timeout: float | None
+    max_retries: int | None
+    allow_insecure_http: bool | None
+    redact: bool | None
+    redact_keys: Sequence[str] | str | None
+    spool_path: str | os.PathLike[str] | None
+    spool_max_bytes: int | None
+    on_error: ErrorCallback | None
+    transport: httpx.BaseTransport | None
