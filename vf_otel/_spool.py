@@ -10,6 +10,9 @@ request that landed before a crash is deduplicated by the server (same key).
 A file that cannot be opened, is not a database or stops being writable turns
 the spool off for this process: one error is logged and delivery carries on
 in memory. Nothing here raises.
+
+``summary()``, ``purge()`` and ``spool_file_problem()`` serve ``vf-otel spool``
+(docs/cli.md); the purge decides which leases to spare inside its write transaction.
 """
 
 from __future__ import annotations
@@ -23,14 +26,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from ._event import Event
 from ._ratelimit import RateLimitedLog
 from ._wire import EVENTS_PATH, Request
 
-__all__ = ["CLAIM_LIMIT", "Spool"]
+__all__ = ["CLAIM_LIMIT", "Lease", "Purged", "Spool", "SpoolSummary", "spool_file_problem"]
 
 _logger = logging.getLogger("vf_otel.spool")
 #: Requests one claim takes at most (each holds up to 500 events).
@@ -66,9 +71,66 @@ _LEASE: Final = "UPDATE vf_requests SET owner = ?, lease_until = ? WHERE id = ?"
 _RELEASE: Final = "UPDATE vf_requests SET owner = NULL, lease_until = 0 WHERE id = ? AND owner = ?"
 _DELETE: Final = "DELETE FROM vf_requests WHERE id = ?"
 _WEIGHT: Final = "SELECT COALESCE(SUM(weight), 0) FROM vf_requests"
+_FACTS: Final = "SELECT id, path, events, size, owner, lease_until FROM vf_requests ORDER BY id"
+#: What a file must have to be taken for a spool (vf-otel spool checks before opening).
+_COLUMNS: Final = frozenset(
+    {"id", "path", "key", "body", "events", "weight", "size", "owner", "lease_until"}
+)
 # SQLITE_BUSY and SQLITE_LOCKED: another connection holds the lock; try again later.
 _BUSY_CODES: Final = frozenset({5, 6})
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The rows one process holds now: they are being sent and nobody else may claim them."""
+
+    pid: int
+    rows: int
+    events: int
+    #: Wall-clock time (``time.time()``) the last of these leases runs out.
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolSummary:
+    """What a spool holds now (``vf-otel spool stats``)."""
+
+    rows: int
+    #: Events in ``/events/batch`` requests; a user upsert is counted in ``user_upserts``.
+    events: int
+    user_upserts: int
+    #: The bytes counted against ``spool_max_bytes``.
+    size: int
+    #: The earliest and latest ``occurred_at`` of the spooled events (rows carry no
+    #: write time, so this is how old the data is, not when it was spooled).
+    oldest_event: datetime | None
+    newest_event: datetime | None
+    leases: tuple[Lease, ...]
+    #: Wall-clock time of the snapshot.
+    taken_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    """What :meth:`Spool.purge` deleted, and the leases it spared (their rows stay)."""
+
+    rows: int
+    events: int
+    user_upserts: int
+    kept: tuple[Lease, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Fact:
+    """One row as the summary and the purge see it, without its body."""
+
+    row_id: int
+    events: int
+    upsert: bool
+    size: int
+    holder: int | None  # the pid whose lease is running now
+    until: float
 
 
 class Spool:
@@ -152,6 +214,49 @@ class Spool:
         """Events (and user upserts) in the spool, whoever holds them."""
         return self._run(lambda conn: int(conn.execute(_WEIGHT).fetchone()[0]), 0)
 
+    def summary(self) -> SpoolSummary | None:
+        """Rows, events, bytes, event ages and running leases; None if the spool is off."""
+        now = self._now()
+
+        def read(conn: sqlite3.Connection) -> SpoolSummary:
+            facts, oldest, newest = _facts(conn, now)
+            return SpoolSummary(
+                rows=len(facts),
+                events=sum(f.events for f in facts if not f.upsert),
+                user_upserts=sum(f.upsert for f in facts),
+                size=sum(f.size for f in facts),
+                oldest_event=oldest,
+                newest_event=newest,
+                leases=_leases(facts),
+                taken_at=now,
+            )
+
+        return self._run(read, None)
+
+    def purge(self, keep: Callable[[int], bool]) -> Purged | None:
+        """Delete every row except those leased now by a pid for which ``keep(pid)`` is true.
+
+        One write transaction: no process can claim a row between the check and the delete.
+        None if the spool is off.
+        """
+        now = self._now()
+
+        def delete(conn: sqlite3.Connection) -> Purged:
+            with _immediate(conn):
+                facts, _, _ = _facts(conn, now)
+                kept = tuple(lease for lease in _leases(facts) if keep(lease.pid))
+                spared = {lease.pid for lease in kept}
+                doomed = [f for f in facts if f.holder is None or f.holder not in spared]
+                conn.executemany(_DELETE, [(f.row_id,) for f in doomed])
+            return Purged(
+                rows=len(doomed),
+                events=sum(f.events for f in doomed if not f.upsert),
+                user_upserts=sum(f.upsert for f in doomed),
+                kept=kept,
+            )
+
+        return self._run(delete, None)
+
     def close(self) -> None:
         """Close this process's connection (rows stay on disk for the next start)."""
         with self._lock:
@@ -223,6 +328,63 @@ class Spool:
                 _logger.exception("vf-otel spool: dropping unreadable row %s", row_id)
                 conn.execute(_DELETE, (row_id,))
         return decoded
+
+
+def _facts(
+    conn: sqlite3.Connection, now: float
+) -> tuple[list[_Fact], datetime | None, datetime | None]:
+    """Every row's counts and lease holder, and the earliest and latest event time."""
+    facts: list[_Fact] = []
+    times: list[datetime] = []
+    for row_id, path, events, size, owner, lease_until in conn.execute(_FACTS):
+        try:
+            items = json.loads(events)
+            times.extend(datetime.fromisoformat(item["at"]) for item in items)
+            count = len(items)
+        except (ValueError, TypeError, KeyError):
+            count = 0  # unreadable: counted as a row; the next claim drops it
+        holder = owner if owner is not None and lease_until > now else None
+        facts.append(_Fact(row_id, count, path != EVENTS_PATH, size, holder, lease_until))
+    return facts, min(times, default=None), max(times, default=None)
+
+
+def _leases(facts: list[_Fact]) -> tuple[Lease, ...]:
+    holders = sorted({f.holder for f in facts if f.holder is not None})
+    return tuple(
+        Lease(
+            pid=pid,
+            rows=sum(f.holder == pid for f in facts),
+            events=sum(f.events for f in facts if f.holder == pid and not f.upsert),
+            until=max(f.until for f in facts if f.holder == pid),
+        )
+        for pid in holders
+    )
+
+
+def spool_file_problem(path: str) -> str | None:
+    """Why ``path`` is not a vf-otel spool, or None when it is; never creates or changes it."""
+    file = Path(path)
+    if not file.exists():
+        return "no such file"
+    if not file.is_file():
+        return "not a regular file"
+    try:
+        # mode=ro: a file that is some other database must not get our table or WAL mode.
+        conn = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        return f"cannot open it: {exc}"
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(vf_requests)")}
+    except sqlite3.Error as exc:
+        return f"not a vf-otel spool ({exc})"
+    finally:
+        conn.close()
+    if not columns:
+        return "not a vf-otel spool (no vf_requests table)"
+    missing = _COLUMNS - columns
+    if missing:
+        return f"not a vf-otel spool (vf_requests lacks {', '.join(sorted(missing))})"
+    return None
 
 
 def _connect(path: str) -> sqlite3.Connection:

@@ -1,4 +1,4 @@
-"""The ``vf-otel`` command: ``devserver``, ``doctor`` and ``send`` (docs/cli.md).
+"""The ``vf-otel`` command: ``devserver``, ``doctor``, ``send`` and ``spool`` (docs/cli.md).
 
 Also ``python -m vf_otel``. Standard-library argparse only: no dependency beyond the
 library's own.
@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .._version import __version__
-from . import _devserver, _doctor, _send
+from . import _devserver, _doctor, _send, _spool_cmd
 from ._exit import ExitCode
 
 __all__ = ["ExitCode", "build_parser", "main"]
@@ -21,12 +21,13 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser for every command; each sets ``run`` to the function that executes it."""
     parser = argparse.ArgumentParser(
         prog="vf-otel",
-        description="Tools for vf-otel: a local dev server, a configuration doctor, and send.",
+        description="Tools for vf-otel: a local dev server, a configuration doctor, send, "
+        "and the durable spool.",
         epilog="Exit statuses are listed in docs/cli.md.",
     )
     parser.add_argument("--version", action="version", version=f"vf-otel {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (_devserver, _doctor, _send):
+    for command in (_devserver, _doctor, _send, _spool_cmd):
         command.add_parser(commands)
     return parser
 

@@ -20,7 +20,7 @@ from ._exit import ExitCode
 from ._settings import add_connection_options, captured_records, hide_key, seconds
 from ._terminal import printable, to_json
 
-__all__ = ["add_parser", "parse_pair", "parse_value", "run"]
+__all__ = ["add_parser", "parse_pair", "parse_value", "run", "warning_reason"]
 
 _DOCTOR_HINT: Final = "Run `vf-otel doctor` to find out why."
 
@@ -130,7 +130,7 @@ def _deliver(settings: Settings, event: Event) -> _Outcome:
         try:
             delivery.export([event])
             # Taken before close(), which reports what is still parked as "shutdown".
-            reasons = tuple(dict.fromkeys(_reason(record) for record in records))
+            reasons = tuple(dict.fromkeys(warning_reason(record) for record in records))
             errors = tuple(refused)
         finally:
             delivery.close()
@@ -138,7 +138,8 @@ def _deliver(settings: Settings, event: Event) -> _Outcome:
     return _Outcome(stats.sent == 1, stats.users_sent == 1, errors, reasons)
 
 
-def _reason(record: logging.LogRecord) -> str:
+def warning_reason(record: logging.LogRecord) -> str:
+    """Why the delivery logged ``record``: the error it carries, else its first sentence."""
     # The delivery's warnings carry the error itself when there is one; otherwise its
     # first sentence is the reason (the rest is about a long-running process's backlog).
     args = record.args if isinstance(record.args, tuple) else ()
