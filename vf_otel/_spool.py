@@ -18,7 +18,6 @@ in memory. Nothing here raises.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sqlite3
@@ -26,24 +25,35 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from ._event import Event
 from ._ratelimit import RateLimitedLog
-from ._wire import EVENTS_PATH, Request
+from ._spool_inspect import (
+    Lease,
+    Purged,
+    SpoolSummary,
+    leases_of,
+    read_facts,
+    spool_file_problem,
+)
+from ._spool_rows import event_weight, row_events, row_values
+from ._wire import Request
 
-__all__ = ["CLAIM_LIMIT", "Lease", "Purged", "Spool", "SpoolSummary", "spool_file_problem"]
+__all__ = [
+    "CLAIM_LIMIT",
+    "Lease",
+    "Purged",
+    "Spool",
+    "SpoolSummary",
+    "event_weight",
+    "spool_file_problem",
+]
 
 _logger = logging.getLogger("vf_otel.spool")
 #: Requests one claim takes at most (each holds up to 500 events).
 CLAIM_LIMIT: Final = 20
 #: Seconds SQLite waits for another process's write lock before giving up.
 BUSY_TIMEOUT: Final = 5.0
-#: Per-row bytes counted on top of the body and the events (ids, key, bookkeeping).
-ROW_OVERHEAD: Final = 128
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS vf_requests (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -71,66 +81,9 @@ _LEASE: Final = "UPDATE vf_requests SET owner = ?, lease_until = ? WHERE id = ?"
 _RELEASE: Final = "UPDATE vf_requests SET owner = NULL, lease_until = 0 WHERE id = ? AND owner = ?"
 _DELETE: Final = "DELETE FROM vf_requests WHERE id = ?"
 _WEIGHT: Final = "SELECT COALESCE(SUM(weight), 0) FROM vf_requests"
-_FACTS: Final = "SELECT id, path, events, size, owner, lease_until FROM vf_requests ORDER BY id"
-#: What a file must have to be taken for a spool (vf-otel spool checks before opening).
-_COLUMNS: Final = frozenset(
-    {"id", "path", "key", "body", "events", "weight", "size", "owner", "lease_until"}
-)
 # SQLITE_BUSY and SQLITE_LOCKED: another connection holds the lock; try again later.
 _BUSY_CODES: Final = frozenset({5, 6})
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """The rows one process holds now: they are being sent and nobody else may claim them."""
-
-    pid: int
-    rows: int
-    events: int
-    #: Wall-clock time (``time.time()``) the last of these leases runs out.
-    until: float
-
-
-@dataclass(frozen=True, slots=True)
-class SpoolSummary:
-    """What a spool holds now (``vf-otel spool stats``)."""
-
-    rows: int
-    #: Events in ``/events/batch`` requests; a user upsert is counted in ``user_upserts``.
-    events: int
-    user_upserts: int
-    #: The bytes counted against ``spool_max_bytes``.
-    size: int
-    #: The earliest and latest ``occurred_at`` of the spooled events (rows carry no
-    #: write time, so this is how old the data is, not when it was spooled).
-    oldest_event: datetime | None
-    newest_event: datetime | None
-    leases: tuple[Lease, ...]
-    #: Wall-clock time of the snapshot.
-    taken_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Purged:
-    """What :meth:`Spool.purge` deleted, and the leases it spared (their rows stay)."""
-
-    rows: int
-    events: int
-    user_upserts: int
-    kept: tuple[Lease, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class _Fact:
-    """One row as the summary and the purge see it, without its body."""
-
-    row_id: int
-    events: int
-    upsert: bool
-    size: int
-    holder: int | None  # the pid whose lease is running now
-    until: float
 
 
 class Spool:
@@ -176,7 +129,7 @@ class Spool:
 
     def add(self, requests: Sequence[Request]) -> tuple[bool, list[Request]]:
         """Store ``requests``; (stored?, requests evicted, oldest first, to respect the cap)."""
-        rows = [_row(r) for r in requests]
+        rows = [row_values(r) for r in requests]
 
         def insert(conn: sqlite3.Connection) -> tuple[bool, list[Request]]:
             with _immediate(conn):
@@ -219,7 +172,7 @@ class Spool:
         now = self._now()
 
         def read(conn: sqlite3.Connection) -> SpoolSummary:
-            facts, oldest, newest = _facts(conn, now)
+            facts, oldest, newest = read_facts(conn, now)
             return SpoolSummary(
                 rows=len(facts),
                 events=sum(f.events for f in facts if not f.upsert),
@@ -227,7 +180,7 @@ class Spool:
                 size=sum(f.size for f in facts),
                 oldest_event=oldest,
                 newest_event=newest,
-                leases=_leases(facts),
+                leases=leases_of(facts),
                 taken_at=now,
             )
 
@@ -243,8 +196,8 @@ class Spool:
 
         def delete(conn: sqlite3.Connection) -> Purged:
             with _immediate(conn):
-                facts, _, _ = _facts(conn, now)
-                kept = tuple(lease for lease in _leases(facts) if keep(lease.pid))
+                facts, _, _ = read_facts(conn, now)
+                kept = tuple(lease for lease in leases_of(facts) if keep(lease.pid))
                 spared = {lease.pid for lease in kept}
                 doomed = [f for f in facts if f.holder is None or f.holder not in spared]
                 conn.executemany(_DELETE, [(f.row_id,) for f in doomed])
@@ -322,69 +275,12 @@ class Spool:
         decoded = []
         for row_id, path, key, body, events in rows:
             try:
-                decoded.append((Request(path, key, bytes(body), _events(events)), row_id))
+                decoded.append((Request(path, key, bytes(body), row_events(events)), row_id))
             except (ValueError, TypeError, KeyError, AttributeError):
                 # Unreadable (a foreign writer?): delete it so it cannot block the rest.
                 _logger.exception("vf-otel spool: dropping unreadable row %s", row_id)
                 conn.execute(_DELETE, (row_id,))
         return decoded
-
-
-def _facts(
-    conn: sqlite3.Connection, now: float
-) -> tuple[list[_Fact], datetime | None, datetime | None]:
-    """Every row's counts and lease holder, and the earliest and latest event time."""
-    facts: list[_Fact] = []
-    times: list[datetime] = []
-    for row_id, path, events, size, owner, lease_until in conn.execute(_FACTS):
-        try:
-            items = json.loads(events)
-            times.extend(datetime.fromisoformat(item["at"]) for item in items)
-            count = len(items)
-        except (ValueError, TypeError, KeyError):
-            count = 0  # unreadable: counted as a row; the next claim drops it
-        holder = owner if owner is not None and lease_until > now else None
-        facts.append(_Fact(row_id, count, path != EVENTS_PATH, size, holder, lease_until))
-    return facts, min(times, default=None), max(times, default=None)
-
-
-def _leases(facts: list[_Fact]) -> tuple[Lease, ...]:
-    holders = sorted({f.holder for f in facts if f.holder is not None})
-    return tuple(
-        Lease(
-            pid=pid,
-            rows=sum(f.holder == pid for f in facts),
-            events=sum(f.events for f in facts if f.holder == pid and not f.upsert),
-            until=max(f.until for f in facts if f.holder == pid),
-        )
-        for pid in holders
-    )
-
-
-def spool_file_problem(path: str) -> str | None:
-    """Why ``path`` is not a vf-otel spool, or None when it is; never creates or changes it."""
-    file = Path(path)
-    if not file.exists():
-        return "no such file"
-    if not file.is_file():
-        return "not a regular file"
-    try:
-        # mode=ro: a file that is some other database must not get our table or WAL mode.
-        conn = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        return f"cannot open it: {exc}"
-    try:
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(vf_requests)")}
-    except sqlite3.Error as exc:
-        return f"not a vf-otel spool ({exc})"
-    finally:
-        conn.close()
-    if not columns:
-        return "not a vf-otel spool (no vf_requests table)"
-    missing = _COLUMNS - columns
-    if missing:
-        return f"not a vf-otel spool (vf_requests lacks {', '.join(sorted(missing))})"
-    return None
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -420,39 +316,3 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-
-
-def _row(request: Request) -> tuple[str, str, bytes, str, int, int]:
-    events = json.dumps([_event_json(e) for e in request.events], separators=(",", ":"))
-    size = len(request.body) + len(events) + len(request.key) + ROW_OVERHEAD
-    return request.path, request.key, request.body, events, request.weight, size
-
-
-def _event_json(event: Event) -> dict[str, Any]:
-    return {
-        "id": event.event_id,
-        "name": event.name,
-        "user": event.user_id,
-        "properties": dict(event.properties),
-        "at": event.occurred_at.isoformat(),
-        "traits": None if event.traits is None else dict(event.traits),
-    }
-
-
-def _events(text: str) -> tuple[Event, ...]:
-    return tuple(
-        Event(
-            item["name"],
-            item["user"],
-            item["properties"],
-            datetime.fromisoformat(item["at"]),
-            item["id"],
-            item["traits"],
-        )
-        for item in json.loads(text)
-    )
-
-
-def event_weight(requests: Sequence[Request]) -> int:
-    """Events in ``requests``, not counting user upserts (what ``spooled`` counts)."""
-    return sum(len(r.events) for r in requests if r.path == EVENTS_PATH)
