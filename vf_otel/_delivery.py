@@ -324,9 +324,5 @@ class Delivery:
             AUTH_PAUSE,
         )
 
-    def _http(self) -> httpx.Client:
-        """This process's httpx client (tests inspect its TLS settings)."""
-        return self._client.http()
-
     def _park(self, request: Request, row: int | None, *, narrowed: bool) -> bool:
         return self._parking.park(request, row, narrowed=narrowed, stopped=self._stopped)

@@ -84,24 +84,30 @@ class Pipeline:
             self._deliver(batch)
 
     def _deliver(self, batch: list[Event | PendingEvent]) -> None:
+        self._delivery.export(self._built_events(batch))
+
+    def _built_events(self, items: list[Event | PendingEvent]) -> list[Event]:
+        """The Events for queued items; rejections and failures are counted, not returned."""
         events: list[Event] = []
-        for item in batch:
-            if isinstance(item, Event):
-                events.append(item)
-                continue
-            try:
-                built = build_pending(item)
-            except Exception:  # noqa: BLE001 - one odd record must not sink the batch
-                self._log.log(
-                    logging.ERROR, "build", "vf-otel could not build an event", exc_info=True
-                )
-                self._counters.drop("internal_error")
-                continue
+        for item in items:
+            built = self._build(item)
             if isinstance(built, Rejection):
                 self.reject(built)
+            elif built is None:
+                self._counters.drop("internal_error")
             else:
                 events.append(built)
-        self._delivery.export(events)
+        return events
+
+    def _build(self, item: Event | PendingEvent) -> Event | Rejection | None:
+        """The Event (or Rejection) for a queued item; None, logged, if building it failed."""
+        if isinstance(item, Event):
+            return item
+        try:
+            return build_pending(item)
+        except Exception:  # noqa: BLE001 - one odd record must not sink the batch
+            self._log.log(logging.ERROR, "build", "vf-otel could not build an event", exc_info=True)
+            return None
 
     # -- app thread -----------------------------------------------------------
 
@@ -170,7 +176,7 @@ class Pipeline:
             self._spool_leftovers(left)
         elif left:
             self._counters.drop("shutdown", len(left))
-            lost = [e for e in map(_as_event, left) if e is not None]
+            lost = [e for e in map(self._build, left) if isinstance(e, Event)]
             self._delivery.report(UndeliveredError("not delivered before shutdown"), lost)
         self._delivery.close()
         if undelivered:
@@ -183,16 +189,7 @@ class Pipeline:
 
     def _spool_leftovers(self, left: list[Event | PendingEvent]) -> None:
         """Build what the queue still held and park it (in the spool) for the next start."""
-        events: list[Event] = []
-        for item in left:
-            built = _built(item)
-            if isinstance(built, Rejection):
-                self.reject(built)
-            elif built is None:
-                self._counters.drop("internal_error")
-            else:
-                events.append(built)
-        self._delivery.park_events(events)
+        self._delivery.park_events(self._built_events(left))
 
     def stats(self) -> Stats:
         """The counters now, with the current queue and backlog lengths."""
@@ -205,27 +202,6 @@ _DROP_TEXT = {
     "queue_full": "the queue is full (raise max_queue_size or check delivery)",
     "shutdown": "the handler is closed",
 }
-
-
-def _built(item: Event | PendingEvent) -> Event | Rejection | None:
-    """The Event (or Rejection) for a queued item; None if building it failed."""
-    if isinstance(item, Event):
-        return item
-    try:
-        return build_pending(item)
-    except Exception:  # noqa: BLE001 - one odd record must not stop the rest being kept
-        return None
-
-
-def _as_event(item: Event | PendingEvent) -> Event | None:
-    """The Event for a queued item, for on_error; None if it could never have been one."""
-    if isinstance(item, Event):
-        return item
-    try:
-        built = build_pending(item)
-    except Exception:  # noqa: BLE001 - only for reporting; the loss is counted anyway
-        return None
-    return built if isinstance(built, Event) else None
 
 
 def _call(ref: weakref.WeakMethod[Callable[[], None]]) -> None:
