@@ -19,9 +19,9 @@ import pytest
 
 from vf_otel._cli import ExitCode, main
 from vf_otel._cli._spool_access import pid_alive
-from vf_otel._event import Event
-from vf_otel._spool import Spool, spool_file_problem
-from vf_otel._wire import Request, encode_event, events_request, user_requests
+from vf_otel._delivery.wire import Request, encode_event, events_request, user_requests
+from vf_otel._event.model import Event
+from vf_otel._spool.store import Spool, spool_file_problem
 from vf_otel.testing import VibefollowServer
 
 from .conftest import HandlerFactory

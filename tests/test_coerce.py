@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from vf_otel._coerce import MAX_DEPTH, MAX_STRING_LENGTH, coerce_mapping, coerce_value
+from vf_otel._event.coerce import MAX_DEPTH, MAX_STRING_LENGTH, coerce_mapping, coerce_value
 
 
 class Color(enum.Enum):

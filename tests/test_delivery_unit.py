@@ -19,7 +19,9 @@ import httpx
 import pytest
 
 from vf_otel._config import Settings, resolve_settings
-from vf_otel._delivery import AUTH_PAUSE, Delivery
+from vf_otel._delivery.delivery import AUTH_PAUSE, Delivery
+from vf_otel._delivery.stats import Counters
+from vf_otel._delivery.wire import EVENTS_PATH
 from vf_otel._errors import (
     AuthError,
     NetworkError,
@@ -29,9 +31,7 @@ from vf_otel._errors import (
     ValidationError,
     VibefollowError,
 )
-from vf_otel._event import Event, idempotency_key
-from vf_otel._stats import Counters
-from vf_otel._wire import EVENTS_PATH
+from vf_otel._event.model import Event, idempotency_key
 
 API_KEY = "sk_live_UNITtest0123456789abcdefghijklmnop"
 WHEN = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)

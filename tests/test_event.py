@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from vf_otel._event import Event, idempotency_key, new_event_id, wire_time
+from vf_otel._event.model import Event, idempotency_key, new_event_id, wire_time
 
 WHEN = datetime(2026, 11, 23, 10, 0, 0, 123456, tzinfo=UTC)
 WIRE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import vf_otel
-from vf_otel._coerce import coerce_mapping, utf8_text
-from vf_otel._validate import Rejection, make_event
+from vf_otel._event.coerce import coerce_mapping, utf8_text
+from vf_otel._event.validate import Rejection, make_event
 from vf_otel.testing import VibefollowServer
 
 from .conftest import HandlerFactory

@@ -12,7 +12,7 @@ from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 
 from vf_otel import VibefollowLogExporter
-from vf_otel._sdk import LogExportResult
+from vf_otel._compat import LogExportResult
 from vf_otel.testing import VibefollowServer
 
 CREATED = 1_700_000_000.25

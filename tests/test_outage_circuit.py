@@ -5,11 +5,11 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from vf_otel._circuit import CircuitBreaker
 from vf_otel._config import resolve_settings
-from vf_otel._delivery import Delivery
-from vf_otel._event import Event
-from vf_otel._stats import Counters
+from vf_otel._delivery.circuit import CircuitBreaker
+from vf_otel._delivery.delivery import Delivery
+from vf_otel._delivery.stats import Counters
+from vf_otel._event.model import Event
 
 from .test_delivery_unit import WHEN, Clock, NoJitter
 

@@ -226,7 +226,7 @@ def test_arbitrary_span_attributes_never_escape(
         api_key=server.api_key, base_url=server.base_url, flush_interval=60.0, max_retries=0
     )
     try:
-        assert exporter.export(spans) is vf_otel._spans.SpanExportResult.SUCCESS
+        assert exporter.export(spans) is vf_otel._sources.spans.SpanExportResult.SUCCESS
         assert exporter.force_flush(10_000)
         stats = exporter.stats()
     finally:

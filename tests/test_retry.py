@@ -8,7 +8,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from vf_otel._retry import (
+from vf_otel._delivery.retry import (
     BACKOFF_BASE,
     BACKOFF_CAP,
     RETRY_AFTER_CAP,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from vf_otel._event import Event
-from vf_otel._spool import Spool
-from vf_otel._wire import Request, encode_event, events_request, user_requests
+from vf_otel._delivery.wire import Request, encode_event, events_request, user_requests
+from vf_otel._event.model import Event
+from vf_otel._spool.store import Spool
 
 WHEN = datetime(2026, 11, 23, 10, 0, 0, 123000, tzinfo=UTC)
 LEASE = 100.0

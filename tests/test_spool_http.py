@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 import vf_otel
-from vf_otel._event import Event
-from vf_otel._spool import Spool
-from vf_otel._wire import encode_event, events_request
+from vf_otel._delivery.wire import encode_event, events_request
+from vf_otel._event.model import Event
+from vf_otel._spool.store import Spool
 from vf_otel.testing import VibefollowServer
 
 from .conftest import HandlerFactory

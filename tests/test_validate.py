@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from vf_otel._event import Event
-from vf_otel._validate import CANONICAL_EVENTS, Rejection, make_event
+from vf_otel._event.model import Event
+from vf_otel._event.validate import CANONICAL_EVENTS, Rejection, make_event
 
 WHEN = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from vf_otel._event import Event, idempotency_key
-from vf_otel._wire import (
+from vf_otel._delivery.wire import (
     EVENTS_PATH,
     MAX_REQUEST_BYTES,
     USERS_PATH,
@@ -21,6 +20,7 @@ from vf_otel._wire import (
     failed_event_index,
     user_requests,
 )
+from vf_otel._event.model import Event, idempotency_key
 
 WHEN = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 

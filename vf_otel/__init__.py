@@ -7,8 +7,7 @@ logging.getLogger("app").info("signup", extra={"vf_user": "usr_42"})
 
 from __future__ import annotations
 
-from ._configure import Configuration, configure
-from ._context import current_user, user
+from ._delivery.stats import Stats
 from ._errors import (
     AuthError,
     NetworkError,
@@ -18,13 +17,14 @@ from ._errors import (
     ValidationError,
     VibefollowError,
 )
-from ._event import Event
-from ._handler import VibefollowHandler
-from ._logs import VibefollowLogExporter
-from ._spans import VibefollowSpanExporter, VibefollowUserSpanProcessor
-from ._stats import Stats
-from ._track import track
-from ._validate import CANONICAL_EVENTS
+from ._event.model import Event
+from ._event.validate import CANONICAL_EVENTS
+from ._sources.configure import Configuration, configure
+from ._sources.context import current_user, user
+from ._sources.handler import VibefollowHandler
+from ._sources.logs import VibefollowLogExporter
+from ._sources.spans import VibefollowSpanExporter, VibefollowUserSpanProcessor
+from ._sources.track import track
 from ._version import __version__
 
 __all__ = [

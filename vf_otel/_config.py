@@ -62,10 +62,10 @@ class Settings:
     shutdown_timeout: float
     max_retries: int
     allow_insecure_http: bool
-    # Property redaction (vf_otel/_redact.py); defaults so older call sites still build.
+    # Property redaction (vf_otel/_event/redact.py); defaults so older call sites still build.
     redact: bool = True
     redact_keys: tuple[str, ...] = ()
-    # The durable spool (vf_otel/_spool.py): None means off.
+    # The durable spool (vf_otel/_spool/store.py): None means off.
     spool_path: str | None = None
     spool_max_bytes: int = 100 * 1024 * 1024
 

@@ -10,7 +10,7 @@ import httpx
 
 if TYPE_CHECKING:
     from ._errors import VibefollowError
-    from ._event import Event
+    from ._event.model import Event
 
 __all__ = ["ErrorCallback", "Options"]
 

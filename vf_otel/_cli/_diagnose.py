@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from .._config import Settings
-from .._wire import error_detail
+from .._delivery.wire import error_detail
 from ._exit import ExitCode
 from ._settings import redact_key
 from ._terminal import one_line

@@ -12,11 +12,11 @@ from typing import Any, Final, TextIO
 
 import httpx
 
-from .._client import USER_AGENT
 from .._config import DEFAULTS, ENV_VARS, Settings
-from .._event import Event, new_event_id
-from .._validate import make_event
-from .._wire import Request, encode_event, events_request
+from .._delivery.client import USER_AGENT
+from .._delivery.wire import Request, encode_event, events_request
+from .._event.model import Event, new_event_id
+from .._event.validate import make_event
 from ._diagnose import (
     PROXY_HINT,
     Failure,

@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from .._config import Settings, resolve_settings
-from .._delivery import Delivery
+from .._delivery.delivery import Delivery
+from .._delivery.stats import Counters
 from .._errors import ValidationError, VibefollowError
-from .._event import Event, new_event_id
-from .._stats import Counters
-from .._validate import Rejection, make_event
+from .._event.model import Event, new_event_id
+from .._event.validate import Rejection, make_event
 from ._exit import ExitCode
 from ._settings import add_connection_options, captured_records, hide_key, seconds
 from ._terminal import printable, to_json

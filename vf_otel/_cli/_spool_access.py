@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from .._config import Settings, resolve_settings
-from .._spool import Lease, Spool, spool_file_problem
+from .._spool.store import Lease, Spool, spool_file_problem
 from ._exit import ExitCode
 from ._settings import captured_records, hide_key
 

@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from .._spool import Lease, Purged, Spool, SpoolSummary
+from .._spool.store import Lease, Purged, Spool, SpoolSummary
 from ._exit import ExitCode
 from ._settings import add_connection_options, seconds
 from ._spool_access import (

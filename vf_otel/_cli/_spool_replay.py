@@ -15,10 +15,10 @@ from types import TracebackType
 from typing import Final, TextIO
 
 from .._config import Settings
-from .._delivery import Delivery
+from .._delivery.delivery import Delivery
+from .._delivery.stats import Counters
 from .._errors import VibefollowError
-from .._spool import Spool, SpoolSummary
-from .._stats import Counters
+from .._spool.store import Spool, SpoolSummary
 from ._exit import ExitCode
 from ._send import warning_reason
 from ._settings import captured_records

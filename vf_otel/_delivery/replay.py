@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from ._ratelimit import RateLimitedLog
+from .._observe.ratelimit import RateLimitedLog
 
 __all__ = ["Replayer"]
 

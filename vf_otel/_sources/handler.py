@@ -7,11 +7,11 @@ from typing import Any, Final
 
 from typing_extensions import Unpack
 
-from ._context import current_user
-from ._sink import EventSink
-from ._stats import Stats
-from ._validate import Rejection
-from .typing import Options
+from .._delivery.stats import Stats
+from .._event.validate import Rejection
+from ..typing import Options
+from .context import current_user
+from .sink import EventSink
 
 __all__ = ["VibefollowHandler"]
 

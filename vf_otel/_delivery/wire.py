@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._event import Event, idempotency_key
+from .._event.model import Event, idempotency_key
 
 __all__ = [
     "EVENTS_PATH",

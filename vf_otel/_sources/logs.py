@@ -8,12 +8,12 @@ from typing import Any
 
 from typing_extensions import Unpack
 
-from ._handler import IGNORED_LOGGERS
-from ._sdk import LogExporterBase, LogExportResult
-from ._sink import EventSink
-from ._stats import Stats
-from ._translate import Result, translate_log
-from .typing import Options
+from .._compat import LogExporterBase, LogExportResult
+from .._delivery.stats import Stats
+from ..typing import Options
+from .handler import IGNORED_LOGGERS
+from .sink import EventSink
+from .translate import Result, translate_log
 
 __all__ = ["VibefollowLogExporter"]
 

@@ -19,7 +19,7 @@ from typing import Final
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from ._spans import VibefollowUserSpanProcessor
+from .spans import VibefollowUserSpanProcessor
 
 __all__ = ["install_user_span_processor"]
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final
 
-from ._coerce import coerce_mapping, utf8_text
-from ._event import Event, new_event_id
-from ._redact import DEFAULT_REDACTOR, Redactor
+from .coerce import coerce_mapping, utf8_text
+from .model import Event, new_event_id
+from .redact import DEFAULT_REDACTOR, Redactor
 
 __all__ = ["CANONICAL_EVENTS", "PendingEvent", "Rejection", "build_pending", "make_event"]
 

@@ -27,8 +27,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, TypeVar
 
-from ._ratelimit import RateLimitedLog
-from ._spool_inspect import (
+from .._delivery.wire import Request
+from .._observe.ratelimit import RateLimitedLog
+from .inspect import (
     Lease,
     Purged,
     SpoolSummary,
@@ -36,8 +37,7 @@ from ._spool_inspect import (
     read_facts,
     spool_file_problem,
 )
-from ._spool_rows import event_weight, row_events, row_values
-from ._wire import Request
+from .rows import event_weight, row_events, row_values
 
 __all__ = [
     "CLAIM_LIMIT",

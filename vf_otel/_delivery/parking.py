@@ -10,13 +10,13 @@ from __future__ import annotations
 import threading
 from typing import Final
 
-from ._backlog import Backlog
-from ._config import Settings
-from ._errors import UndeliveredError
-from ._outcomes import Outcomes
-from ._spool import Spool, event_weight
-from ._stats import Counters
-from ._wire import Request
+from .._config import Settings
+from .._errors import UndeliveredError
+from .._spool.store import Spool, event_weight
+from .backlog import Backlog
+from .outcomes import Outcomes
+from .stats import Counters
+from .wire import Request
 
 __all__ = ["Item", "Parking"]
 

@@ -1,6 +1,6 @@
 """What ``vf-otel spool`` reads from a spool: summaries, leases, and "is this a spool?".
 
-Kept apart from the spool's delivery path (vf_otel/_spool.py): these read rows
+Kept apart from the spool's delivery path (vf_otel/_spool/store.py): these read rows
 without their bodies and never change a file that is not already a spool.
 """
 
@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from ._wire import EVENTS_PATH
+from .._delivery.wire import EVENTS_PATH
 
 __all__ = [
     "Fact",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-from ._wire import Request
+from .wire import Request
 
 __all__ = ["Backlog"]
 

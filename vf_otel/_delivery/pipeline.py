@@ -11,16 +11,16 @@ from typing import Final
 
 import httpx
 
-from ._config import Settings
-from ._delivery import Delivery
-from ._errors import UndeliveredError, ValidationError
-from ._event import Event
-from ._ratelimit import RateLimitedLog
-from ._replay import Replayer
-from ._sdk import EventBuffer
-from ._stats import Counters, Stats
-from ._validate import PendingEvent, Rejection, build_pending
-from .typing import ErrorCallback
+from .._compat import EventBuffer
+from .._config import Settings
+from .._errors import UndeliveredError, ValidationError
+from .._event.model import Event
+from .._event.validate import PendingEvent, Rejection, build_pending
+from .._observe.ratelimit import RateLimitedLog
+from ..typing import ErrorCallback
+from .delivery import Delivery
+from .replay import Replayer
+from .stats import Counters, Stats
 
 __all__ = ["Pipeline"]
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from ._event import Event
-from ._wire import EVENTS_PATH, Request
+from .._delivery.wire import EVENTS_PATH, Request
+from .._event.model import Event
 
 __all__ = ["ROW_OVERHEAD", "event_weight", "row_events", "row_values"]
 

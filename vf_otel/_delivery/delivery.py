@@ -21,22 +21,22 @@ from typing import Final
 
 import httpx
 
-from ._answers import retryable
-from ._batching import prepare
-from ._circuit import CircuitBreaker
-from ._client import Client
-from ._config import Settings
-from ._errors import AuthError, UndeliveredError, VibefollowError
-from ._event import Event
-from ._outcomes import Outcomes
-from ._parking import Item, Parking
-from ._ratelimit import RateLimitedLog
-from ._retry import RetryPolicy
-from ._sdk import suppressed_instrumentation
-from ._spool import Spool
-from ._stats import Counters
-from ._wire import EVENTS_PATH, Request, encode_event, events_request, failed_event_index
-from .typing import ErrorCallback
+from .._compat import suppressed_instrumentation
+from .._config import Settings
+from .._errors import AuthError, UndeliveredError, VibefollowError
+from .._event.model import Event
+from .._observe.ratelimit import RateLimitedLog
+from .._spool.store import Spool
+from ..typing import ErrorCallback
+from .answers import retryable
+from .batching import prepare
+from .circuit import CircuitBreaker
+from .client import Client
+from .outcomes import Outcomes
+from .parking import Item, Parking
+from .retry import RetryPolicy
+from .stats import Counters
+from .wire import EVENTS_PATH, Request, encode_event, events_request, failed_event_index
 
 __all__ = ["Delivery"]
 

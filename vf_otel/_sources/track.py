@@ -23,7 +23,7 @@ from typing import Any, Final, TypeVar
 
 import wrapt
 
-from ._context import current_user
+from .context import current_user
 
 __all__ = ["TRACK_LOGGER", "track"]
 

@@ -15,8 +15,8 @@ from typing import Any, Final, Protocol
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from ._event import Event, new_event_id
-from ._validate import Rejection, make_event
+from .._event.model import Event, new_event_id
+from .._event.validate import Rejection, make_event
 
 __all__ = [
     "CONTEXT_USER_KEY",

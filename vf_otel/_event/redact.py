@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, Final, TypeVar, cast
 
-from ._event import Event
+from .model import Event
 
 __all__ = ["DEFAULT_SECRET_KEYS", "REDACTED", "Redactor", "key_words"]
 

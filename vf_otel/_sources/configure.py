@@ -10,9 +10,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from typing_extensions import Unpack
 
-from ._handler import VibefollowHandler
-from ._spans import VibefollowSpanExporter, VibefollowUserSpanProcessor
-from .typing import Options
+from ..typing import Options
+from .handler import VibefollowHandler
+from .spans import VibefollowSpanExporter, VibefollowUserSpanProcessor
 
 __all__ = ["Configuration", "configure"]
 

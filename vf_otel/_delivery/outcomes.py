@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from ._answers import describe
-from ._errors import VibefollowError
-from ._event import Event
-from ._ratelimit import RateLimitedLog
-from ._stats import Counters
-from ._wire import USERS_PATH, Request
-from .typing import ErrorCallback
+from .._errors import VibefollowError
+from .._event.model import Event
+from .._observe.ratelimit import RateLimitedLog
+from ..typing import ErrorCallback
+from .answers import describe
+from .stats import Counters
+from .wire import USERS_PATH, Request
 
 __all__ = ["Outcomes"]
 

@@ -8,11 +8,11 @@ from typing import Final
 
 import httpx
 
-from ._answers import error_for
-from ._config import Settings
-from ._errors import NetworkError, VibefollowError
-from ._version import __version__
-from ._wire import Request
+from .._config import Settings
+from .._errors import NetworkError, VibefollowError
+from .._version import __version__
+from .answers import error_for
+from .wire import Request
 
 __all__ = ["USER_AGENT", "Client"]
 

@@ -12,14 +12,14 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from ._config import resolve_settings
-from ._event import Event
-from ._metrics import register_metrics
-from ._pipeline import Pipeline
-from ._redact import redactor_for
-from ._stats import Stats
-from ._validate import Rejection
-from .typing import Options
+from .._config import resolve_settings
+from .._delivery.pipeline import Pipeline
+from .._delivery.stats import Stats
+from .._event.model import Event
+from .._event.redact import redactor_for
+from .._event.validate import Rejection
+from .._observe.metrics import register_metrics
+from ..typing import Options
 
 __all__ = ["EventSink"]
 

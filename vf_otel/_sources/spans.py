@@ -11,11 +11,11 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from typing_extensions import Unpack
 
-from ._context import BAGGAGE_KEY, current_user
-from ._sink import EventSink
-from ._stats import Stats
-from ._translate import CONTEXT_USER_KEY, USER_KEY, Result, translate_span
-from .typing import Options
+from .._delivery.stats import Stats
+from ..typing import Options
+from .context import BAGGAGE_KEY, current_user
+from .sink import EventSink
+from .translate import CONTEXT_USER_KEY, USER_KEY, Result, translate_span
 
 __all__ = ["VibefollowSpanExporter", "VibefollowUserSpanProcessor"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ._errors import ValidationError
-from ._event import Event
-from ._outcomes import Outcomes
-from ._wire import MAX_EVENT_BYTES, Request, encode_event, event_requests, user_requests
+from .._errors import ValidationError
+from .._event.model import Event
+from .outcomes import Outcomes
+from .wire import MAX_EVENT_BYTES, Request, encode_event, event_requests, user_requests
 
 __all__ = ["prepare"]
 

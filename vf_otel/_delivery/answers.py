@@ -6,9 +6,9 @@ import time
 
 import httpx
 
-from ._errors import AuthError, RateLimitError, ServerError, ValidationError, VibefollowError
-from ._retry import RETRYABLE_STATUSES, parse_retry_after
-from ._wire import error_detail
+from .._errors import AuthError, RateLimitError, ServerError, ValidationError, VibefollowError
+from .retry import RETRYABLE_STATUSES, parse_retry_after
+from .wire import error_detail
 
 __all__ = ["describe", "error_for", "retryable"]
 

@@ -1,0 +1,1 @@
+"""The Event: the value every source builds once (validated, coerced, redacted)."""

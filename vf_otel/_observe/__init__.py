@@ -1,0 +1,1 @@
+"""Self-observability: OpenTelemetry metrics and rate-limited warnings."""

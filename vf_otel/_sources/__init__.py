@@ -1,0 +1,1 @@
+"""The ways in: the logging handler, the OTel exporters, context, @track and configure()."""

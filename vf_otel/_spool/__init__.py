@@ -1,0 +1,1 @@
+"""The durable spool: parked requests in SQLite, shared by processes."""
