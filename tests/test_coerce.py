@@ -7,10 +7,12 @@ import datetime as dt
 import enum
 import json
 import math
+import sys
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -345,3 +347,195 @@ def test_messy_result_is_strict_json() -> None:
     second = json.dumps(coerce_mapping(_messy()), allow_nan=False, sort_keys=True)
     assert first == second
     assert json.loads(first)["nested"] == {"nan": None, "5": "\ufffd", "enum": "red"}
+
+
+# -- values whose conversion raises ------------------------------------------------------
+
+BIG = 10**5000
+BIG_TEXT = f"<int: {BIG.bit_length()} bits>"
+
+
+@pytest.fixture
+def int_digit_limit() -> Iterator[None]:
+    """Restores the interpreter's int-to-str digit limit a test changes."""
+    before = sys.get_int_max_str_digits()
+    yield
+    sys.set_int_max_str_digits(before)
+
+
+def _boom(*_args: object) -> NoReturn:
+    raise RuntimeError("hostile")
+
+
+class BadItems(dict[str, Any]):
+    """A dict subclass whose items() raises."""
+
+    items = _boom
+
+
+class BadIter(list[Any]):
+    """A list subclass whose iteration raises."""
+
+    __iter__ = _boom
+
+
+class LyingItems(dict[str, Any]):
+    """A dict subclass whose items() hides what it really holds."""
+
+    def items(self) -> Any:
+        return [("shown", 1)]
+
+
+class NotPairs(OrderedDict[str, Any]):
+    """A mapping whose items() yields something that is not key/value pairs."""
+
+    def items(self) -> Any:
+        return [1, 2]
+
+
+class Reprless:
+    """An object whose ``__str__`` and ``__repr__`` both raise."""
+
+    __str__ = _boom
+    __repr__ = _boom
+
+
+class BadCompare:
+    """An object whose comparisons raise something other than TypeError."""
+
+    __lt__ = _boom
+    __gt__ = _boom
+
+    def __repr__(self) -> str:
+        return "BadCompare()"
+
+
+class HostileClass:
+    """An object whose ``__class__`` raises, so even isinstance() on it raises."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> Any:
+        raise RuntimeError("hostile")
+
+
+class BadInt(int):
+    """An int subclass whose own conversions raise: the number itself must be kept."""
+
+    __int__ = _boom
+    __index__ = _boom
+    __str__ = _boom
+    __repr__ = _boom
+
+
+class BadFloat(float):
+    """A float subclass whose own conversions raise: the number itself must be kept."""
+
+    __float__ = _boom
+    __repr__ = _boom
+
+
+class TrickyText:
+    """An object whose ``__str__`` returns a str subclass with hostile methods."""
+
+    def __str__(self) -> str:
+        return HostileStr("tricky")
+
+
+class HostileStr(str):
+    """A str subclass whose methods raise."""
+
+    __slots__ = ()
+    isascii = _boom
+    encode = _boom  # type: ignore[assignment]
+
+
+def test_int_too_long_to_print_is_described_by_its_bits() -> None:
+    """An int past Python's digit limit becomes "<int: N bits>", never str() of it."""
+    assert coerce_value(BIG) == BIG_TEXT
+    assert coerce_value(-BIG) == f"<negative int: {BIG.bit_length()} bits>"
+    assert coerce_value([BIG]) == [BIG_TEXT]
+    assert coerce_mapping({"big": BIG}) == {"big": BIG_TEXT}
+    assert coerce_mapping({"nested": {"big": BIG}}) == {"nested": {"big": BIG_TEXT}}
+    json.dumps(coerce_mapping({"big": BIG, "tags": {BIG, 1}}), allow_nan=False)
+
+
+def test_int_digit_limit_is_exact(int_digit_limit: None) -> None:
+    """An int with exactly the limit's digits stays a number; one more digit does not."""
+    sys.set_int_max_str_digits(640)
+    longest = 10**640 - 1
+    assert coerce_value(longest) == longest
+    assert coerce_value(-longest) == -longest
+    assert coerce_value(longest + 1) == f"<int: {(longest + 1).bit_length()} bits>"
+
+
+def test_int_without_digit_limit_is_capped_like_a_string(int_digit_limit: None) -> None:
+    """With the limit off, an int longer than MAX_STRING_LENGTH digits is still described."""
+    sys.set_int_max_str_digits(0)
+    assert coerce_value(BIG) == BIG
+    huge = 10**MAX_STRING_LENGTH
+    assert coerce_value(huge) == f"<int: {huge.bit_length()} bits>"
+
+
+def test_int_too_long_to_print_as_key_is_described() -> None:
+    """A mapping key that is an int past the digit limit becomes its description."""
+    assert coerce_mapping({BIG: 1, 2: "two"}) == {BIG_TEXT: 1, "2": "two"}
+
+
+def test_set_with_members_whose_repr_raises_is_ordered() -> None:
+    """A mixed set is sorted by repr even when some members' repr raises."""
+    assert coerce_value({BIG, "a"}) == ["a", BIG_TEXT]
+    assert coerce_value({"a", Reprless()}) == ["a", "<unprintable Reprless>"]
+
+
+def test_set_whose_comparisons_raise_is_ordered_by_repr() -> None:
+    """A set whose members' __lt__ raises anything still gets an order."""
+    assert coerce_value({BadCompare(), BadCompare()}) == ["BadCompare()", "BadCompare()"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (BadItems(a=1), "<unprintable BadItems>"),
+        (BadIter([1]), "<unprintable BadIter>"),
+        (NotPairs(a=1), "<unprintable NotPairs>"),
+        (Reprless(), "<unprintable Reprless>"),
+        (HostileClass(), "<unprintable HostileClass>"),
+        (BadInt(5), 5),
+        (BadFloat(2.5), 2.5),
+        (TrickyText(), "tricky"),
+    ],
+    ids=["items", "iter", "not-pairs", "str-and-repr", "class", "int", "float", "str-subclass"],
+)
+def test_value_whose_conversion_raises_becomes_placeholder(value: Any, expected: Any) -> None:
+    """A nested value whose conversion raises is replaced; its siblings are kept."""
+    result = coerce_mapping({"bad": value, "good": 1, "list": [value]})
+    assert result == {"bad": expected, "good": 1, "list": [expected]}
+    assert type(result["bad"]) is type(expected)
+    json.dumps(result, allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        (Reprless(), "<unprintable Reprless>"),
+        (HostileClass(), "<unprintable HostileClass>"),
+        (BadInt(5), "<unprintable BadInt>"),
+        (TrickyText(), "tricky"),
+    ],
+    ids=["str-and-repr", "class", "int-str", "str-subclass"],
+)
+def test_key_whose_conversion_raises_becomes_placeholder(key: Any, expected: str) -> None:
+    """A key whose conversion to text raises becomes a placeholder string."""
+    assert coerce_mapping({key: 1}) == {expected: 1}
+
+
+def test_dict_subclass_is_read_through_its_items() -> None:
+    """A dict subclass is read through its items(), so nothing it hides can poison the body."""
+    result = coerce_mapping(LyingItems(hidden=BIG))
+    assert result == {"shown": 1}
+
+
+def test_unreadable_top_level_mapping_raises_for_the_caller() -> None:
+    """Only the mapping itself failing to be read raises (make_event reports it)."""
+    with pytest.raises(RuntimeError, match="hostile"):
+        coerce_mapping(BadItems(a=1))

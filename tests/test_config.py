@@ -88,6 +88,9 @@ BAD_ARGUMENTS: list[tuple[str, Any]] = [
     ("api_key", "   "),
     ("api_key", "sk live"),
     ("api_key", 12345),
+    ("api_key", "sk_live_é123"),
+    ("api_key", "sk_live_\x7f123"),
+    ("api_key", "sk_live_\u200b123"),
     ("base_url", ""),
     ("base_url", 5),
     ("base_url", "api.vibefollow.com"),
@@ -146,8 +149,47 @@ def test_bad_argument_error_never_echoes_key() -> None:
     assert SECRET not in repr(info.value)
 
 
+# Each would fail in the Authorization header of every request, not at construction.
+UNSENDABLE_KEYS = [SECRET + "é", "é" + SECRET, SECRET + "\x00", SECRET + "\x7f", SECRET + "\u2028x"]
+UNSENDABLE_IDS = ["non-ascii-end", "non-ascii-start", "nul", "del", "line-separator"]
+
+
+@pytest.mark.parametrize("key", UNSENDABLE_KEYS, ids=UNSENDABLE_IDS)
+def test_unsendable_api_key_argument_refused_without_echo(key: str) -> None:
+    """An api_key argument that is not printable ASCII raises ValueError that never quotes it."""
+    with pytest.raises(ValueError, match="api_key") as info:
+        resolve_settings(environ={}, api_key=key)
+    for text in (str(info.value), repr(info.value)):
+        assert SECRET not in text
+        assert key not in text
+
+
+@pytest.mark.parametrize("key", UNSENDABLE_KEYS, ids=UNSENDABLE_IDS)
+def test_unsendable_api_key_env_means_no_key_and_is_not_logged(
+    key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unsendable VIBEFOLLOW_API_KEY warns without the key and leaves no key (None)."""
+    with caplog.at_level(logging.DEBUG, logger="vf_otel"):
+        settings = resolve_settings(environ={"VIBEFOLLOW_API_KEY": key})
+    assert settings.api_key is None
+    (warning,) = caplog.records
+    assert "VIBEFOLLOW_API_KEY" in warning.getMessage()
+    assert SECRET not in caplog.text
+    assert key not in caplog.text
+
+
+@pytest.mark.parametrize("key", ["sk_live_AZaz09", "sk_test_-._~!#$%&'*+/=?^`|"])
+def test_printable_ascii_api_key_accepted(key: str) -> None:
+    """Any printable ASCII key without spaces is accepted, from an argument or the env."""
+    assert resolve_settings(environ={}, api_key=key).api_key == key
+    assert resolve_settings(environ={"VIBEFOLLOW_API_KEY": key}).api_key == key
+
+
 BAD_ENV: list[tuple[str, str]] = [
     ("api_key", SECRET + " with spaces"),
+    ("api_key", SECRET + "é"),
+    ("api_key", SECRET + "\x1b"),
+    ("api_key", SECRET + "\u200b"),
     ("base_url", SECRET),
     ("base_url", "http://" + SECRET + ".example.com"),
     ("base_url", "https://" + SECRET + ":pw@example.com"),

@@ -81,7 +81,7 @@ def test_context_user_fills_in_records_with_only_vf_event(
     with vf_otel.user("usr_ctx"):
         app_logger.info("x", extra={"vf_event": "report_exported"})
     app_logger.info("x", extra={"vf_event": "report_exported"})
-    assert handler.flush(timeout=10)
+    assert not handler.flush(timeout=10)  # one record was dropped
     assert [e["external_user_id"] for e in vibefollow_server.events] == ["usr_ctx"]
     assert handler.stats().dropped == {"missing_user": 1}
 
@@ -145,7 +145,7 @@ def test_poison_event_is_isolated_and_the_rest_lands(
     vibefollow_server.reject_event(lambda event: event["name"] == "poison")
     for name in ("a", "b", "poison", "c"):
         app_logger.info(name, extra={"vf_user": "usr_1"})
-    assert handler.flush(timeout=10)
+    assert not handler.flush(timeout=10)  # one event was dead-lettered
     assert [e["name"] for e in vibefollow_server.events] == ["a", "b", "c"]
     keys = [r.idempotency_key for r in vibefollow_server.requests]
     assert len(keys) == 2
@@ -237,11 +237,11 @@ def test_invalid_records_are_dropped_and_counted(
     app_logger.addHandler(handler)
     with caplog.at_level(logging.WARNING, logger="vf_otel"):
         app_logger.info("msg", extra=extra)
-    assert handler.flush(timeout=10)
+    assert not handler.flush(timeout=10)  # the record was dropped
     assert vibefollow_server.requests == []
     assert handler.stats().dropped == {reason: 1}
     assert [type(e) for e in reported] == [vf_otel.ValidationError]
-    assert "vf-otel dropped an event" in caplog.text
+    assert "vf-otel dropped 1 event(s)" in caplog.text
 
 
 def test_warnings_are_rate_limited(
@@ -253,7 +253,7 @@ def test_warnings_are_rate_limited(
     with caplog.at_level(logging.WARNING, logger="vf_otel"):
         for _ in range(1000):
             app_logger.info("msg", extra={"vf_user": "usr_1", "vf_event": "feature_used"})
-        assert handler.flush(timeout=10)
+        assert not handler.flush(timeout=10)  # all were dropped
     assert handler.stats().dropped == {"missing_required_property": 1000}
     assert len([r for r in caplog.records if r.name.startswith("vf_otel")]) == 1
 
@@ -269,7 +269,7 @@ def test_full_queue_drops_new_records_and_counts_them(
         app_logger.info("e", extra={"vf_user": f"usr_{i}"})
     stats = handler.stats()
     assert (stats.enqueued, stats.queued, stats.dropped) == (10, 10, {"queue_full": 5})
-    assert handler.flush(timeout=10)
+    assert not handler.flush(timeout=10)  # five were refused
     assert [e["external_user_id"] for e in vibefollow_server.events] == [
         f"usr_{i}" for i in range(10)
     ]

@@ -255,10 +255,11 @@ def test_forked_child_delivers_its_own_events_exactly_once(
     assert names == ["child_event", "parent_before_fork"]
 
 
-def test_close_right_after_a_failed_flush_does_not_wait_again(
+def test_close_after_a_failed_flush_tries_only_what_can_still_land(
     vibefollow_server: VibefollowServer, make_handler: HandlerFactory
 ) -> None:
-    """logging.shutdown() runs flush() then close(): after a failed flush, close sends nothing."""
+    """logging.shutdown() runs flush() then close(): during an outage close() probes at most
+    once more (when the circuit's cool-down ends in time), then drops what is left, counted."""
     handler = make_handler(shutdown_timeout=1.0)
     logging.getLogger("app").addHandler(handler)
     vibefollow_server.fail_next(503, count=1000)
@@ -266,6 +267,6 @@ def test_close_right_after_a_failed_flush_does_not_wait_again(
     assert not handler.flush()
     attempts = len(vibefollow_server.requests)
     handler.close()
-    assert len(vibefollow_server.requests) == attempts
+    assert len(vibefollow_server.requests) <= attempts + 1
     assert handler.stats().dropped == {"shutdown": 1}
     logging.getLogger("app").removeHandler(handler)

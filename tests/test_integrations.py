@@ -36,6 +36,7 @@ def run_example(script: str, server: VibefollowServer) -> subprocess.CompletedPr
     )
     assert done.returncode == 0, done.stderr
     assert "flushed: all delivered" in done.stdout, done.stdout + done.stderr
+    assert "NOT all delivered" not in done.stdout
     return done
 
 

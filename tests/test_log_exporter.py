@@ -122,7 +122,7 @@ def test_non_mapping_properties_are_rejected(
 ) -> None:
     """vf_properties that is no mapping is counted as invalid_properties, not sent."""
     emit("e", vf_user="u", vf_properties="not a mapping")
-    assert exporter.force_flush(1_000)
+    assert not exporter.force_flush(1_000)  # the record was refused
     assert exporter.stats().dropped == {"invalid_properties": 1}
     assert server.requests == []
 

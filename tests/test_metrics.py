@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 import vf_otel
-from vf_otel._delivery.stats import Stats
+from vf_otel._delivery.accounting import Stats
 from vf_otel._observe.metrics import COUNTERS, QUEUE_GAUGE, SOURCE_ATTRIBUTE, register_metrics
 from vf_otel.testing import VibefollowServer
 
@@ -81,7 +81,7 @@ def test_handler_counters_are_observable(
         for n in range(3):
             app_logger.info("signup", extra={"vf_user": f"u{n}"})
         app_logger.info("anonymous", extra={"vf_event": "x"})  # no user: dropped
-        assert handler.flush(5.0)
+        assert not handler.flush(5.0)  # one record was dropped
         points = collect(reader)
     finally:
         handler.close()
@@ -119,7 +119,7 @@ def test_retries_and_dead_letters_are_counted(
     try:
         app_logger.info("poison", extra={"vf_user": "u"})
         app_logger.info("fine", extra={"vf_user": "u"})
-        assert handler.flush(10.0)
+        assert not handler.flush(10.0)  # one event was dead-lettered
         points = collect(reader)
     finally:
         handler.close()
@@ -222,7 +222,7 @@ def test_span_exporter_reports_every_dead_lettered_event(api: VibefollowServer) 
         for name in ("ok-1", "poison-1", "ok-2", "poison-2"):
             with provider.get_tracer("t").start_as_current_span(name, attributes={"vf.user": "u"}):
                 pass
-        assert exporter.force_flush(10_000)
+        assert not exporter.force_flush(10_000)  # two were dead-lettered
         stats = exporter.stats()
     finally:
         exporter.shutdown()

@@ -21,7 +21,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
     InMemorySpanExporter,
 )
@@ -164,7 +164,7 @@ def test_arbitrary_extra_values_never_escape_into_the_app(
     logger.addHandler(handler)
     try:
         logger.warning("msg %s", "arg", extra={k: extra[k] for k in keep})
-        assert handler.flush(10.0)
+        flushed = handler.flush(10.0)
         stats = handler.stats()
     finally:
         logger.removeHandler(handler)
@@ -177,6 +177,8 @@ def test_arbitrary_extra_values_never_escape_into_the_app(
     assert stats.enqueued + stats.dropped_total - after_queue == int(is_event)
     assert (stats.queued, stats.backlog) == (0, 0)
     assert len(server.events) == stats.sent
+    # flush() says True exactly when nothing was lost.
+    assert flushed == (stats.dropped_total == 0 and stats.dead_lettered == 0)
 
 
 # -- span exporter --------------------------------------------------------------------------
@@ -226,16 +228,22 @@ def test_arbitrary_span_attributes_never_escape(
         api_key=server.api_key, base_url=server.base_url, flush_interval=60.0, max_retries=0
     )
     try:
-        assert exporter.export(spans) is vf_otel._sources.spans.SpanExportResult.SUCCESS
-        assert exporter.force_flush(10_000)
+        result = exporter.export(spans)
+        flushed = exporter.force_flush(10_000)
         stats = exporter.stats()
     finally:
         exporter.shutdown()
     _check_wire(server.requests)
     assert server.rejected == 0, [(r.path, r.status, r.body[:300]) for r in server.requests]
-    assert stats.enqueued == stats.sent + stats.dead_lettered
+    # Spans are checked while translated, before delivery takes them; only encoding comes after.
+    after_delivery = sum(stats.dropped.get(r, 0) for r in ("unserializable", "event_too_large"))
+    assert stats.enqueued == stats.sent + stats.dead_lettered + after_delivery
     assert (stats.queued, stats.backlog) == (0, 0)
     assert len(server.events) == stats.sent
+    # export() and force_flush() say SUCCESS / True exactly when nothing was lost.
+    lost = stats.dropped_total + stats.dead_lettered
+    assert (result is SpanExportResult.SUCCESS) == (lost == 0)
+    assert flushed == (lost == 0)
 
 
 def test_strategies_reach_the_nasty_cases() -> None:

@@ -255,7 +255,7 @@ def test_tagged_span_without_any_user_is_dropped_and_counted(
 ) -> None:
     """vf.event with no user anywhere is counted as missing_user and never sent."""
     tracer_for(exporter).start_span("x", attributes={"vf.event": "e"}).end()
-    assert exporter.force_flush(5_000)
+    assert not exporter.force_flush(5_000)  # the event was dropped
     assert exporter.stats().dropped == {"missing_user": 1}
     assert server.requests == []
 
@@ -358,7 +358,7 @@ def test_without_api_key_events_are_counted_and_dropped(
     monkeypatch.delenv("VIBEFOLLOW_API_KEY", raising=False)
     exporter = make_exporter(api_key=None)
     tracer_for(exporter).start_span("s", attributes={"vf.user": "u"}).end()
-    assert exporter.force_flush(1_000)
+    assert not exporter.force_flush(1_000)  # the event was dropped
     assert exporter.stats().dropped == {"no_api_key": 1}
     assert server.requests == []
 
@@ -371,7 +371,7 @@ def test_invalid_event_is_rejected_and_reported(
     exporter = make_exporter(on_error=lambda exc, events: errors.append(exc))
     attributes = {"vf.user": "u", "vf.event": "feature_used"}
     tracer_for(exporter).start_span("s", attributes=attributes).end()
-    assert exporter.force_flush(1_000)
+    assert not exporter.force_flush(1_000)  # the event was refused
     assert exporter.stats().dropped == {"missing_required_property": 1}
     assert len(errors) == 1
     assert server.requests == []

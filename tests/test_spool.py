@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,6 +37,24 @@ def request(start: int, count: int = 2, *, pad: int = 0) -> Request:
         for i in range(start, start + count)
     ]
     return events_request(events, [encode_event(e) for e in events])
+
+
+def ended_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return int(done.stdout)
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    return ended_pid()
 
 
 def spool_at(path: Path, clock: WallClock | None = None, max_bytes: int = 10**8) -> Spool:
@@ -81,16 +101,18 @@ def test_finished_rows_are_gone(tmp_path: Path) -> None:
     spool.close()
 
 
-def test_a_dead_owners_lease_expires(tmp_path: Path) -> None:
-    """Rows claimed by a process that died become claimable once the lease runs out."""
+def test_a_lease_whose_holder_cannot_be_judged_expires(tmp_path: Path, dead_pid: int) -> None:
+    """A holder that recorded no identity (an older vf-otel) keeps its rows until the lease ends."""
     clock = WallClock()
-    dead = spool_at(tmp_path / "s.db", clock)
-    dead.add([request(0)])
-    assert dead.claim()
-    dead.close()  # never releases: it "crashed"
     survivor = spool_at(tmp_path / "s.db", clock)
+    survivor.add([request(0)])
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        conn.execute("UPDATE vf_requests SET owner = ?, lease_until = ?", (dead_pid, clock.now + 5))
+    conn.close()
+    assert survivor.claimable() == 0
     assert survivor.claim() == []
-    clock.now += LEASE + 1
+    clock.now += 6
+    assert survivor.claimable() == 2
     assert [r.key for r, _ in survivor.claim()] == [request(0).key]
     survivor.close()
 
@@ -187,12 +209,14 @@ def test_forked_child_uses_its_own_connection_and_not_the_parents_rows(tmp_path:
             claimed = spool.claim()
             ok = [r.key for r, _ in claimed] == [request(2).key]
             ok = ok and spool._conn is not parent_conn
-            spool.release(held[0][1])  # not the child's lease: must change nothing
+            ok = ok and not spool.release(held[0][1])  # not the child's lease: changes nothing
+            spool.close()  # releases the child's row, not the parent's
         finally:
             os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert spool.claim() == []  # the child holds the other row; ours is still ours
+    # The child gave its row back on close; ours is still ours.
+    assert [r.key for r, _ in spool.claim()] == [request(2).key]
     assert spool.release(held[0][1])
     assert [r.key for r, _ in spool.claim()] == [request(0).key]
     spool.close()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import math
 from collections import OrderedDict
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, NoReturn
 
 import pytest
 
 from vf_otel._event.model import Event
-from vf_otel._event.validate import CANONICAL_EVENTS, Rejection, make_event
+from vf_otel._event.redact import Redactor
+from vf_otel._event.validate import CANONICAL_EVENTS, Rejection, build_pending, make_event
 
 WHEN = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -222,3 +226,189 @@ def test_rejection_is_a_frozen_value() -> None:
     assert (rejection.reason, rejection.field, rejection.message) == ("r", "f", "m")
     with pytest.raises(AttributeError):
         rejection.reason = "other"  # type: ignore[misc]
+
+
+# -- hostile values: a Rejection or a sendable Event, never an exception ----------------
+
+BIG = 10**5000
+
+
+def _boom(*_args: object) -> NoReturn:
+    raise RuntimeError("hostile")
+
+
+class HostileClass:
+    """An object whose ``__class__`` raises, so even isinstance() on it raises."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> Any:
+        raise RuntimeError("hostile")
+
+
+class HostileStr(str):
+    """A str subclass whose methods (strip, isascii, ...) raise."""
+
+    __slots__ = ()
+    strip = _boom
+    isascii = _boom
+    encode = _boom  # type: ignore[assignment]
+    __str__ = _boom
+    __hash__ = _boom
+
+
+class BadStrInt(int):
+    """An int subclass whose ``__str__`` raises."""
+
+    __str__ = _boom
+
+
+class BadItems(dict[str, Any]):
+    """A dict subclass whose items() raises."""
+
+    items = _boom
+
+
+class BadMapping(Mapping[str, Any]):
+    """A Mapping whose every method raises."""
+
+    __getitem__ = _boom
+    __iter__ = _boom
+    __len__ = _boom
+
+
+class Reprless:
+    """An object whose ``__str__`` and ``__repr__`` raise."""
+
+    __str__ = _boom
+    __repr__ = _boom
+
+
+class ExplodingRedactor(Redactor):
+    """A redactor that fails: the kind of bug only the last-resort guard catches."""
+
+    __slots__ = ()
+
+    def properties(self, value: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("bug")
+
+
+def test_int_user_too_long_to_print_rejected() -> None:
+    """A user id int past Python's digit limit is invalid_user, not a ValueError."""
+    rejection = rejected(build(user_id=BIG))
+    assert (rejection.reason, rejection.field) == ("invalid_user", "external_user_id")
+
+
+def test_int_user_whose_str_raises_rejected() -> None:
+    """An int subclass user id whose __str__ raises is invalid_user."""
+    assert rejected(build(user_id=BadStrInt(7))).reason == "invalid_user"
+
+
+@pytest.mark.parametrize(
+    "make", [HostileClass, Reprless, lambda: BIG], ids=["class", "repr", "int"]
+)
+def test_hostile_name_rejected(make: Callable[[], object]) -> None:
+    """A name that raises on isinstance() or repr() is invalid_name with a readable message."""
+    rejection = rejected(build(name=make()))
+    assert (rejection.reason, rejection.field) == ("invalid_name", "name")
+    assert len(rejection.message) < 200
+
+
+def test_hostile_user_rejected() -> None:
+    """A user id that raises on isinstance() is invalid_user."""
+    assert rejected(build(user_id=HostileClass())).reason == "invalid_user"
+
+
+def test_str_subclasses_with_hostile_methods_are_used_as_plain_str() -> None:
+    """Name and user id str subclasses are read as their text, whatever their methods do."""
+    event = built(build(name=HostileStr("signup"), user_id=HostileStr("usr_1")))
+    assert (event.name, event.user_id) == ("signup", "usr_1")
+    assert type(event.name) is str
+    assert type(event.user_id) is str
+
+
+@pytest.mark.parametrize("value", [BadItems(a=1), BadMapping()], ids=["dict", "mapping"])
+@pytest.mark.parametrize("field", ["properties", "traits"])
+def test_unreadable_mapping_rejected(field: str, value: object) -> None:
+    """Properties or traits whose items() raises are invalid_<field>, naming the type."""
+    rejection = rejected(build(**{field: value}))
+    assert (rejection.reason, rejection.field) == (f"invalid_{field}", field)
+    assert type(value).__name__ in rejection.message
+
+
+@pytest.mark.parametrize("field", ["properties", "traits"])
+def test_mapping_that_raises_on_isinstance_rejected(field: str) -> None:
+    """Properties or traits that raise on isinstance() are invalid_<field>."""
+    assert rejected(build(**{field: HostileClass()})).reason == f"invalid_{field}"
+
+
+def test_hostile_values_give_a_sendable_event() -> None:
+    """Poison values in properties and traits still give an Event whose bodies encode."""
+    hostile = {
+        "big": BIG,
+        "keyed": {BIG: -BIG},
+        "reprless": Reprless(),
+        "unreadable": BadItems(a=1),
+        "tags": {BIG, "a", Reprless()},
+        "email": "a@b.c",
+    }
+    event = built(build(properties=hostile, traits=hostile))
+    bits = BIG.bit_length()
+    assert event.properties["big"] == f"<int: {bits} bits>"
+    assert event.properties["keyed"] == {f"<int: {bits} bits>": f"<negative int: {bits} bits>"}
+    assert event.traits == event.properties
+    json.dumps(event.to_wire(), allow_nan=False)
+    upsert = event.user_upsert()
+    assert upsert["email"] == "a@b.c"
+    json.dumps(upsert, allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    "occurred_at",
+    [
+        datetime(1, 1, 1),
+        datetime.max.replace(tzinfo=timezone(-timedelta(hours=5))),
+        "yesterday",
+    ],
+    ids=["naive-min", "aware-max", "not-a-datetime"],
+)
+def test_unusable_occurred_at_becomes_now(occurred_at: Any) -> None:
+    """An occurred_at that cannot be written as UTC is replaced by the current time."""
+    before = datetime.now(UTC)
+    event = built(build(occurred_at=occurred_at))
+    assert before <= event.occurred_at <= datetime.now(UTC)
+    assert event.to_wire()["occurred_at"].endswith("Z")
+
+
+def test_occurred_at_in_another_zone_is_kept_as_the_same_instant() -> None:
+    """An aware occurred_at is stored in UTC, the same instant."""
+    local = datetime(2026, 11, 23, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    event = built(build(occurred_at=local))
+    assert event.occurred_at == WHEN
+    assert event.occurred_at.tzinfo is UTC
+
+
+def test_failure_no_check_foresaw_is_internal_error() -> None:
+    """An unexpected failure while building is the Rejection internal_error, never raised."""
+    rejection = rejected(build(properties={"a": 1}, redactor=ExplodingRedactor()))
+    assert (rejection.reason, rejection.field) == ("internal_error", "event")
+    assert "RuntimeError" in rejection.message
+
+
+def test_build_pending_uses_the_record_time() -> None:
+    """A queued log call's created timestamp becomes occurred_at, in UTC."""
+    event = built(build_pending(("ev", "usr_1", None, None, WHEN.timestamp())))
+    assert event.occurred_at == WHEN
+    assert event.occurred_at.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    "created",
+    [math.nan, math.inf, 1e300, -1e20, 253402300800.0, "soon", None],
+    ids=["nan", "inf", "huge", "negative-huge", "year-10000", "str", "none"],
+)
+def test_build_pending_with_unusable_created_uses_now(created: Any) -> None:
+    """A created timestamp that is no usable time is replaced by the current time."""
+    before = datetime.now(UTC)
+    event = built(build_pending(("ev", "usr_1", None, None, created)))
+    assert before <= event.occurred_at <= datetime.now(UTC)
+    json.dumps(event.to_wire(), allow_nan=False)

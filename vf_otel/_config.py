@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
@@ -44,6 +45,8 @@ DEFAULTS: Final[Mapping[str, Any]] = {
 ENV_VARS: Final[Mapping[str, str]] = {name: "VIBEFOLLOW_" + name.upper() for name in DEFAULTS}
 
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
+# Printable ASCII, space excluded: what an HTTP header value can carry as it is.
+_API_KEY: Final = re.compile(r"[!-~]+")
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off", ""})
 
@@ -131,8 +134,10 @@ def _parse_env(name: str, raw: str) -> Any:
 
 
 def _api_key(name: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
-        raise ValueError(f"{name} must be a non-empty string without spaces")
+    # Only printable ASCII can go in the Authorization header: anything else would
+    # pass here and then fail every request. The message never quotes the key.
+    if not isinstance(value, str) or not _API_KEY.fullmatch(value):
+        raise ValueError(f"{name} must be a non-empty string of printable ASCII without spaces")
     return value
 
 

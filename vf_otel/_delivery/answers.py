@@ -7,15 +7,15 @@ import time
 import httpx
 
 from .._errors import AuthError, RateLimitError, ServerError, ValidationError, VibefollowError
-from .retry import RETRYABLE_STATUSES, parse_retry_after
+from .policy import parse_retry_after
 from .wire import error_detail
 
 __all__ = ["describe", "error_for", "retryable"]
 
 
 def retryable(error: VibefollowError) -> bool:
-    """Network errors (status 0), 429 and the retryable 5xx: the server may take it later."""
-    return error.status == 0 or error.status in RETRYABLE_STATUSES
+    """Network errors (status 0), 429 and every 5xx: the server may take it later."""
+    return error.status in {0, 429} or error.status >= 500
 
 
 def error_for(response: httpx.Response) -> VibefollowError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import threading
 from typing import Final
 
 import httpx
@@ -29,11 +30,14 @@ class Client:
         self._transport = transport
         self._pid = os.getpid()
         self._client: httpx.Client | None = None
+        # Senders share one client (and its connection pool): make it once.
+        self._lock = threading.Lock()
 
     def after_fork(self) -> None:
         """Forget the parent's client (its sockets are the parent's)."""
         self._pid = os.getpid()
         self._client = None
+        self._lock = threading.Lock()
 
     def post(self, request: Request, timeout: float) -> VibefollowError | None:
         """None when the API accepted ``request``; else the error (status 0: no answer)."""
@@ -48,29 +52,37 @@ class Client:
             return NetworkError(f"timed out ({type(exc).__name__})")
         except httpx.TransportError as exc:
             return NetworkError(f"{type(exc).__name__}: {exc}")
+        except httpx.DecodingError as exc:
+            # A broken (e.g. gzip) body: whatever the status, nobody knows what the
+            # server did, and a retry with the same key is safe.
+            return NetworkError(f"the answer could not be decoded ({type(exc).__name__})")
         if response.is_success:
             return None
         return error_for(response)
 
     def close(self) -> None:
         """Close this process's client, if it made one."""
-        if self._client is not None and self._pid == os.getpid():
-            self._client.close()
-        self._client = None
+        with self._lock:
+            if self._client is not None and self._pid == os.getpid():
+                self._client.close()
+            self._client = None
 
     def http(self) -> httpx.Client:
         """The httpx client, made on first use (and again in a forked child)."""
         if self._pid != os.getpid():
             self.after_fork()  # forked without the at-fork hook having run
-        if self._client is None:
-            headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-            if self._settings.api_key:
-                headers["Authorization"] = "Bearer " + self._settings.api_key
-            self._client = httpx.Client(
-                base_url=self._settings.api_url,
-                headers=headers,
-                timeout=self._settings.timeout,
-                transport=self._transport,
-                follow_redirects=False,
-            )
+        with self._lock:
+            return self._client or self._make()
+
+    def _make(self) -> httpx.Client:
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+        if self._settings.api_key:
+            headers["Authorization"] = "Bearer " + self._settings.api_key
+        self._client = httpx.Client(
+            base_url=self._settings.api_url,
+            headers=headers,
+            timeout=self._settings.timeout,
+            transport=self._transport,
+            follow_redirects=False,
+        )
         return self._client

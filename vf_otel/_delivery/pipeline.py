@@ -1,38 +1,52 @@
-"""One buffer + one delivery + one set of counters: what a handler or exporter owns."""
+"""The delivery of one handler or exporter: queue, worker, senders, parked requests, counts.
+
+    app thread ──submit──► EventQueue ──► Worker ──build, prepare──► Senders ──► Attempts ──► API
+    exporter ──deliver──────────────────────────────────────────────┘    │ parked
+                                                   Parked (memory / spool) ◄┘
+
+The handler submits log calls to the queue; the exporters, whose SDK processor
+already buffers, deliver each batch straight away and learn whether it landed.
+Everything after that is shared: one attempt loop, one circuit, one ledger.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import httpx
 
-from .._compat import EventBuffer
 from .._config import Settings
-from .._errors import UndeliveredError, ValidationError
+from .._errors import UndeliveredError
 from .._event.model import Event
 from .._event.validate import PendingEvent, Rejection, build_pending
-from .._observe.ratelimit import RateLimitedLog
+from .._spool.store import Spool
 from ..typing import ErrorCallback
-from .delivery import Delivery
-from .replay import Replayer
-from .stats import Counters, Stats
+from .accounting import Ledger, Stats
+from .attempt import Attempts
+from .client import Client
+from .parked import LEASE_MARGIN, Parked
+from .policy import CircuitBreaker
+from .queue import EventQueue
+from .senders import on_delivery_thread
+from .worker import Worker
 
-__all__ = ["Pipeline"]
+__all__ = ["Item", "Pipeline"]
 
 _logger = logging.getLogger("vf_otel")
-#: A close() this soon after a failed flush() does not retry again (seconds).
-_FLUSH_THEN_CLOSE: Final = 1.0
-#: The replayer wakes at least this far apart, whatever flush_interval says (seconds).
-_MIN_REPLAY_INTERVAL: Final = 0.1
+#: What the queue holds: a built Event, a log call's tags, or a refusal to count.
+Item = Event | PendingEvent | Rejection
+#: How long shutdown waits for the worker to park what is left (it sends nothing).
+_JOIN_LIMIT: Final = 2.0
 
 
 class Pipeline:
-    """Accepts Events on any thread and delivers them from a worker thread."""
+    """Accepts events on any thread and delivers them from its own threads."""
 
     def __init__(
         self,
@@ -40,168 +54,158 @@ class Pipeline:
         *,
         on_error: ErrorCallback | None = None,
         transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        self._counters = Counters()
-        self._log = RateLimitedLog(_logger)
-        self._delivery = Delivery(settings, self._counters, on_error=on_error, transport=transport)
-        self._buffer: EventBuffer[Event | PendingEvent] = EventBuffer(
-            self._export,
-            max_queue_size=settings.max_queue_size,
-            batch_size=settings.batch_size,
-            schedule_delay=settings.flush_interval,
-        )
-        self._replayer = Replayer(self._replay, self._next_replay_in)
-        self._replayer.start()
+        self._transport = transport
+        self._clock = clock
+        self.ledger = Ledger(on_error)
+        self._spool: Spool | None = None
+        if settings.spool_path is not None:
+            lease = settings.export_timeout + settings.timeout + LEASE_MARGIN
+            self._spool = Spool(settings.spool_path, settings.spool_max_bytes, lease=lease)
+            self._spool.open()  # a bad path is reported now, not at the first outage
         self._closed = False
-        # When a flush just gave up, close() should not wait all over again:
-        # logging.shutdown() calls flush() then close() back to back.
-        self._flush_gave_up_at: float | None = None
+        self._failures_seen = 0
+        self._build_parts()
+        self._worker.start()
         if hasattr(os, "register_at_fork"):
             ref = weakref.WeakMethod(self._after_fork)
             os.register_at_fork(after_in_child=lambda: _call(ref))
 
+    def _build_parts(self) -> None:
+        settings = self.settings
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.queue: EventQueue[Item] = EventQueue(
+            settings.max_queue_size, settings.batch_size, self._wake.set
+        )
+        self._client = Client(settings, self._transport)
+        self.circuit = CircuitBreaker(clock=self._clock, on_change=self._circuit_changed)
+        self.parked = Parked(settings.max_queue_size, self.ledger, self._spool)
+        attempts = Attempts(
+            settings, self._client, self.circuit, self.ledger, stop=self._stop, clock=self._clock
+        )
+        self._worker = Worker(
+            settings,
+            queue=self.queue,
+            build=self._build,
+            parked=self.parked,
+            circuit=self.circuit,
+            attempts=attempts,
+            ledger=self.ledger,
+            wake=self._wake,
+            stop=self._stop,
+            clock=self._clock,
+        )
+
+    def _circuit_changed(self) -> None:
+        worker = getattr(self, "_worker", None)
+        if worker is not None:
+            worker.replay_soon()
+
     def _after_fork(self) -> None:
-        # The child delivers only its own events: the parent's queue (cleared by
-        # the SDK processor), backlog, HTTP client and counts stay with the parent.
-        self._counters.reset()
-        self._delivery.after_fork()
-        self._buffer.after_fork()
+        # The child delivers only its own events: the parent's queue, parked
+        # requests, threads, HTTP client and counts stay with the parent.
+        self.ledger.after_fork()
+        self.parked.after_fork()
+        self._build_parts()
+        self.queue.closed = self._closed
         if not self._closed:
-            self._replayer.start()
+            self._worker.start()
 
-    def _replay(self) -> None:
-        """The replayer's round: what waits in the backlog or the spool, within a deadline."""
-        self._delivery.retry_parked(self.settings.export_timeout)
+    # -- app thread -----------------------------------------------------------
 
-    def _next_replay_in(self) -> float:
-        interval = max(_MIN_REPLAY_INTERVAL, self.settings.flush_interval)
-        return self._delivery.next_retry_in(interval)
+    def submit(self, item: Item) -> bool:
+        """Queue an event (or a log call's tags); False, counted, when refused. Never blocks."""
+        return self.queue.put(item)
 
-    def _export(self, batch: list[Event | PendingEvent]) -> None:
-        """The worker's half of a log call: build the Events, then deliver them."""
-        with self._delivery.holding(len(batch)):
-            self._deliver(batch)
+    def refuse(self, reason: str) -> None:
+        """Count an event refused before it was queued (``no_api_key``); lock-free."""
+        self.queue.refuse(reason)
 
-    def _deliver(self, batch: list[Event | PendingEvent]) -> None:
-        self._delivery.export(self._built_events(batch))
+    def deliver(self, events: Sequence[Event], timeout: float | None = None) -> bool:
+        """Send ``events`` now and wait (exporters); True if all were accepted in time."""
+        if self._closed:
+            self.ledger.drop("shutdown", events)
+            return False
+        wait = self.settings.export_timeout if timeout is None else timeout
+        return self._worker.deliver(events, wait)
 
-    def _built_events(self, items: list[Event | PendingEvent]) -> list[Event]:
+    # -- the worker's half of a log call --------------------------------------
+
+    def _build(self, items: list[Item]) -> list[Event]:
         """The Events for queued items; rejections and failures are counted, not returned."""
         events: list[Event] = []
         for item in items:
-            built = self._build(item)
+            try:
+                built = item if isinstance(item, Event | Rejection) else build_pending(item)
+            except Exception:  # noqa: BLE001 - one odd record must not sink the batch
+                self.ledger.error("build", "vf-otel could not build an event", exc_info=True)
+                self.ledger.drop("internal_error", (), UndeliveredError("could not build"), count=1)
+                continue
             if isinstance(built, Rejection):
-                self.reject(built)
-            elif built is None:
-                self._counters.drop("internal_error")
+                self.ledger.reject(built.reason, built.field, built.message)  # type: ignore[arg-type]
             else:
                 events.append(built)
         return events
 
-    def _build(self, item: Event | PendingEvent) -> Event | Rejection | None:
-        """The Event (or Rejection) for a queued item; None, logged, if building it failed."""
-        if isinstance(item, Event):
-            return item
-        try:
-            return build_pending(item)
-        except Exception:  # noqa: BLE001 - one odd record must not sink the batch
-            self._log.log(logging.ERROR, "build", "vf-otel could not build an event", exc_info=True)
-            return None
-
-    # -- app thread -----------------------------------------------------------
-
-    def submit(self, event: Event | PendingEvent) -> bool:
-        """Queue an event, or a log call's tags to build one from on the worker.
-
-        A refusal (queue full, closed) is counted and warned about, never raised.
-        """
-        problem = self._buffer.put(event)
-        if problem is None:
-            self._counters.add("enqueued")
-            return True
-        self._counters.drop(problem)
-        self._log.warning(problem, "vf-otel dropped an event: %s", _DROP_TEXT[problem])
-        return False
-
-    def reject(self, rejection: Rejection) -> None:
-        """Count an event the client-side checks refused, warn, and tell on_error."""
-        self._counters.drop(rejection.reason)
-        self._log.warning(rejection.reason, "vf-otel dropped an event: %s", rejection.message)
-        error = ValidationError(
-            rejection.message, status=0, code=rejection.reason, field=rejection.field
-        )
-        self._delivery.report(error, ())
-
-    def drop(self, reason: str, message: str) -> None:
-        """Count an event refused before it was built (e.g. no API key)."""
-        self._counters.drop(reason)
-        self._log.warning(reason, "vf-otel dropped an event: %s", message)
-
     # -- control --------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Deliver everything queued so far; True if all of it landed by ``timeout``."""
-        if self._closed:
-            return self._delivery.waiting == 0 and len(self._buffer) == 0
-        deadline = time.monotonic() + (
-            self.settings.shutdown_timeout if timeout is None else timeout
-        )
-        with self._delivery.cap_deadline(deadline):
-            drained = self._buffer.drain(deadline)
-            if drained:
-                self._delivery.retry_parked(deadline - time.monotonic())
-        delivered = drained and self._delivery.waiting == 0
-        self._flush_gave_up_at = None if delivered else time.monotonic()
-        return delivered
+        """Deliver what is queued so far; True if it all landed by ``timeout`` and nothing
+        queued since the previous flush was dropped or dead-lettered."""
+        failures = self._failures()
+        if self._closed or on_delivery_thread():
+            # From on_error (a delivery thread) waiting would only wait for itself.
+            settled = self.ledger.waiting == 0 and len(self.queue) == 0
+        else:
+            wait = self.settings.shutdown_timeout if timeout is None else timeout
+            settled = self._worker.flush(wait)
+            failures = self._failures()
+        clean = failures == self._failures_seen
+        self._failures_seen = failures
+        return settled and clean
+
+    def _failures(self) -> int:
+        return self.ledger.failures + sum(self.queue.refusals().values())
 
     def shutdown(self, timeout: float | None = None) -> bool:
-        """Drain within ``timeout``, stop the worker, report what was not delivered."""
+        """Deliver within ``timeout``, then stop: what is left is spooled or dropped (counted)."""
         if self._closed:
             return True
+        wait = self.settings.shutdown_timeout if timeout is None else timeout
+        deadline = self._clock() + wait
+        delivered = self.flush(wait) if not on_delivery_thread() else False
         self._closed = True
-        if timeout is None:
-            timeout = self.settings.shutdown_timeout
-            gave_up = self._flush_gave_up_at
-            if gave_up is not None and time.monotonic() - gave_up < _FLUSH_THEN_CLOSE:
-                timeout = 0.0
-        deadline = time.monotonic() + timeout
-        with self._delivery.cap_deadline(deadline):
-            self._replayer.stop(deadline - time.monotonic())
-            left = self._buffer.shutdown(deadline - time.monotonic())
-            if self._delivery.backlog_size and time.monotonic() < deadline:
-                self._delivery.export((), timeout=deadline - time.monotonic())
-        undelivered = self._delivery.waiting + len(left)
-        if left and self._delivery.spool is not None:
-            self._spool_leftovers(left)
-        elif left:
-            self._counters.drop("shutdown", len(left))
-            lost = [e for e in map(self._build, left) if isinstance(e, Event)]
-            self._delivery.report(UndeliveredError("not delivered before shutdown"), lost)
-        self._delivery.close()
-        if undelivered:
-            spool = self._delivery.spool
-            where = f"; they wait in the spool {spool.path}" if spool and spool.usable else ""
-            _logger.warning(
-                "vf-otel shut down with %d event(s) not delivered%s", undelivered, where
-            )
-        return undelivered == 0
+        self.queue.closed = True
+        dropped_before = self.ledger.dropped("shutdown")
+        self._stop.set()
+        self._wake.set()
+        self._worker.join(min(_JOIN_LIMIT, max(0.0, deadline - self._clock()) + _JOIN_LIMIT))
+        stats = self.stats()
+        dropped = self.ledger.dropped("shutdown") - dropped_before
+        if stats.in_flight == 0:
+            self._client.close()
+        self.parked.close()
+        self._warn_undelivered(dropped, stats.in_flight)
+        return delivered and dropped == 0 and stats.in_flight == 0
 
-    def _spool_leftovers(self, left: list[Event | PendingEvent]) -> None:
-        """Build what the queue still held and park it (in the spool) for the next start."""
-        self._delivery.park_events(self._built_events(left))
+    def _warn_undelivered(self, dropped: int, in_flight: int) -> None:
+        spool = self._spool
+        parts = []
+        if dropped:
+            parts.append(f"{dropped} event(s) not delivered (dropped; reported to on_error)")
+        if in_flight:
+            parts.append(f"{in_flight} event(s) still in flight, outcome unknown")
+        if spool is not None and spool.usable and spool.pending():
+            parts.append(f"events wait in the spool {spool.path} for the next start")
+        if dropped or in_flight:
+            _logger.warning("vf-otel shut down with %s", "; ".join(parts))
 
     def stats(self) -> Stats:
-        """The counters now, with the current queue and backlog lengths."""
-        return self._counters.snapshot(
-            queued=len(self._buffer), backlog=self._delivery.backlog_size
-        )
-
-
-_DROP_TEXT = {
-    "queue_full": "the queue is full (raise max_queue_size or check delivery)",
-    "shutdown": "the handler is closed",
-}
+        """The counts now."""
+        return self.ledger.snapshot(queued=len(self.queue), refused=self.queue.refusals())
 
 
 def _call(ref: weakref.WeakMethod[Callable[[], None]]) -> None:

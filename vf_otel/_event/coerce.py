@@ -1,32 +1,55 @@
 """Turn arbitrary Python values into strict-JSON values (design §4).
 
 Runs on the application thread when an event is built, so the common case
-(a flat mapping of str/int/float/bool/None) takes a fast path; everything else
+(a flat dict of str/int/float/bool/None) takes a fast path; everything else
 is converted, never rejected, so a request body is always valid strict JSON.
+
+Nothing a key or value does can make coercion raise: one whose conversion
+raises (its ``__str__``, ``items()``, iteration or comparison) becomes
+``"<unprintable TypeName>"``, and an int too long for Python to print (it would
+raise when the body is encoded, losing the whole batch) becomes ``"<int: N bits>"``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any, Final
 
-__all__ = ["MAX_DEPTH", "MAX_STRING_LENGTH", "coerce_mapping", "coerce_value", "utf8_text"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_STRING_LENGTH",
+    "coerce_mapping",
+    "coerce_value",
+    "type_name",
+    "utf8_text",
+]
 
 MAX_DEPTH: Final = 10
 # Longer strings are cut: one runaway value must not make a whole event too large.
 MAX_STRING_LENGTH: Final = 16_384
 _TRUNCATION_MARK: Final = "…[truncated]"
 _CYCLE_MARK: Final = "<cycle>"
-_SCALARS: Final = (str, int, bool, type(None))
+# Python refuses to print an int with more digits than sys.get_int_max_str_digits(),
+# which is 0 (no limit) or at least 640; an int of at most 2,000 bits has at most 603.
+_ALWAYS_PRINTABLE_BITS: Final = 2_000
 
 
 def coerce_mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
-    """A new dict with string keys and strict-JSON values; the input is not touched."""
+    """A new dict with string keys and strict-JSON values; the input is not touched.
+
+    Only reading ``value`` itself can raise (its ``items()``, the caller's to
+    report); every key and value inside it is converted.
+    """
+    # Only an exact dict: a subclass's items() may not show what dict() would copy.
     # Keys are clipped like values, so a long key must leave the fast path too.
-    if all(type(k) is str and _is_plain(k) and _is_plain(v) for k, v in value.items()):
+    if type(value) is dict and all(
+        type(k) is str and _is_plain(k) and _is_plain(v) for k, v in value.items()
+    ):
         return dict(value)
     return _coerce_dict(value, 1, set())
 
@@ -36,15 +59,35 @@ def coerce_value(value: Any) -> Any:
     return _coerce(value, 0, set())
 
 
+def type_name(value: object) -> str:
+    """The name of ``value``'s type, for messages and placeholders; never raises."""
+    try:
+        # str.__str__: a metaclass may make __name__ anything, or make it raise.
+        return str.__str__(type(value).__name__)
+    except Exception:  # noqa: BLE001 - see above
+        return "object"
+
+
 def _is_plain(value: object) -> bool:
     if type(value) is str:
         return len(value) <= MAX_STRING_LENGTH and (value.isascii() or _encodable(value))
+    if type(value) is int:
+        return value.bit_length() <= _ALWAYS_PRINTABLE_BITS
     if type(value) is float:
         return math.isfinite(value)
-    return type(value) in _SCALARS
+    return type(value) is bool or value is None
 
 
 def _coerce(value: Any, depth: int, active: set[int]) -> Any:
+    try:
+        return _convert(value, depth, active)
+    except Exception:  # noqa: BLE001 - user objects may raise anything, from anywhere
+        return _unprintable(value)
+
+
+def _convert(value: Any, depth: int, active: set[int]) -> Any:
+    # str.__str__, int.__int__, float.__float__: the value itself, whatever a
+    # subclass's own methods say (or raise).
     if isinstance(value, str):
         return _clip(utf8_text(str.__str__(value)))
     if value is None or isinstance(value, bool):
@@ -52,16 +95,39 @@ def _coerce(value: Any, depth: int, active: set[int]) -> Any:
     if isinstance(value, enum.Enum):
         return _coerce(value.value, depth, active)
     if isinstance(value, int):
-        return int(value)
+        return _int(int.__int__(value))
     if isinstance(value, float):
-        return float(value) if math.isfinite(value) else None
+        number = float.__float__(value)
+        return number if math.isfinite(number) else None
     if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
+        return _clip(utf8_text(str.__str__(value.isoformat())))
     if isinstance(value, bytes | bytearray | memoryview):
         return _clip(bytes(value).decode("utf-8", errors="replace"))
     if isinstance(value, Mapping | list | tuple | set | frozenset):
         return _coerce_container(value, depth + 1, active)
     return _text(value)
+
+
+def _int(number: int) -> int | str:
+    """``number``, or a short description if its decimal form is too long to send."""
+    bits = number.bit_length()
+    if bits <= _ALWAYS_PRINTABLE_BITS or abs(number) < _power_of_ten(_max_int_digits()):
+        return number
+    # Never str(number): past the limit that raises. Nor a float: 640 digits or
+    # more is far beyond the largest float (about 1.8e308).
+    return f"<{'negative ' if number < 0 else ''}int: {bits} bits>"
+
+
+def _max_int_digits() -> int:
+    # Read each time: the app may change the limit. Without one (0), an int is
+    # still held to the length a string may have.
+    limit = sys.get_int_max_str_digits()
+    return min(limit, MAX_STRING_LENGTH) if limit else MAX_STRING_LENGTH
+
+
+@functools.lru_cache(maxsize=4)
+def _power_of_ten(exponent: int) -> int:
+    return int(10**exponent)  # int(): mypy types int ** int as Any
 
 
 def _coerce_container(value: Any, depth: int, active: set[int]) -> Any:
@@ -92,25 +158,44 @@ def _ordered(items: set[Any] | frozenset[Any]) -> list[Any]:
     # retried request must carry a byte-identical body.
     try:
         return sorted(items)
-    except TypeError:
-        return sorted(items, key=repr)
+    except Exception:  # noqa: BLE001 - TypeError for mixed types; a user __lt__ may raise anything
+        return sorted(items, key=_sort_key)
+
+
+def _sort_key(item: object) -> str:
+    try:
+        return str.__str__(repr(item))
+    except Exception:  # noqa: BLE001 - a user __repr__, or an int too long to print
+        return _unprintable(item)
 
 
 def _key(key: object) -> str:
-    if isinstance(key, str):
-        return _clip(utf8_text(str.__str__(key)))
-    if isinstance(key, enum.Enum):
-        return _key(key.value)
-    return _text(key)
+    try:
+        if isinstance(key, str):
+            return _clip(utf8_text(str.__str__(key)))
+        if isinstance(key, enum.Enum):
+            return _key(key.value)
+        if isinstance(key, int):
+            number = _int(int.__int__(key))
+            if isinstance(number, str):
+                return number
+        return _text(key)
+    except Exception:  # noqa: BLE001 - user objects may raise anything, from anywhere
+        return _unprintable(key)
 
 
 def _text(value: object) -> str:
     """``str(value)``, clipped; an object whose ``__str__`` fails still yields text."""
     try:
-        text = str(value)
+        # str.__str__: __str__ may return a str subclass with methods of its own.
+        text = str.__str__(str(value))
     except Exception:  # noqa: BLE001 - user objects may raise anything from __str__
-        text = f"<unprintable {type(value).__name__}>"
+        return _unprintable(value)
     return _clip(utf8_text(text))
+
+
+def _unprintable(value: object) -> str:
+    return _clip(utf8_text(f"<unprintable {type_name(value)}>"))
 
 
 def utf8_text(text: str) -> str:

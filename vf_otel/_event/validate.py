@@ -1,4 +1,9 @@
-"""Client-side checks that keep a bad event out of every batch (design §4)."""
+"""Client-side checks that keep a bad event out of every batch (design §4).
+
+Nothing a caller passes makes :func:`make_event` raise: every user-supplied
+object is looked at through guarded checks, and a value that misbehaves is
+refused with a reason like any other bad value.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from .coerce import coerce_mapping, utf8_text
+from .coerce import coerce_mapping, type_name, utf8_text
 from .model import Event, new_event_id
 from .redact import DEFAULT_REDACTOR, Redactor
 
@@ -29,6 +34,10 @@ CANONICAL_EVENTS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
         "user_invited": ("invitedEmail",),
     }
 )
+
+_USER_FIELD: Final = "external_user_id"
+# A bad value is quoted in a message only this far.
+_QUOTE_LENGTH: Final = 80
 
 
 #: What a log call leaves in the queue: (name, user, properties, traits, created
@@ -64,37 +73,23 @@ def make_event(
     """Validate, coerce and redact raw tag values into an Event, or say why not.
 
     ``redactor=None`` leaves secret-looking keys alone (the caller redacts later).
+    Never raises: an ``occurred_at`` that is not a usable time becomes now, and
+    a failure no check foresaw is the Rejection ``internal_error``.
     """
-    user = _user_id(user_id)
-    if user is None:
-        return _reject_user(user_id)
-    if not isinstance(name, str) or not name.strip():
-        return Rejection(
-            "invalid_name", "name", f"event name must be a non-empty str, got {name!r:.80}"
+    try:
+        return _build(
+            name=name,
+            user_id=user_id,
+            properties=properties,
+            traits=traits,
+            occurred_at=occurred_at,
+            event_id=event_id,
+            redactor=redactor,
         )
-    props = _mapping(properties)
-    if props is None:
-        return Rejection("invalid_properties", "properties", _not_mapping("properties", properties))
-    upsert = _mapping(traits) if traits is not None else None
-    if traits is not None and upsert is None:
-        return Rejection("invalid_traits", "traits", _not_mapping("traits", traits))
-    if upsert is not None and not _plausible_email(upsert.get("email")):
-        # It would go top-level in the upsert, where the API refuses anything else.
+    except Exception as exc:  # noqa: BLE001 - last resort; every known hazard is checked
         return Rejection(
-            "invalid_traits", "traits.email", "traits email must look like name@domain"
+            "internal_error", "event", f"unexpected {type_name(exc)} while building the event"
         )
-    missing = [key for key in CANONICAL_EVENTS.get(name, ()) if props.get(key) is None]
-    if missing:
-        return Rejection(
-            "missing_required_property",
-            f"properties.{missing[0]}",
-            f"{name!r} requires the propert{'y' if len(missing) == 1 else 'ies'} "
-            + ", ".join(repr(key) for key in missing),
-        )
-    if redactor is not None and redactor.enabled:
-        props = redactor.properties(props)
-        upsert = redactor.traits(upsert)
-    return Event(utf8_text(name), utf8_text(user), props, occurred_at, event_id, upsert)
 
 
 def build_pending(pending: PendingEvent) -> Event | Rejection:
@@ -105,48 +100,135 @@ def build_pending(pending: PendingEvent) -> Event | Rejection:
         user_id=user_id,
         properties=properties,
         traits=traits,
-        occurred_at=datetime.fromtimestamp(created, UTC),
+        occurred_at=_from_timestamp(created),
         event_id=new_event_id(),
         redactor=redactor[0] if redactor else DEFAULT_REDACTOR,
     )
 
 
-def _user_id(value: object) -> str | None:
-    # Integer primary keys are common enough to accept as they would print.
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, str) and value.strip():
-        return value
-    return None
+def _build(
+    *,
+    name: object,
+    user_id: object,
+    properties: object,
+    traits: object,
+    occurred_at: datetime,
+    event_id: str,
+    redactor: Redactor | None,
+) -> Event | Rejection:
+    user = _user_id(user_id)
+    if isinstance(user, Rejection):
+        return user
+    event_name = _name(name)
+    if isinstance(event_name, Rejection):
+        return event_name
+    props = _mapping(properties, "properties")
+    if isinstance(props, Rejection):
+        return props
+    upsert = None if traits is None else _mapping(traits, "traits")
+    if isinstance(upsert, Rejection):
+        return upsert
+    problem = _email_problem(upsert) or _missing_required(event_name, props)
+    if problem is not None:
+        return problem
+    if redactor is not None and redactor.enabled:
+        props = redactor.properties(props)
+        upsert = redactor.traits(upsert)
+    return Event(event_name, user, props, _utc(occurred_at), event_id, upsert)
 
 
-def _reject_user(value: object) -> Rejection:
+def _user_id(value: object) -> str | Rejection:
     if value is None:
+        return Rejection("missing_user", _USER_FIELD, "no user: set vf_user or vf_otel.user()")
+    # type(), not isinstance(): isinstance consults value.__class__, which may raise.
+    kind = type(value)
+    text = None
+    if issubclass(kind, str):
+        text = str.__str__(cast("str", value))  # the text itself, whatever a subclass does
+    elif issubclass(kind, int) and kind is not bool:
+        # Integer primary keys are common enough to accept as they would print.
+        try:
+            text = str.__str__(str(value))
+        except Exception:  # noqa: BLE001 - too many digits to print, or a subclass's __str__
+            return Rejection(
+                "invalid_user", _USER_FIELD, "user id is an int that cannot be printed"
+            )
+    if text is None or not text.strip():
         return Rejection(
-            "missing_user", "external_user_id", "no user: set vf_user or vf_otel.user()"
+            "invalid_user",
+            _USER_FIELD,
+            f"user id must be a non-empty str or int, got {type_name(value)}",
         )
+    return utf8_text(text)
+
+
+def _name(value: object) -> str | Rejection:
+    if issubclass(type(value), str):
+        text = str.__str__(cast("str", value))
+        if text.strip():
+            return utf8_text(text)
     return Rejection(
-        "invalid_user",
-        "external_user_id",
-        f"user id must be a non-empty str or int, got {type(value).__name__}",
+        "invalid_name", "name", f"event name must be a non-empty str, got {_quote(value)}"
     )
 
 
-def _mapping(value: object) -> dict[str, Any] | None:
+def _mapping(value: object, what: str) -> dict[str, Any] | Rejection:
+    """``value`` coerced (``{}`` for None), or invalid_<what> if it is not a readable mapping."""
     if value is None:
         return {}
-    if isinstance(value, Mapping):
-        return coerce_mapping(value)
-    return None
+    try:
+        # type(), not isinstance(): isinstance consults value.__class__, which may raise.
+        if issubclass(type(value), Mapping):
+            return coerce_mapping(cast("Mapping[Any, Any]", value))
+    except Exception as exc:  # noqa: BLE001 - its items() may raise anything
+        problem = f"{what} could not be read ({type_name(exc)} from {type_name(value)})"
+        return Rejection(f"invalid_{what}", what, problem)
+    return Rejection(f"invalid_{what}", what, f"{what} must be a mapping, got {type_name(value)}")
 
 
-def _plausible_email(value: object) -> bool:
+def _email_problem(traits: Mapping[str, Any] | None) -> Rejection | None:
+    email = None if traits is None else traits.get("email")
     # What the API checks for the top-level email; only a non-empty str goes there.
-    if not isinstance(value, str) or not value:
-        return True
-    local, at, domain = value.partition("@")
-    return bool(at and local and domain) and "@" not in domain
+    if not isinstance(email, str) or not email:
+        return None
+    local, at, domain = email.partition("@")
+    if at and local and domain and "@" not in domain:
+        return None
+    # It would go top-level in the upsert, where the API refuses anything else.
+    return Rejection("invalid_traits", "traits.email", "traits email must look like name@domain")
 
 
-def _not_mapping(what: str, value: object) -> str:
-    return f"{what} must be a mapping, got {type(value).__name__}"
+def _missing_required(name: str, props: Mapping[str, Any]) -> Rejection | None:
+    missing = [key for key in CANONICAL_EVENTS.get(name, ()) if props.get(key) is None]
+    if not missing:
+        return None
+    return Rejection(
+        "missing_required_property",
+        f"properties.{missing[0]}",
+        f"{name!r} requires the propert{'y' if len(missing) == 1 else 'ies'} "
+        + ", ".join(repr(key) for key in missing),
+    )
+
+
+def _utc(moment: datetime) -> datetime:
+    """``moment`` in UTC, so the wire time can always be written; now if it cannot be."""
+    try:
+        return moment.astimezone(UTC)
+    except Exception:  # noqa: BLE001 - out of range once converted, or not a datetime at all
+        return datetime.now(UTC)
+
+
+def _from_timestamp(created: float) -> datetime:
+    """A log record's ``created`` as UTC; now if it is no usable time (NaN, huge, not a number)."""
+    try:
+        return datetime.fromtimestamp(created, UTC)
+    except Exception:  # noqa: BLE001 - a record's attributes can be set to anything
+        return datetime.now(UTC)
+
+
+def _quote(value: object) -> str:
+    """A short repr of a bad value for a message; its type's name if even repr fails."""
+    try:
+        return str.__str__(repr(value))[:_QUOTE_LENGTH]
+    except Exception:  # noqa: BLE001 - a user __repr__, or an int too long to print
+        return f"<unprintable {type_name(value)}>"

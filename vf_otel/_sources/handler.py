@@ -7,7 +7,7 @@ from typing import Any, Final
 
 from typing_extensions import Unpack
 
-from .._delivery.stats import Stats
+from .._delivery.accounting import Stats
 from .._event.validate import Rejection
 from ..typing import Options
 from .context import current_user
@@ -21,6 +21,9 @@ _logger = logging.getLogger("vf_otel")
 IGNORED_LOGGERS: Final = ("vf_otel", "httpx", "httpcore", "opentelemetry")
 _NO_USER: Final = Rejection(
     "missing_user", "external_user_id", "no user: set vf_user or use vf_otel.user()"
+)
+_INTERNAL_ERROR: Final = Rejection(
+    "internal_error", "record", "unexpected error reading the record's tags"
 )
 
 
@@ -100,17 +103,17 @@ class VibefollowHandler(logging.Handler):
                 )
             )
         except Exception:
-            self._pipeline.drop("internal_error", "unexpected error building an event")
+            self._pipeline.submit(_INTERNAL_ERROR)  # counted and reported by the worker
             _logger.debug("vf-otel could not build an event", exc_info=True)
 
     def _context_user(self) -> str | None:
         """The user for a record without ``vf_user``; None (counted) when it must be dropped."""
         if not self._has_key:
-            self._pipeline.drop("no_api_key", "VIBEFOLLOW_API_KEY is not set")
+            self._pipeline.refuse("no_api_key")
             return None
         user = current_user()
         if user is None:
-            self._pipeline.reject(_NO_USER)
+            self._pipeline.submit(_NO_USER)  # counted, warned and reported by the worker
         return user
 
     def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]

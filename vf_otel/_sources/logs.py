@@ -9,7 +9,7 @@ from typing import Any
 from typing_extensions import Unpack
 
 from .._compat import LogExporterBase, LogExportResult
-from .._delivery.stats import Stats
+from .._delivery.accounting import Stats
 from ..typing import Options
 from .handler import IGNORED_LOGGERS
 from .sink import EventSink
@@ -38,7 +38,11 @@ class VibefollowLogExporter(LogExporterBase):
         return f"<{type(self).__name__} {self._sink.pipeline.settings.base_url}>"
 
     def export(self, batch: Sequence[Any]) -> LogExportResult:
-        """Queue the tagged records as events. Never raises; FAILURE only after shutdown.
+        """Deliver the tagged records as events. Never raises.
+
+        SUCCESS once every event landed; FAILURE when some were refused (counted,
+        reported to ``on_error``) or wait parked for a later attempt (not lost), and
+        after shutdown.
 
         ``batch`` holds ``ReadableLogRecord`` (SDK >= 1.39) or ``LogData``
         (older); both carry the record as ``.log_record``.
@@ -46,12 +50,12 @@ class VibefollowLogExporter(LogExporterBase):
         if self._sink.is_shut_down:
             return LogExportResult.FAILURE
         try:
-            self._sink.accept(_translate(batch))
+            delivered = self._sink.deliver(_translate(batch))
         except Exception:
-            self._sink.pipeline.drop("internal_error", "unexpected error translating log records")
+            self._sink.pipeline.ledger.drop("internal_error", (), count=len(batch))
             _logger.debug("vf-otel could not translate log records", exc_info=True)
             return LogExportResult.FAILURE
-        return LogExportResult.SUCCESS
+        return LogExportResult.SUCCESS if delivered else LogExportResult.FAILURE
 
     def shutdown(self) -> None:
         """Deliver what is queued (up to ``shutdown_timeout``) and stop. Idempotent."""

@@ -1,8 +1,9 @@
-"""What the OTel exporters share: settings, one Pipeline, and the exporter contract's rules.
+"""What the handler and the exporters share: settings, one Pipeline, the exporter contract.
 
-The span and log exporters translate batches the SDK already built; everything
-after translation (queue, delivery, counters) is the same Pipeline the logging
-handler uses, so there is one delivery path and one ``stats()`` shape.
+The span and log exporters translate batches the SDK's processor already built
+and deliver them at once (no second queue), so ``export()``'s result says
+whether they landed. Everything after translation (delivery, counts) is the
+same Pipeline the logging handler uses: one delivery path, one ``stats()`` shape.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from .._config import resolve_settings
+from .._delivery.accounting import Stats
 from .._delivery.pipeline import Pipeline
-from .._delivery.stats import Stats
 from .._event.model import Event
 from .._event.redact import redactor_for
 from .._event.validate import Rejection
@@ -31,18 +32,16 @@ class EventSink:
 
     def __init__(self, options: Options, *, source_kind: str) -> None:
         settings_options: dict[str, Any] = dict(options)
-        on_error = options.get("on_error")
-        transport = options.get("transport")
-        settings_options.pop("on_error", None)
-        settings_options.pop("transport", None)
+        on_error = settings_options.pop("on_error", None)
+        transport = settings_options.pop("transport", None)
         if on_error is not None and not callable(on_error):
             raise ValueError("on_error must be callable")
         settings = resolve_settings(**settings_options)
         self.has_key = settings.api_key is not None
         if not self.has_key:
             _logger.warning("VIBEFOLLOW_API_KEY is not set: vf-otel will count and drop events")
-        self.pipeline = Pipeline(settings, on_error=on_error, transport=transport)
         self.redactor = redactor_for(settings)
+        self.pipeline = Pipeline(settings, on_error=on_error, transport=transport)
         register_metrics(self.pipeline, source_kind=source_kind)
         self._lock = threading.Lock()
         self._shut_down = False
@@ -52,18 +51,25 @@ class EventSink:
         """Whether :meth:`shutdown` was called."""
         return self._shut_down
 
-    def accept(self, results: Iterable[Event | Rejection]) -> None:
-        """Queue the events, count the rejections; without an API key, count and drop all."""
+    def deliver(self, results: Iterable[Event | Rejection]) -> bool:
+        """Deliver the events now, count the rejections; True only if every event landed."""
+        events: list[Event] = []
+        ledger = self.pipeline.ledger
+        refused = False
         for result in results:
-            if not self.has_key:
-                self.pipeline.drop("no_api_key", "VIBEFOLLOW_API_KEY is not set")
-            elif isinstance(result, Event):
-                self.pipeline.submit(self.redactor.event(result))
+            if isinstance(result, Rejection):
+                ledger.reject(result.reason, result.field, result.message)  # type: ignore[arg-type]
+                refused = True
+            elif not self.has_key:
+                ledger.drop("no_api_key", [result])
+                refused = True
             else:
-                self.pipeline.reject(result)
+                events.append(self.redactor.event(result))
+        delivered = self.pipeline.deliver(events) if events else True
+        return delivered and not refused
 
     def flush(self, timeout_millis: int | None) -> bool:
-        """Deliver what is queued; True when all of it landed in time."""
+        """Deliver what is waiting; True when all of it landed in time."""
         timeout = None if timeout_millis is None else max(0, timeout_millis) / 1000
         try:
             return self.pipeline.flush(timeout)
@@ -72,7 +78,7 @@ class EventSink:
             return False
 
     def shutdown(self) -> bool:
-        """Drain within ``shutdown_timeout`` and stop; later calls do nothing."""
+        """Deliver within ``shutdown_timeout`` and stop; later calls do nothing."""
         with self._lock:
             if self._shut_down:
                 return True
@@ -84,5 +90,5 @@ class EventSink:
             return False
 
     def stats(self) -> Stats:
-        """The pipeline's counters."""
+        """The pipeline's counts."""
         return self.pipeline.stats()

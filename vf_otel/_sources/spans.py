@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from typing_extensions import Unpack
 
-from .._delivery.stats import Stats
+from .._delivery.accounting import Stats
 from ..typing import Options
 from .context import BAGGAGE_KEY, current_user
 from .sink import EventSink
@@ -29,7 +29,7 @@ class VibefollowSpanExporter(SpanExporter):
     ``OTEL_TRACES_EXPORTER=vibefollow``. Untagged spans are skipped after two
     dictionary lookups; spans with status ERROR emit nothing unless
     ``include_error_spans`` is set. Translated events go through the same
-    queue and delivery as :class:`VibefollowHandler`, with an ``event_id``
+    delivery as :class:`VibefollowHandler`, with an ``event_id``
     derived from the trace id, span id and event index, so a span exported
     twice is delivered once. Options are those of the handler; every one may
     come from its ``VIBEFOLLOW_*`` environment variable instead.
@@ -45,16 +45,22 @@ class VibefollowSpanExporter(SpanExporter):
         return f"<{type(self).__name__} {self._sink.pipeline.settings.base_url}>"
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Queue the events the spans carry. Never raises; FAILURE only after shutdown."""
+        """Deliver the events the spans carry. Never raises.
+
+        The SDK's processor already buffered the spans, so nothing is queued a
+        second time: SUCCESS once every event landed; FAILURE when some were refused (counted,
+        reported to ``on_error``) or wait parked for a later attempt (not lost), and
+        after shutdown.
+        """
         if self._sink.is_shut_down:
             return SpanExportResult.FAILURE
         try:
-            self._sink.accept(self._translate(spans))
+            delivered = self._sink.deliver(self._translate(spans))
         except Exception:
-            self._sink.pipeline.drop("internal_error", "unexpected error translating spans")
+            self._sink.pipeline.ledger.drop("internal_error", (), count=len(spans))
             _logger.debug("vf-otel could not translate spans", exc_info=True)
             return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
+        return SpanExportResult.SUCCESS if delivered else SpanExportResult.FAILURE
 
     def _translate(self, spans: Sequence[ReadableSpan]) -> list[Result]:
         results: list[Result] = []

@@ -118,7 +118,7 @@ def _from_attrs(
         traits=traits or None,
         occurred_at=utc_from_nanos(nanos),
         event_id=event_id,
-        redactor=None,  # the exporter redacts with its own settings (EventSink.accept)
+        redactor=None,  # the exporter redacts with its own settings (EventSink.deliver)
     )
 
 
@@ -158,7 +158,7 @@ def translate_log(record: LogRecordLike) -> Result | None:
         traits=_log_mapping(attrs, "traits") or None,
         occurred_at=utc_from_nanos(record.timestamp or record.observed_timestamp),
         event_id=new_event_id(),
-        redactor=None,  # the exporter redacts with its own settings (EventSink.accept)
+        redactor=None,  # the exporter redacts with its own settings (EventSink.deliver)
     )
 
 

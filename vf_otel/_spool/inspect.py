@@ -1,19 +1,22 @@
 """What ``vf-otel spool`` reads from a spool: summaries, leases, and "is this a spool?".
 
 Kept apart from the spool's delivery path (vf_otel/_spool/store.py): these read rows
-without their bodies and never change a file that is not already a spool.
+without their bodies and never change a file that is not already a spool (only the
+purge deletes, inside the write transaction the store opens for it).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Final
 
 from .._delivery.wire import EVENTS_PATH
+from .rows import DELETE
 
 __all__ = [
     "Fact",
@@ -21,8 +24,10 @@ __all__ = [
     "Purged",
     "SpoolSummary",
     "leases_of",
+    "purge_rows",
     "read_facts",
     "spool_file_problem",
+    "summarize",
 ]
 
 _FACTS: Final = "SELECT id, path, events, size, owner, lease_until FROM vf_requests ORDER BY id"
@@ -100,6 +105,36 @@ def read_facts(
         holder = owner if owner is not None and lease_until > now else None
         facts.append(Fact(row_id, count, path != EVENTS_PATH, size, holder, lease_until))
     return facts, min(times, default=None), max(times, default=None)
+
+
+def summarize(conn: sqlite3.Connection, now: float) -> SpoolSummary:
+    """What the spool holds at ``now``."""
+    facts, oldest, newest = read_facts(conn, now)
+    return SpoolSummary(
+        rows=len(facts),
+        events=sum(f.events for f in facts if not f.upsert),
+        user_upserts=sum(f.upsert for f in facts),
+        size=sum(f.size for f in facts),
+        oldest_event=oldest,
+        newest_event=newest,
+        leases=leases_of(facts),
+        taken_at=now,
+    )
+
+
+def purge_rows(conn: sqlite3.Connection, now: float, keep: Callable[[int], bool]) -> Purged:
+    """Delete every row except those leased now by a pid ``keep`` spares; in a write."""
+    facts, _, _ = read_facts(conn, now)
+    kept = tuple(lease for lease in leases_of(facts) if keep(lease.pid))
+    spared = {lease.pid for lease in kept}
+    doomed = [f for f in facts if f.holder is None or f.holder not in spared]
+    conn.executemany(DELETE, [(f.row_id,) for f in doomed])
+    return Purged(
+        rows=len(doomed),
+        events=sum(f.events for f in doomed if not f.upsert),
+        user_upserts=sum(f.upsert for f in doomed),
+        kept=kept,
+    )
 
 
 def leases_of(facts: list[Fact]) -> tuple[Lease, ...]:

@@ -1,15 +1,18 @@
 """The durable spool: undeliverable requests in SQLite, replayed later with the same key and body.
 
-Several processes (gunicorn workers) may share one file. A process *claims*
-rows inside a ``BEGIN IMMEDIATE`` transaction by writing its pid and a lease
-expiry; a claimed row is deleted once sent or refused for good, released when
-the attempt is parked again, and becomes claimable by anyone when the lease runs
-out (the owner died). So each row is sent by one process at a time, and a
-request that landed before a crash is deduplicated by the server (same key).
+Several processes (gunicorn workers) may share one file. A process *claims* rows
+inside a ``BEGIN IMMEDIATE`` transaction by writing its pid and a lease expiry; a
+claimed row is deleted once sent or refused for good, released when the attempt is
+parked again or the handle closed, and claimable by anyone once the lease runs out
+or its holder is known to have ended (vf_otel/_spool/holders.py). So each row is
+sent by one process at a time, and a request that landed before a crash is
+deduplicated by the server (same key). The cap evicts the oldest rows nobody is
+sending; a request that cannot fit even so is refused (it stays in memory).
 
-A file that cannot be opened, is not a database or stops being writable turns
-the spool off for this process: one error is logged and delivery carries on
-in memory. Nothing here raises.
+A file deleted or replaced while in use is opened anew with one warning
+(vf_otel/_spool/database.py). A file that cannot be opened, is not a database or
+stops being writable turns the spool off for this process: one error is logged and
+delivery carries on in memory. Nothing here raises.
 
 ``summary()``, ``purge()`` and ``spool_file_problem()`` serve ``vf-otel spool``
 (docs/cli.md); the purge decides which leases to spare inside its write transaction.
@@ -23,23 +26,18 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any, Final, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Final, TypeVar
 
 from .._delivery.wire import Request
 from .._observe.ratelimit import RateLimitedLog
-from .inspect import (
-    Lease,
-    Purged,
-    SpoolSummary,
-    leases_of,
-    read_facts,
-    spool_file_problem,
-)
-from .rows import event_weight, row_events, row_values
+from .database import BUSY_TIMEOUT, FileId, connect, immediate, same_file
+from .holders import Identity, gone_holders, reap, register, this_process
+from .inspect import Lease, Purged, SpoolSummary, purge_rows, spool_file_problem, summarize
+from .rows import DELETE, decoded, event_weight, make_room, row_values
 
 __all__ = [
+    "BUSY_TIMEOUT",
     "CLAIM_LIMIT",
     "Lease",
     "Purged",
@@ -52,21 +50,6 @@ __all__ = [
 _logger = logging.getLogger("vf_otel.spool")
 #: Requests one claim takes at most (each holds up to 500 events).
 CLAIM_LIMIT: Final = 20
-#: Seconds SQLite waits for another process's write lock before giving up.
-BUSY_TIMEOUT: Final = 5.0
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS vf_requests (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    path TEXT NOT NULL,
-    key TEXT NOT NULL,
-    body BLOB NOT NULL,
-    events TEXT NOT NULL,
-    weight INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    owner INTEGER,
-    lease_until REAL NOT NULL DEFAULT 0
-)
-"""
 _INSERT: Final = (
     "INSERT INTO vf_requests (path, key, body, events, weight, size) VALUES (?, ?, ?, ?, ?, ?)"
 )
@@ -74,12 +57,12 @@ _ANY_FREE: Final = "SELECT 1 FROM vf_requests WHERE lease_until <= ? LIMIT 1"
 _FREE_ROWS: Final = (
     "SELECT id, path, key, body, events FROM vf_requests WHERE lease_until <= ? ORDER BY id LIMIT ?"
 )
-_FREE_SIZED: Final = (
-    "SELECT id, path, key, body, events, size FROM vf_requests WHERE lease_until <= ? ORDER BY id"
+_FREE_WEIGHT: Final = "SELECT COALESCE(SUM(weight), 0) FROM vf_requests WHERE lease_until <= ?"
+_HELD_WEIGHT: Final = (
+    "SELECT COALESCE(SUM(weight), 0) FROM vf_requests WHERE owner = ? AND lease_until > ?"
 )
 _LEASE: Final = "UPDATE vf_requests SET owner = ?, lease_until = ? WHERE id = ?"
 _RELEASE: Final = "UPDATE vf_requests SET owner = NULL, lease_until = 0 WHERE id = ? AND owner = ?"
-_DELETE: Final = "DELETE FROM vf_requests WHERE id = ?"
 _WEIGHT: Final = "SELECT COALESCE(SUM(weight), 0) FROM vf_requests"
 # SQLITE_BUSY and SQLITE_LOCKED: another connection holds the lock; try again later.
 _BUSY_CODES: Final = frozenset({5, 6})
@@ -103,7 +86,11 @@ class Spool:
         self._now = wall_clock
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._file: FileId | None = None  # the file the connection has open
         self._pid = os.getpid()
+        self._me: Identity | None = None  # computed when first needed
+        # Rows this handle claimed and has not finished or released yet.
+        self._held: set[int] = set()
         self._broken = False
         self._log = RateLimitedLog(_logger)
         # Connections inherited over fork: never used or closed in the child
@@ -116,75 +103,132 @@ class Spool:
         return not self._broken
 
     def after_fork(self) -> None:
-        """In a forked child: a new lock, and a new connection when next needed."""
+        """In a forked child: a new lock, and a new connection when next needed.
+
+        The rows the parent holds stay the parent's: the child neither finishes nor
+        releases them.
+        """
         self._lock = threading.Lock()
         if self._conn is not None:
             self._inherited.append(self._conn)
         self._conn = None
         self._pid = os.getpid()
+        self._me = None
+        self._held = set()
 
     def open(self) -> bool:
         """Open (creating) the file now, so a bad path is reported at start; True if usable."""
         return self._run(lambda conn: True, False)
 
     def add(self, requests: Sequence[Request]) -> tuple[bool, list[Request]]:
-        """Store ``requests``; (stored?, requests evicted, oldest first, to respect the cap)."""
+        """Store ``requests``; (stored?, requests evicted, oldest first, to respect the cap).
+
+        Not stored, and nothing evicted, when they cannot fit: larger than the cap, or
+        the rows that could be evicted are too few (the rest are being sent now).
+        """
         rows = [row_values(r) for r in requests]
+        size = sum(row[5] for row in rows)
+        nothing: list[Request] = []
+        if size > self._max_bytes:
+            self._refuse(size)
+            return False, nothing
+        now = self._now()
 
         def insert(conn: sqlite3.Connection) -> tuple[bool, list[Request]]:
-            with _immediate(conn):
+            with immediate(conn):
+                victims = make_room(
+                    conn,
+                    size - self._max_bytes,
+                    now,
+                    lambda: gone_holders(conn, now, self._identity()),
+                )
+                if victims is None:
+                    self._refuse(size)
+                    return False, nothing
+                evicted = decoded(conn, victims)
+                conn.executemany(DELETE, [(v[0],) for v in victims])
                 conn.executemany(_INSERT, rows)
-                return True, self._evict(conn)
+            return True, [request for request, _ in evicted]
 
-        nothing: list[Request] = []
         return self._run(insert, (False, nothing))
 
     def claim(self, limit: int = CLAIM_LIMIT) -> list[tuple[Request, int]]:
-        """Lease up to ``limit`` unleased rows to this process, oldest first."""
+        """Lease up to ``limit`` free rows (or ended holders' rows), oldest first."""
         now = self._now()
 
         def lease(conn: sqlite3.Connection) -> list[tuple[Request, int]]:
+            me = self._identity()
             # A plain read first: the common case (nothing spooled) takes no write lock.
-            if conn.execute(_ANY_FREE, (now,)).fetchone() is None:
+            if conn.execute(_ANY_FREE, (now,)).fetchone() is None and not gone_holders(
+                conn, now, me
+            ):
                 return []
-            with _immediate(conn):
+            with immediate(conn):
+                reap(conn, now, me)
                 found = conn.execute(_FREE_ROWS, (now, limit)).fetchall()
-                until = now + self._lease
-                conn.executemany(_LEASE, [(self._pid, until, row[0]) for row in found])
-                return self._decoded(conn, found)
+                if found:
+                    register(conn, me)
+                    until = now + self._lease
+                    conn.executemany(_LEASE, [(me.pid, until, row[0]) for row in found])
+                claimed = decoded(conn, found)
+            self._held.update(row for _, row in claimed)
+            return claimed
 
         return self._run(lease, [])
 
     def finish(self, row_id: int) -> bool:
-        """Delete a row whose request was sent or refused for good."""
-        return self._run(lambda conn: bool(conn.execute(_DELETE, (row_id,))), False)
+        """Delete a row this handle claimed, whose request was sent or refused for good.
+
+        False (nothing deleted) for a row it does not hold: not claimed here, or
+        claimed from a file that has since been deleted or replaced.
+        """
+
+        def delete(conn: sqlite3.Connection) -> bool:
+            if row_id not in self._held:
+                return False
+            conn.execute(DELETE, (row_id,))
+            self._held.discard(row_id)
+            return True
+
+        return self._run(delete, False)
 
     def release(self, row_id: int) -> bool:
-        """Give a claimed row back (its attempt was parked); False if the spool is off."""
-        return self._run(lambda conn: bool(conn.execute(_RELEASE, (row_id, self._pid))), False)
+        """Give a claimed row back (its attempt was parked); False if not held or spool off."""
+
+        def give_back(conn: sqlite3.Connection) -> bool:
+            if row_id not in self._held:
+                return False
+            conn.execute(_RELEASE, (row_id, self._pid))
+            self._held.discard(row_id)
+            return True
+
+        return self._run(give_back, False)
 
     def pending(self) -> int:
         """Events (and user upserts) in the spool, whoever holds them."""
         return self._run(lambda conn: int(conn.execute(_WEIGHT).fetchone()[0]), 0)
 
+    def claimable(self) -> int:
+        """Events (and user upserts) this process could claim now.
+
+        Those in free rows and in rows of holders known to have ended; not those a
+        running process (this one included) is sending.
+        """
+        now = self._now()
+
+        def count(conn: sqlite3.Connection) -> int:
+            (total,) = conn.execute(_FREE_WEIGHT, (now,)).fetchone()
+            for pid in gone_holders(conn, now, self._identity()):
+                (held,) = conn.execute(_HELD_WEIGHT, (pid, now)).fetchone()
+                total += held
+            return int(total)
+
+        return self._run(count, 0)
+
     def summary(self) -> SpoolSummary | None:
         """Rows, events, bytes, event ages and running leases; None if the spool is off."""
         now = self._now()
-
-        def read(conn: sqlite3.Connection) -> SpoolSummary:
-            facts, oldest, newest = read_facts(conn, now)
-            return SpoolSummary(
-                rows=len(facts),
-                events=sum(f.events for f in facts if not f.upsert),
-                user_upserts=sum(f.upsert for f in facts),
-                size=sum(f.size for f in facts),
-                oldest_event=oldest,
-                newest_event=newest,
-                leases=leases_of(facts),
-                taken_at=now,
-            )
-
-        return self._run(read, None)
+        return self._run(lambda conn: summarize(conn, now), None)
 
     def purge(self, keep: Callable[[int], bool]) -> Purged | None:
         """Delete every row except those leased now by a pid for which ``keep(pid)`` is true.
@@ -195,27 +239,27 @@ class Spool:
         now = self._now()
 
         def delete(conn: sqlite3.Connection) -> Purged:
-            with _immediate(conn):
-                facts, _, _ = read_facts(conn, now)
-                kept = tuple(lease for lease in leases_of(facts) if keep(lease.pid))
-                spared = {lease.pid for lease in kept}
-                doomed = [f for f in facts if f.holder is None or f.holder not in spared]
-                conn.executemany(_DELETE, [(f.row_id,) for f in doomed])
-            return Purged(
-                rows=len(doomed),
-                events=sum(f.events for f in doomed if not f.upsert),
-                user_upserts=sum(f.upsert for f in doomed),
-                kept=kept,
-            )
+            with immediate(conn):
+                return purge_rows(conn, now, keep)
 
         return self._run(delete, None)
 
     def close(self) -> None:
-        """Close this process's connection (rows stay on disk for the next start)."""
+        """Release the rows this handle holds and close its connection (rows stay on disk)."""
         with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
-            self._conn = None
+            conn, self._conn = self._conn, None
+            held, self._held = self._held, set()
+            if conn is None:
+                return
+            if self._pid != os.getpid():  # forked without the at-fork hook: the parent's
+                self._inherited.append(conn)
+                return
+            # Busy or broken: the rows come free once this process has ended (holders.py).
+            with contextlib.suppress(sqlite3.Error):
+                if held:
+                    with immediate(conn):
+                        conn.executemany(_RELEASE, [(row, self._pid) for row in sorted(held)])
+            conn.close()
 
     # -- internals ------------------------------------------------------------
 
@@ -232,9 +276,7 @@ class Spool:
             if self._broken:
                 return fallback
             try:
-                if self._conn is None:
-                    self._conn = _connect(self.path)
-                return operation(self._conn)
+                return operation(self._connection())
             except sqlite3.OperationalError as exc:
                 if getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES:
                     self._log.warning("busy", "vf-otel spool %s is busy: %s", self.path, exc)
@@ -244,12 +286,35 @@ class Spool:
                 self._turn_off(exc)
             return fallback
 
+    def _connection(self) -> sqlite3.Connection:
+        """The open connection; a new one when the file was deleted or replaced meanwhile."""
+        if self._conn is not None and not same_file(self.path, self._file):
+            # SQLite would go on writing to the unlinked file, losing everything stored.
+            self._log.warning(
+                "replaced",
+                "vf-otel spool %s was deleted or replaced while in use; opening it anew",
+                self.path,
+            )
+            self._drop_connection()
+        if self._conn is None:
+            self._conn, self._file = connect(self.path)
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        self._held = set()  # their rows are in the old file
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):  # best effort: we are leaving it
+                conn.close()
+
+    def _identity(self) -> Identity:
+        if self._me is None or self._me.pid != os.getpid():
+            self._me = this_process()
+        return self._me
+
     def _turn_off(self, exc: BaseException) -> None:
         self._broken = True
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(sqlite3.Error):  # already unusable; best effort
-                conn.close()
+        self._drop_connection()
         _logger.error(
             "vf-otel spool %s is unusable (%s: %s); continuing without it, in memory only",
             self.path,
@@ -257,62 +322,6 @@ class Spool:
             exc,
         )
 
-    def _evict(self, conn: sqlite3.Connection) -> list[Request]:
-        (total,) = conn.execute("SELECT COALESCE(SUM(size), 0) FROM vf_requests").fetchone()
-        if total <= self._max_bytes:
-            return []
-        victims: list[Any] = []
-        # Rows another process is sending now are left alone: they are about to go.
-        for row in conn.execute(_FREE_SIZED, (self._now(),)):
-            if total <= self._max_bytes:
-                break
-            victims.append(row)
-            total -= row[5]
-        conn.executemany(_DELETE, [(v[0],) for v in victims])
-        return [request for request, _ in self._decoded(conn, [v[:5] for v in victims])]
-
-    def _decoded(self, conn: sqlite3.Connection, rows: list[Any]) -> list[tuple[Request, int]]:
-        decoded = []
-        for row_id, path, key, body, events in rows:
-            try:
-                decoded.append((Request(path, key, bytes(body), row_events(events)), row_id))
-            except (ValueError, TypeError, KeyError, AttributeError):
-                # Unreadable (a foreign writer?): delete it so it cannot block the rest.
-                _logger.exception("vf-otel spool: dropping unreadable row %s", row_id)
-                conn.execute(_DELETE, (row_id,))
-        return decoded
-
-
-def _connect(path: str) -> sqlite3.Connection:
-    # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE) and short.
-    conn = sqlite3.connect(
-        path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-    )
-    try:
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        _require_wal(str(mode))
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute(_SCHEMA)
-        with _immediate(conn):  # proves now, not at the first outage, that we can write
-            pass
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _require_wal(mode: str) -> None:
-    # Without WAL, readers and the claiming writer would block each other across processes.
-    if mode.lower() != "wal":
-        raise sqlite3.OperationalError(f"cannot use WAL mode (journal mode is {mode})")
-
-
-@contextmanager
-def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    def _refuse(self, size: int) -> None:
+        message = "vf-otel spool %s: no room for %d bytes (spool_max_bytes=%d); kept in memory"
+        self._log.warning("full", message, self.path, size, self._max_bytes)

@@ -1,0 +1,294 @@
+"""Accounting: every event's state, counted in one place, and who is told about a loss.
+
+The vocabulary, used alike in code, ``stats()``, metrics and the docs:
+
+    queued       in the handler's queue, not yet taken by the worker
+    in flight    in a request being attempted now (or waiting between its retries)
+    parked       waiting in memory for a later attempt (circuit open, key refused, ...)
+    spooled      written to the durable spool for a later attempt (this or another process)
+    delivered    accepted by the API                        -> ``sent``
+    dead-lettered  refused by the API for good              -> ``dead_lettered``
+    dropped      never delivered, for a ``DropReason``     -> ``dropped[reason]``
+
+Every event that is enqueued ends as exactly one of delivered, dead-lettered or
+dropped, or is still queued, in flight, parked or spooled. The :class:`Ledger` is
+the only thing that changes those counts; each loss is also warned about (at most
+once a minute per reason) and reported to ``on_error``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final, Literal, get_args
+
+from .._errors import UndeliveredError, ValidationError, VibefollowError
+from .._event.model import Event
+from .._observe.ratelimit import RateLimitedLog
+from ..typing import ErrorCallback
+from .wire import USERS_PATH, Request
+
+__all__ = ["DROP_REASONS", "DropReason", "Ledger", "Stats"]
+
+_logger = logging.getLogger("vf_otel")
+
+#: Why an event was never delivered (``stats().dropped`` keys).
+DropReason = Literal[
+    # refused on the app's thread, before it was queued
+    "queue_full",
+    "shutdown",
+    "no_api_key",
+    # refused by the client-side checks (vf_otel._event.validate)
+    "missing_user",
+    "invalid_user",
+    "invalid_name",
+    "invalid_properties",
+    "invalid_traits",
+    "missing_required_property",
+    # refused while preparing a request
+    "unserializable",
+    "event_too_large",
+    # lost while waiting for a later attempt
+    "backlog_full",
+    "spool_evicted",
+    # a bug in vf-otel (or a value nothing could handle): counted, reported, never raised
+    "internal_error",
+]
+DROP_REASONS: Final[frozenset[str]] = frozenset(get_args(DropReason))
+
+_REFUSAL_TEXT: Final[Mapping[str, str]] = {
+    "queue_full": "the queue is full (raise max_queue_size or check delivery)",
+    "shutdown": "the handler or exporter is closed",
+    "no_api_key": "VIBEFOLLOW_API_KEY is not set",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """A snapshot of one handler's or exporter's counts.
+
+    Every ``enqueued`` event ends up ``sent``, ``dead_lettered`` (the server
+    refused it for good) or ``dropped`` (never delivered, by reason), or is
+    still ``queued``, ``in_flight``, ``parked`` in memory, or spooled.
+    ``dropped`` also counts events refused before they were enqueued.
+    ``retried`` counts HTTP retries; ``spooled`` counts events written to the
+    spool (cumulative); ``backlog`` is ``in_flight + parked`` (kept from 0.x).
+    """
+
+    enqueued: int = 0
+    sent: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    users_sent: int = 0
+    dropped: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    queued: int = 0
+    backlog: int = 0
+    spooled: int = 0
+    in_flight: int = 0
+    parked: int = 0
+    users_failed: int = 0
+
+    @property
+    def dropped_total(self) -> int:
+        """All drops, whatever the reason."""
+        return sum(self.dropped.values())
+
+
+class Ledger:
+    """The counts of one pipeline; thread-safe. The only place they change.
+
+    The lock is re-entrant: a signal handler that logs or calls ``stats()``
+    while the interrupted thread holds it must not deadlock. (The app thread
+    itself never takes it: refusals there are plain counters, see Pipeline.)
+    """
+
+    def __init__(self, on_error: ErrorCallback | None) -> None:
+        self._on_error = on_error
+        self._log = RateLimitedLog(_logger)
+        self._lock = threading.RLock()
+        self._counts: Counter[str] = Counter()
+        self._dropped: Counter[str] = Counter()
+        self._in_flight = 0
+        self._parked = 0
+        self.last_error: VibefollowError | None = None
+
+    def after_fork(self) -> None:
+        """A forked child counts only its own events."""
+        self._lock = threading.RLock()
+        self._counts = Counter()
+        self._dropped = Counter()
+        self._in_flight = self._parked = 0
+
+    # -- states -----------------------------------------------------------------
+
+    def enqueued(self, count: int) -> None:
+        """``count`` events entered delivery (taken from the queue, or handed to an exporter)."""
+        with self._lock:
+            self._counts["enqueued"] += count
+
+    def move(self, weight: int, source: str | None, target: str | None) -> None:
+        """``weight`` events went from ``source`` to ``target`` (``in_flight``/``parked``/None)."""
+        with self._lock:
+            if source == "in_flight":
+                self._in_flight -= weight
+            elif source == "parked":
+                self._parked -= weight
+            if target == "in_flight":
+                self._in_flight += weight
+            elif target == "parked":
+                self._parked += weight
+
+    def spooled(self, count: int) -> None:
+        """``count`` events were written to the spool."""
+        with self._lock:
+            self._counts["spooled"] += count
+
+    def retried(self) -> None:
+        """One HTTP request is being tried again."""
+        with self._lock:
+            self._counts["retried"] += 1
+
+    def sent(self, request: Request) -> None:
+        """The API accepted ``request``."""
+        with self._lock:
+            if request.path == USERS_PATH:
+                self._counts["users_sent"] += 1
+            else:
+                self._counts["sent"] += len(request.events)
+
+    # -- losses ---------------------------------------------------------------
+
+    def dead_letter(self, request: Request, error: VibefollowError) -> None:
+        """The API refused ``request`` for good."""
+        self.last_error = error
+        if request.path == USERS_PATH:
+            with self._lock:
+                self._counts["users_failed"] += 1
+            self._log.warning(
+                f"user-{error.status}", "Vibefollow refused a user upsert: %s", _describe(error)
+            )
+            return
+        self.dead_letter_events(request.events, error)
+
+    def upsert_failed(self, error: VibefollowError, events: Sequence[Event]) -> None:
+        """A user upsert could not be built or was refused; its events still go."""
+        with self._lock:
+            self._counts["users_failed"] += 1
+        self._log.warning("user-build", "vf-otel skipped a user upsert: %s", error)
+        self.report(error, events)
+
+    def dead_letter_events(self, events: Sequence[Event], error: VibefollowError) -> None:
+        """The API refused these events for good."""
+        self.last_error = error
+        with self._lock:
+            self._counts["dead_lettered"] += len(events)
+        self._log.warning(
+            f"dead-{error.status}-{error.code}",
+            "Vibefollow refused %d event(s) for good: %s",
+            len(events),
+            _describe(error),
+        )
+        self.report(error, events)
+
+    def drop(
+        self,
+        reason: DropReason,
+        events: Sequence[Event],
+        error: VibefollowError | None = None,
+        *,
+        count: int | None = None,
+    ) -> None:
+        """``events`` (or ``count`` events with none built) will never be delivered."""
+        n = len(events) if count is None else count
+        if n <= 0:
+            return
+        error = error or UndeliveredError(_REFUSAL_TEXT.get(reason, reason.replace("_", " ")))
+        with self._lock:
+            self._dropped[reason] += n
+        self._log.warning(reason, "vf-otel dropped %d event(s) (%s): %s", n, reason, error)
+        self.report(error, events)
+
+    def drop_requests(
+        self, reason: DropReason, requests: Sequence[Request], error: VibefollowError
+    ) -> None:
+        """Drop the events of ``requests`` (a user upsert's events are counted with their batch)."""
+        for request in requests:
+            if request.path != USERS_PATH:
+                self.drop(reason, request.events, error)
+
+    def reject(self, reason: DropReason, field_name: str, message: str) -> None:
+        """The client-side checks refused an event (no Event could be built)."""
+        self.drop(reason, (), ValidationError(message, code=reason, field=field_name), count=1)
+
+    def warn_refused(self, reason: str, count: int) -> None:
+        """Warn about (and report) ``count`` refusals the app's thread counted (see EventQueue)."""
+        text = _REFUSAL_TEXT.get(reason, reason)
+        self._log.warning(reason, "vf-otel dropped %d event(s): %s", count, text)
+        self.report(UndeliveredError(text), ())
+
+    def report(self, error: VibefollowError, events: Sequence[Event]) -> None:
+        """Tell ``on_error`` about events that will never be delivered; never raises."""
+        if self._on_error is None:
+            return
+        try:
+            self._on_error(error, events)
+        except Exception:  # noqa: BLE001 - a user callback must not stop delivery
+            self._log.log(logging.ERROR, "on_error", "on_error callback raised", exc_info=True)
+
+    def warn(self, reason: str, message: str, *args: object) -> None:
+        """A rate-limited warning on the ``vf_otel`` logger."""
+        self._log.warning(reason, message, *args)
+
+    def error(self, reason: str, message: str, *args: object, exc_info: bool = False) -> None:
+        """A rate-limited error on the ``vf_otel`` logger."""
+        self._log.log(logging.ERROR, reason, message, *args, exc_info=exc_info)
+
+    # -- reading --------------------------------------------------------------
+
+    @property
+    def failures(self) -> int:
+        """Events dead-lettered or dropped so far (refusals on the app thread excluded)."""
+        with self._lock:
+            return self._counts["dead_lettered"] + sum(self._dropped.values())
+
+    def dropped(self, reason: DropReason) -> int:
+        """Events dropped for ``reason`` after they were enqueued."""
+        with self._lock:
+            return self._dropped[reason]
+
+    @property
+    def waiting(self) -> int:
+        """Events in flight or parked in memory."""
+        with self._lock:
+            return self._in_flight + self._parked
+
+    def snapshot(self, *, queued: int, refused: Mapping[str, int]) -> Stats:
+        """An immutable copy; ``queued`` events count as enqueued already."""
+        with self._lock:
+            counts = dict(self._counts)
+            dropped = Counter(self._dropped)
+            in_flight, parked = self._in_flight, self._parked
+        dropped.update({k: v for k, v in refused.items() if v})
+        return Stats(
+            enqueued=counts.get("enqueued", 0) + queued,
+            sent=counts.get("sent", 0),
+            retried=counts.get("retried", 0),
+            dead_lettered=counts.get("dead_lettered", 0),
+            users_sent=counts.get("users_sent", 0),
+            users_failed=counts.get("users_failed", 0),
+            dropped=MappingProxyType(dict(dropped)),
+            queued=queued,
+            backlog=in_flight + parked,
+            spooled=counts.get("spooled", 0),
+            in_flight=in_flight,
+            parked=parked,
+        )
+
+
+def _describe(error: VibefollowError) -> str:
+    field_name = getattr(error, "field", None)
+    return f"{error}" + (f" (field {field_name})" if field_name else "")
