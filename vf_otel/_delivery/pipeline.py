@@ -155,14 +155,17 @@ class Pipeline:
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver what is queued so far; True if it all landed by ``timeout`` and nothing
         queued since the previous flush was dropped or dead-lettered."""
-        failures = self._failures()
         if self._closed or on_delivery_thread():
-            # From on_error (a delivery thread) waiting would only wait for itself.
-            settled = self.ledger.waiting == 0 and len(self.queue) == 0
-        else:
-            wait = self.settings.shutdown_timeout if timeout is None else timeout
-            settled = self._worker.flush(wait)
-            failures = self._failures()
+            # From on_error (a delivery thread) waiting would only wait for itself; this
+            # answers without moving the mark the app's own next flush() compares with.
+            return (
+                self.ledger.waiting == 0
+                and len(self.queue) == 0
+                and (self._failures() == self._failures_seen)
+            )
+        wait = self.settings.shutdown_timeout if timeout is None else timeout
+        settled = self._worker.flush(wait)
+        failures = self._failures()
         clean = failures == self._failures_seen
         self._failures_seen = failures
         return settled and clean

@@ -104,6 +104,7 @@ class Worker:
         self._flushes: list[_Flush] = []
         self._warned = dict.fromkeys(REFUSALS, 0)
         self._replay_now = True
+        self._take_now = False
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -128,6 +129,8 @@ class Worker:
         waiter = _Flush(self._clock() + timeout)
         with self._lock:
             self._flushes.append(waiter)
+            # Even if this caller stops waiting at once: send what is queued, try what is parked.
+            self._take_now = self._replay_now = True
         self._queue.wake()
         answered = waiter.done.wait(max(0.0, timeout))
         with self._lock:
@@ -180,7 +183,8 @@ class Worker:
             try:
                 self._warn_refusals()
                 now = self._clock()
-                flushing = stopping or any(f.target is None for f in self._flushes)
+                flushing = stopping or self._take_now
+                self._take_now = False
                 if flushing or now >= next_batch or len(self._queue) >= self._settings.batch_size:
                     self._take_queue(everything=flushing or now >= next_batch)
                     next_batch = now + self._interval

@@ -195,6 +195,15 @@ class VibefollowServer:
         pending faults and :meth:`reject_event` rules."""
         self._api.clear()
 
+    def clear_faults(self) -> None:
+        """Forget the scripted faults no request has met yet (an outage ends now).
+
+        Received events and idempotency keys are kept, so a retry of a request the
+        server processed during the outage is still recognised as one.
+        """
+        with self._api.changed:
+            self._api.faults.clear()
+
     # -- scripting ---------------------------------------------------------------------
 
     def fail_next(
