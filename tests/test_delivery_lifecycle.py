@@ -252,7 +252,8 @@ def test_flush_inside_on_error_returns_at_once_and_user_str_runs_on_the_worker(
         handler.close()
     assert [result for result, _ in inner] == [False, False]
     assert all(name.startswith("Vibefollow") for _, name in inner)
-    assert loud.threads and "MainThread" not in loud.threads
+    assert loud.threads
+    assert "MainThread" not in loud.threads
     assert [e["name"] for e in server.events] == ["fine"]
 
 
