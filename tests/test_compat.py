@@ -14,7 +14,8 @@ PROBE = """
 import vf_otel._compat as compat
 from opentelemetry import context
 with compat.suppressed_instrumentation():
-    print(compat.FALLBACK, bool(context.get_value("suppress_instrumentation")), len(compat._SUPPRESS_KEYS))
+    plain = bool(context.get_value("suppress_instrumentation"))
+    print(compat.FALLBACK, plain, len(compat._SUPPRESS_KEYS))
 """
 
 
