@@ -19,8 +19,10 @@ class ErrorCallback(Protocol):
     """``on_error(exc, events)``: called for every event that will never be
     delivered — dead-lettered by the server, rejected by the client-side checks
     (``events`` is then empty: no Event could be built), or dropped at shutdown.
-    It runs on the delivery thread (on the logging thread only for a record with no
-    user), must not block, and what it raises is logged and ignored.
+    For the handler it runs on a vf-otel thread, never the logging thread; for the
+    exporters, also on the thread that called ``export()`` (the SDK processor's). It
+    must not block; ``flush()`` called from it answers at once; what it raises is
+    logged and ignored.
     """
 
     def __call__(self, exc: VibefollowError, events: Sequence[Event], /) -> None: ...
