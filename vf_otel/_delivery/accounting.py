@@ -174,12 +174,12 @@ class Ledger:
             return
         self.dead_letter_events(request.events, error)
 
-    def upsert_failed(self, error: VibefollowError, events: Sequence[Event]) -> None:
-        """A user upsert could not be built or was refused; its events still go."""
+    def upsert_failed(self, error: VibefollowError) -> None:
+        """A user upsert could not be built; its events still go (so none is reported lost)."""
         with self._lock:
             self._counts["users_failed"] += 1
         self._log.warning("user-build", "vf-otel skipped a user upsert: %s", error)
-        self.report(error, events)
+        self.report(error, ())
 
     def dead_letter_events(self, events: Sequence[Event], error: VibefollowError) -> None:
         """The API refused these events for good."""
@@ -215,14 +215,19 @@ class Ledger:
     def drop_requests(
         self, reason: DropReason, requests: Sequence[Request], error: VibefollowError
     ) -> None:
-        """Drop the events of ``requests`` (a user upsert's events are counted with their batch)."""
+        """Drop the events of ``requests``; a user upsert lost counts in ``users_failed``
+        (its events are counted with their own batch)."""
         for request in requests:
             if request.path != USERS_PATH:
                 self.drop(reason, request.events, error)
+            else:
+                with self._lock:
+                    self._counts["users_failed"] += 1
 
     def reject(self, reason: DropReason, field_name: str, message: str) -> None:
         """The client-side checks refused an event (no Event could be built)."""
-        self.drop(reason, (), ValidationError(message, code=reason, field=field_name), count=1)
+        error = ValidationError(message, status=0, code=reason, field=field_name)
+        self.drop(reason, (), error, count=1)
 
     def warn_refused(self, reason: str, count: int) -> None:
         """Warn about (and report) ``count`` refusals the app's thread counted (see EventQueue)."""

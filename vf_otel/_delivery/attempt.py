@@ -71,6 +71,8 @@ class Attempts:
             if remaining <= 0:
                 permit.abandon()  # out of time before sending: not the server's failure
                 return "parked", request
+            if attempt:
+                self._ledger.retried()  # counted as it goes out, not when it was planned
             try:
                 error = self._client.post(request, min(self._settings.timeout, remaining))
             except BaseException:
@@ -102,7 +104,6 @@ class Attempts:
             if self._sleep(delay):
                 return "parked", request
             attempt += 1
-            self._ledger.retried()
 
     def _isolate(self, request: Request, error: VibefollowError) -> Request | None:
         """Dead-letter what ``error`` names; the rest as a new request, or None if nothing is."""

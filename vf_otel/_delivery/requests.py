@@ -20,12 +20,16 @@ def prepare(events: Sequence[Event], settings: Settings, ledger: Ledger) -> list
         try:
             data = encode_event(event)
         except Exception as exc:  # noqa: BLE001 - one bad event must not sink the batch
-            error = ValidationError(f"not serialisable as JSON: {exc}", field="properties")
+            error = ValidationError(
+                f"not serialisable as JSON: {exc}", status=0, field="properties"
+            )
             ledger.drop("unserializable", [event], error)
             continue
         if len(data) > MAX_EVENT_BYTES:
             error = ValidationError(
-                f"event is {len(data)} bytes as JSON, over {MAX_EVENT_BYTES}", field="properties"
+                f"event is {len(data)} bytes as JSON, over {MAX_EVENT_BYTES}",
+                status=0,
+                field="properties",
             )
             ledger.drop("event_too_large", [event], error)
             continue
@@ -35,18 +39,18 @@ def prepare(events: Sequence[Event], settings: Settings, ledger: Ledger) -> list
 
 
 def _upserts(events: Sequence[Event], ledger: Ledger) -> list[Request]:
-    """The user upserts; traits that cannot be encoded lose only their upsert (counted)."""
-    with_traits = [event for event in events if event.traits is not None]
-    if not with_traits:
-        return []
-    try:
-        return user_requests(with_traits)
-    except Exception:  # noqa: BLE001 - one user's traits must not sink the batch
-        requests = []
-        for event in with_traits:
-            try:
-                requests.extend(user_requests([event]))
-            except Exception as exc:  # noqa: BLE001
-                error = ValidationError(f"traits not serialisable as JSON: {exc}", field="traits")
-                ledger.upsert_failed(error, [event])
-        return requests
+    """One merged upsert per user; a user whose traits cannot be encoded loses only theirs."""
+    by_user: dict[str, list[Event]] = {}
+    for event in events:
+        if event.traits is not None:
+            by_user.setdefault(event.user_id, []).append(event)
+    requests: list[Request] = []
+    for user_events in by_user.values():
+        try:
+            requests.extend(user_requests(user_events))
+        except Exception as exc:  # noqa: BLE001 - one user's traits must not sink the batch
+            error = ValidationError(
+                f"traits not serialisable as JSON: {exc}", status=0, field="traits"
+            )
+            ledger.upsert_failed(error)
+    return requests

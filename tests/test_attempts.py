@@ -1,0 +1,752 @@
+"""The attempt loop over httpx.MockTransport: headers, retries, refusals, parking, the circuit.
+
+Nothing here sleeps: jitter is pinned to zero, the clock is driven by hand, and the
+loop's ``sleep`` only moves that clock, so a retry happens at once and a long
+Retry-After runs into the deadline instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from vf_otel._config import resolve_settings
+from vf_otel._delivery.accounting import Ledger
+from vf_otel._delivery.attempt import AUTH_PAUSE, Attempts, Outcome
+from vf_otel._delivery.client import Client
+from vf_otel._delivery.policy import (
+    COOLDOWN_BASE,
+    FAILURE_THRESHOLD,
+    RETRY_AFTER_CAP,
+    CircuitBreaker,
+)
+from vf_otel._delivery.wire import (
+    EVENTS_PATH,
+    Request,
+    encode_event,
+    events_request,
+    user_requests,
+)
+from vf_otel._errors import (
+    AuthError,
+    NetworkError,
+    RateLimitError,
+    ServerError,
+    ValidationError,
+    VibefollowError,
+)
+from vf_otel._event.model import Event, idempotency_key
+
+API_KEY = "sk_live_UNITtest0123456789abcdefghijklmnop"
+WHEN = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+ACCEPTED = {"data": {"accepted": True}}
+#: The deadline every attempt gets unless a test says otherwise (seconds from now).
+DEADLINE = 30.0
+BROKEN_GZIP = "broken_gzip"
+
+# A status, (status, JSON body, headers), an httpx exception class to raise,
+# BROKEN_GZIP (a 200 whose gzip body cannot be decoded), or a handler.
+Action = (
+    int
+    | str
+    | tuple[int, dict[str, Any], dict[str, str]]
+    | type[Exception]
+    | Callable[[httpx.Request], httpx.Response]
+)
+
+
+class Clock:
+    """A monotonic clock the test (or the fake server) moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class NoJitter(random.Random):
+    """Full jitter pinned to its lower end: every backoff is 0 s."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return a
+
+
+class TopJitter(random.Random):
+    """Full jitter pinned to its upper end: every backoff is the policy's ceiling."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+class HandSleep:
+    """The loop's wait: records it and moves the hand clock by it; interrupted only if told."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.waits: list[float] = []
+        self.during: Callable[[], None] = lambda: None
+        self.interrupted = False
+
+    def __call__(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        self.during()
+        self.clock.now += seconds
+        return self.interrupted
+
+
+@dataclass
+class Seen:
+    """One request as the fake server received it."""
+
+    method: str
+    path: str
+    headers: httpx.Headers
+    body: bytes
+    timeout: dict[str, float]
+
+    @property
+    def key(self) -> str:
+        return self.headers["Idempotency-Key"]
+
+    @property
+    def event_ids(self) -> list[str]:
+        return [e["properties"]["id"] for e in json.loads(self.body)["events"]]
+
+
+@dataclass
+class FakeServer:
+    """A MockTransport handler that plays a script of answers, then accepts everything."""
+
+    script: list[Action] = field(default_factory=list)
+    seen: list[Seen] = field(default_factory=list)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        timeout = dict(request.extensions.get("timeout", {}))
+        self.seen.append(
+            Seen(request.method, request.url.path, request.headers, request.read(), timeout)
+        )
+        action: Action = self.script.pop(0) if self.script else 202
+        if isinstance(action, type):
+            raise action("connection refused")
+        if action == BROKEN_GZIP:
+            headers = {"content-encoding": "gzip"}
+            # stream=, not content=: the client decodes (and fails) as it would off the wire.
+            return httpx.Response(200, headers=headers, stream=httpx.ByteStream(b"not gzip"))
+        if isinstance(action, int):
+            return answer(action)
+        if isinstance(action, tuple):
+            status, body, headers = action
+            return httpx.Response(status, json=body, headers=headers)
+        assert callable(action)
+        return action(request)
+
+
+def answer(status: int) -> httpx.Response:
+    """The API's answer with ``status``: accepted, or an error envelope with code_<status>."""
+    if status < 300:
+        return httpx.Response(status, json=ACCEPTED)
+    body = {"errors": [{"code": f"code_{status}", "message": "nope"}]}
+    return httpx.Response(status, json=body)
+
+
+def invalid(field_path: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """A 422 answer naming one field."""
+    error = {"code": "validation_failed", "message": "invalid", "field": field_path}
+    return (422, {"errors": [error]}, {})
+
+
+def retry_after(status: int, seconds: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """An error answer carrying a Retry-After header."""
+    body = {"errors": [{"code": f"code_{status}", "message": "later"}]}
+    return (status, body, {"Retry-After": seconds})
+
+
+@dataclass
+class Rig:
+    """An Attempts loop wired to a fake server, a hand clock, a circuit and a ledger."""
+
+    attempts: Attempts
+    server: FakeServer
+    clock: Clock
+    sleep: HandSleep
+    circuit: CircuitBreaker
+    ledger: Ledger
+    stop: threading.Event
+    reported: list[tuple[VibefollowError, list[Event]]]
+
+    def run(self, request: Request, timeout: float = DEADLINE) -> tuple[Outcome, Request]:
+        """Attempt ``request`` with a deadline ``timeout`` seconds from now."""
+        return self.attempts.run(request, self.clock() + timeout)
+
+    def stats(self) -> Any:
+        return self.ledger.snapshot(queued=0, refused={})
+
+    def reported_ids(self) -> list[str]:
+        return [e.event_id for _, events in self.reported for e in events]
+
+
+@pytest.fixture
+def build() -> Iterator[Callable[..., Rig]]:
+    """Make rigs with a server script and settings; close their HTTP clients afterwards."""
+    clients: list[Client] = []
+
+    def factory(
+        script: Sequence[Action] = (), *, rng: random.Random | None = None, **options: Any
+    ) -> Rig:
+        settings = resolve_settings(
+            environ={}, api_key=API_KEY, base_url="http://127.0.0.1:9", **options
+        )
+        server = FakeServer(list(script))
+        clock = Clock()
+        sleep = HandSleep(clock)
+        reported: list[tuple[VibefollowError, list[Event]]] = []
+        ledger = Ledger(lambda exc, events: reported.append((exc, list(events))))
+        client = Client(settings, httpx.MockTransport(server))
+        clients.append(client)
+        circuit = CircuitBreaker(clock=clock)
+        stop = threading.Event()
+        attempts = Attempts(
+            settings,
+            client,
+            circuit,
+            ledger,
+            stop=stop,
+            clock=clock,
+            rng=rng or NoJitter(),
+            sleep=sleep,
+        )
+        return Rig(attempts, server, clock, sleep, circuit, ledger, stop, reported)
+
+    yield factory
+    for client in clients:
+        client.close()
+
+
+def state(circuit: CircuitBreaker) -> str:
+    """The circuit's state, read afresh (a call, so type checkers do not pin it)."""
+    return circuit.state
+
+
+def events(count: int, *, start: int = 0, traits: dict[str, Any] | None = None) -> list[Event]:
+    """Events ``e<start>``... whose id is also in their properties, for easy checking."""
+    return [
+        Event("feature_used", "usr_1", {"feature": "x", "id": f"e{i}"}, WHEN, f"e{i}", traits)
+        for i in range(start, start + count)
+    ]
+
+
+def batch(count: int, *, start: int = 0) -> Request:
+    """An /events/batch request for ``events(count, start=start)``."""
+    chosen = events(count, start=start)
+    return events_request(chosen, [encode_event(e) for e in chosen])
+
+
+def ids(items: Sequence[Event]) -> list[str]:
+    """The event ids, in order."""
+    return [e.event_id for e in items]
+
+
+# -- the request ---------------------------------------------------------------------
+
+
+def test_request_headers_and_body(build: Callable[..., Rig]) -> None:
+    """A batch is POSTed to /api/v1/events/batch with auth, JSON, UA and a v4-shaped key."""
+    rig = build()
+    request = batch(3)
+    assert rig.run(request) == ("sent", request)
+    (seen,) = rig.server.seen
+    assert seen.method == "POST"
+    assert seen.path == "/api/v1/events/batch"
+    assert seen.headers["Authorization"] == f"Bearer {API_KEY}"
+    assert seen.headers["Content-Type"] == "application/json"
+    assert seen.headers["User-Agent"].startswith("vf-otel/")
+    assert seen.key == idempotency_key(EVENTS_PATH, ["e0", "e1", "e2"])
+    key = uuid.UUID(seen.key)
+    assert (key.version, key.variant, str(key)) == (4, uuid.RFC_4122, seen.key)
+    assert seen.body == request.body
+    assert json.loads(seen.body) == {"events": [e.to_wire() for e in events(3)]}
+    stats = rig.stats()
+    assert (stats.sent, stats.retried, stats.dead_lettered, stats.users_sent) == (3, 0, 0, 0)
+
+
+def test_user_upsert_posted_to_users_and_counted_apart(build: Callable[..., Rig]) -> None:
+    """A user upsert goes to /api/v1/users and counts as users_sent, not as sent events."""
+    rig = build()
+    (upsert,) = user_requests(events(2, traits={"email": "a@b.c", "plan": "pro"}))
+    assert rig.run(upsert) == ("sent", upsert)
+    (seen,) = rig.server.seen
+    assert seen.path == "/api/v1/users"
+    assert json.loads(seen.body) == {
+        "external_user_id": "usr_1",
+        "email": "a@b.c",
+        "traits": {"plan": "pro"},
+    }
+    assert (rig.stats().users_sent, rig.stats().sent) == (1, 0)
+
+
+def test_no_authorization_header_without_a_key(build: Callable[..., Rig]) -> None:
+    """A client built without an API key sends no Authorization header at all."""
+    rig = build()
+    settings = resolve_settings(environ={}, base_url="http://127.0.0.1:9")
+    client = Client(settings, httpx.MockTransport(rig.server))
+    try:
+        assert client.post(batch(1), 5.0) is None
+    finally:
+        client.close()
+    assert "Authorization" not in rig.server.seen[0].headers
+
+
+@pytest.mark.parametrize(("left", "expected"), [(30.0, 10.0), (4.0, 4.0)])
+def test_request_timeout_is_capped_by_the_deadline(
+    build: Callable[..., Rig], left: float, expected: float
+) -> None:
+    """Each request's timeout is the smaller of ``timeout`` and the time left to the deadline."""
+    rig = build(timeout=10.0)
+    rig.run(batch(1), timeout=left)
+    assert rig.server.seen[0].timeout["read"] == expected
+
+
+# -- retries -----------------------------------------------------------------------
+
+RETRYABLE: list[Action] = [
+    500,
+    502,
+    503,
+    504,
+    507,
+    520,
+    522,
+    599,
+    429,
+    httpx.ConnectError,
+    httpx.ReadTimeout,
+    httpx.RemoteProtocolError,
+    BROKEN_GZIP,
+]
+
+
+def action_id(action: Action) -> str:
+    """A readable test id for a scripted answer."""
+    return action.__name__ if isinstance(action, type) else str(action)
+
+
+@pytest.mark.parametrize("failure", RETRYABLE, ids=action_id)
+def test_retry_keeps_key_and_body(build: Callable[..., Rig], failure: Action) -> None:
+    """Network errors, 429 and every 5xx are retried with the same key and identical bytes."""
+    rig = build(script=[failure, failure])
+    request = batch(3)
+    assert rig.run(request) == ("sent", request)
+    first, second, third = rig.server.seen
+    assert first.key == second.key == third.key == request.key
+    assert first.body == second.body == third.body == request.body
+    stats = rig.stats()
+    assert (stats.sent, stats.retried, stats.dead_lettered) == (3, 2, 0)
+    assert stats.dropped_total == 0
+    assert rig.reported == []
+    assert rig.sleep.waits == [0.0, 0.0]
+
+
+def test_broken_gzip_body_is_a_network_error_not_an_internal_one(
+    build: Callable[..., Rig],
+) -> None:
+    """An undecodable (gzip) answer is retried like a lost answer, never counted internal_error."""
+    rig = build(script=[BROKEN_GZIP], max_retries=0)
+    request = batch(2)
+    assert rig.run(request) == ("parked", request)
+    assert isinstance(rig.ledger.last_error, NetworkError)
+    assert "decoded" in str(rig.ledger.last_error)
+    assert rig.circuit.failing
+    assert rig.stats().dropped_total == 0
+    assert rig.run(request) == ("sent", request)
+
+
+def test_retries_back_off_exponentially(build: Callable[..., Rig]) -> None:
+    """The waits between retries follow the policy: 0.5, 1, 2 s at the top of the jitter."""
+    rig = build(script=[503, 503, 503], rng=TopJitter())
+    assert rig.run(batch(1))[0] == "sent"
+    assert rig.sleep.waits == [0.5, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_is_waited_in_full_with_the_circuit_held(
+    build: Callable[..., Rig], status: int
+) -> None:
+    """A Retry-After longer than the backoff is the wait, and every request is held meanwhile."""
+    rig = build(script=[retry_after(status, "3")])
+    held: list[float] = []
+    rig.sleep.during = lambda: held.append(rig.circuit.seconds_until_ready())
+    assert rig.run(batch(1))[0] == "sent"
+    assert rig.sleep.waits == [3.0]
+    assert held == [3.0]
+    assert len(rig.server.seen) == 2
+    assert rig.stats().retried == 1
+
+
+def test_retry_after_beyond_the_deadline_parks_without_waiting(
+    build: Callable[..., Rig],
+) -> None:
+    """A Retry-After past the deadline parks at once and holds every request until it passes."""
+    rig = build(script=[retry_after(503, "60")])
+    request = batch(1)
+    assert rig.run(request, timeout=5.0) == ("parked", request)
+    assert len(rig.server.seen) == 1
+    assert rig.sleep.waits == []
+    assert rig.stats().retried == 0
+    assert rig.circuit.seconds_until_ready() == 60.0
+    assert rig.run(batch(1, start=1)) == ("parked", batch(1, start=1))
+    assert len(rig.server.seen) == 1
+    rig.clock.now += 60.0
+    assert rig.run(request)[0] == "sent"
+    assert rig.server.seen[1].key == rig.server.seen[0].key
+
+
+def test_huge_retry_after_holds_at_most_the_cap(build: Callable[..., Rig]) -> None:
+    """A Retry-After of a billion seconds holds sending for RETRY_AFTER_CAP, not forever."""
+    rig = build(script=[retry_after(429, "1000000000")])
+    assert rig.run(batch(1))[0] == "parked"
+    assert rig.circuit.seconds_until_ready() == RETRY_AFTER_CAP
+
+
+@pytest.mark.parametrize("failure", [503, httpx.ConnectError], ids=["503", "connect"])
+def test_retry_budget_spent_parks(build: Callable[..., Rig], failure: Action) -> None:
+    """After max_retries retries the request is parked as it is: not dropped or dead-lettered."""
+    rig = build(script=[failure] * 10, max_retries=2)
+    request = batch(2)
+    assert rig.run(request) == ("parked", request)
+    assert len(rig.server.seen) == 3
+    stats = rig.stats()
+    assert (stats.retried, stats.sent, stats.dead_lettered, stats.dropped_total) == (2, 0, 0, 0)
+    assert state(rig.circuit) == "closed"
+    assert rig.circuit.failing
+
+
+def test_no_retries_when_max_retries_is_zero(build: Callable[..., Rig]) -> None:
+    """max_retries=0 makes one attempt, then parks."""
+    rig = build(script=[503], max_retries=0)
+    assert rig.run(batch(1))[0] == "parked"
+    assert len(rig.server.seen) == 1
+    assert rig.stats().retried == 0
+
+
+# -- refused for good -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [
+        (400, VibefollowError),
+        (404, VibefollowError),
+        (409, ValidationError),
+        (413, VibefollowError),
+        (422, ValidationError),
+    ],
+)
+def test_client_error_dead_lettered_not_retried(
+    build: Callable[..., Rig], status: int, error_type: type[VibefollowError]
+) -> None:
+    """A 4xx (other than 401/403/429) dead-letters the request at once and tells on_error."""
+    rig = build(script=[status])
+    request = batch(3)
+    assert rig.run(request) == ("refused", request)
+    assert len(rig.server.seen) == 1
+    stats = rig.stats()
+    assert (stats.dead_lettered, stats.retried, stats.sent) == (3, 0, 0)
+    ((error, reported),) = rig.reported
+    assert type(error) is error_type
+    assert (error.status, error.code) == (status, f"code_{status}")
+    assert ids(reported) == ["e0", "e1", "e2"]
+    assert (state(rig.circuit), rig.circuit.failing) == ("closed", False)  # the API answered
+
+
+def test_poison_event_dropped_rest_resent(build: Callable[..., Rig]) -> None:
+    """A 422 naming events[1] dead-letters that event alone; the rest go with a new key."""
+    rig = build(script=[invalid("events[1].name")])
+    outcome, request = rig.run(batch(3))
+    assert outcome == "sent"
+    assert ids(request.events) == ["e0", "e2"]
+    first, second = rig.server.seen
+    assert first.event_ids == ["e0", "e1", "e2"]
+    assert second.event_ids == ["e0", "e2"]
+    assert second.key != first.key
+    assert second.key == request.key == idempotency_key(EVENTS_PATH, ["e0", "e2"])
+    ((error, reported),) = rig.reported
+    assert isinstance(error, ValidationError)
+    assert error.field == "events[1].name"
+    assert ids(reported) == ["e1"]
+    stats = rig.stats()
+    assert (stats.sent, stats.dead_lettered, stats.retried) == (2, 1, 0)
+
+
+def test_two_poison_events_removed_one_at_a_time(build: Callable[..., Rig]) -> None:
+    """Each further 422 removes the event it names from the shrinking request."""
+    rig = build(script=[invalid("events[0].name"), invalid("events[1].properties")])
+    rig.run(batch(3))
+    assert [s.event_ids for s in rig.server.seen] == [["e0", "e1", "e2"], ["e1", "e2"], ["e1"]]
+    assert rig.reported_ids() == ["e0", "e2"]
+    assert (rig.stats().sent, rig.stats().dead_lettered) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("field_path", "count"), [("events[7].name", 2), ("name", 2), ("events[0].name", 1)]
+)
+def test_422_naming_no_other_event_dead_letters_the_request(
+    build: Callable[..., Rig], field_path: str, count: int
+) -> None:
+    """A 422 naming no event of the request (or its only one) dead-letters the whole request."""
+    rig = build(script=[invalid(field_path)])
+    assert rig.run(batch(count))[0] == "refused"
+    assert len(rig.server.seen) == 1
+    assert rig.stats().dead_lettered == count
+
+
+def test_refused_user_upsert_counts_users_failed(build: Callable[..., Rig]) -> None:
+    """A 422 on a user upsert counts users_failed; its events, sent in their batch, are not lost."""
+    rig = build(script=[invalid("traits.plan")])
+    (upsert,) = user_requests(events(2, traits={"plan": "x"}))
+    assert rig.run(upsert)[0] == "refused"
+    stats = rig.stats()
+    assert (stats.users_failed, stats.users_sent, stats.dead_lettered) == (1, 0, 0)
+    assert rig.reported == []
+
+
+def test_rest_after_poison_parked_then_resent_without_poison(build: Callable[..., Rig]) -> None:
+    """If the narrowed rest is parked, it is what comes back: resent later without the poison."""
+    rig = build(script=[invalid("events[1].name"), retry_after(503, "600")])
+    outcome, rest = rig.run(batch(3))
+    assert outcome == "parked"
+    assert ids(rest.events) == ["e0", "e2"]
+    rig.clock.now += 600  # the Retry-After holds every request back until it passes
+    assert rig.run(rest) == ("sent", rest)
+    assert [s.event_ids for s in rig.server.seen] == [
+        ["e0", "e1", "e2"],
+        ["e0", "e2"],
+        ["e0", "e2"],
+    ]
+    assert rig.server.seen[1].key == rig.server.seen[2].key == rest.key
+    assert rig.reported_ids() == ["e1"]
+    assert (rig.stats().sent, rig.stats().dead_lettered) == (2, 1)
+
+
+# -- auth ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_key_parks_holds_and_logs_one_error(
+    build: Callable[..., Rig], status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """401/403 parks the request, holds every request for AUTH_PAUSE and logs one error."""
+    rig = build(script=[status])
+    first, second = batch(2), batch(2, start=2)
+    with caplog.at_level(logging.WARNING, logger="vf_otel"):
+        assert rig.run(first) == ("parked", first)
+        assert rig.run(second) == ("parked", second)
+        rig.clock.now += AUTH_PAUSE / 2
+        assert rig.run(second) == ("parked", second)
+    assert len(rig.server.seen) == 1
+    assert rig.circuit.seconds_until_ready() == AUTH_PAUSE / 2
+    assert isinstance(rig.ledger.last_error, AuthError)
+    stats = rig.stats()
+    assert (stats.sent, stats.retried, stats.dead_lettered, stats.dropped_total) == (0, 0, 0, 0)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "VIBEFOLLOW_API_KEY" in errors[0].getMessage()
+    assert rig.reported == []
+    assert state(rig.circuit) == "closed"  # the API answered: no failure counted
+
+
+def test_after_the_auth_pause_the_request_goes_with_its_key(build: Callable[..., Rig]) -> None:
+    """Once AUTH_PAUSE has passed the parked request is sent with its original key and body."""
+    rig = build(script=[401])
+    request = batch(2)
+    rig.run(request)
+    rig.clock.now += AUTH_PAUSE
+    assert rig.run(request) == ("sent", request)
+    refused, accepted = rig.server.seen
+    assert (accepted.key, accepted.body) == (refused.key, refused.body)
+
+
+# -- deadline, stop and the circuit ------------------------------------------------
+
+
+def test_deadline_spent_by_a_slow_failure_parks(build: Callable[..., Rig]) -> None:
+    """A failure that used up the deadline parks the request; a later run sends it unchanged."""
+    rig = build()
+
+    def slow_failure(request: httpx.Request) -> httpx.Response:
+        rig.clock.now += 10  # the attempt used up the whole deadline
+        return answer(503)
+
+    rig.server.script = [slow_failure]
+    request = batch(2)
+    assert rig.run(request, timeout=5.0) == ("parked", request)
+    assert len(rig.server.seen) == 1
+    assert rig.stats().retried == 0
+    assert rig.run(request) == ("sent", request)
+    first, resent = rig.server.seen
+    assert (resent.key, resent.body) == (first.key, first.body)
+
+
+def test_no_time_left_parks_without_sending_or_failing(build: Callable[..., Rig]) -> None:
+    """With the deadline already past nothing is sent and the circuit counts no failure."""
+    rig = build()
+    request = batch(1)
+    for _ in range(FAILURE_THRESHOLD * 2):
+        assert rig.run(request, timeout=0.0) == ("parked", request)
+    assert rig.server.seen == []
+    assert (state(rig.circuit), rig.circuit.failing) == ("closed", False)
+
+
+def test_no_time_left_gives_the_probe_back(build: Callable[..., Rig]) -> None:
+    """A half-open attempt with no time left abandons its probe: the next acquire gets it."""
+    rig = build(script=[503] * FAILURE_THRESHOLD)
+    rig.run(batch(1))
+    rig.clock.now += COOLDOWN_BASE
+    assert state(rig.circuit) == "half_open"
+    assert rig.run(batch(1), timeout=0.0)[0] == "parked"
+    assert len(rig.server.seen) == FAILURE_THRESHOLD
+    probe = rig.circuit.acquire()
+    assert probe is not None
+    probe.abandon()
+    assert rig.run(batch(1))[0] == "sent"
+    assert state(rig.circuit) == "closed"
+
+
+def test_circuit_opens_after_five_failures_then_parks_at_once(build: Callable[..., Rig]) -> None:
+    """Five consecutive failures open the circuit before max_retries; then nothing is sent."""
+    rig = build(script=[503] * 100, max_retries=8)
+    request = batch(1)
+    assert rig.run(request) == ("parked", request)
+    assert len(rig.server.seen) == FAILURE_THRESHOLD
+    assert rig.stats().retried == FAILURE_THRESHOLD - 1
+    assert state(rig.circuit) == "open"
+    for start in range(1, 51):
+        assert rig.run(batch(1, start=start))[0] == "parked"
+    assert len(rig.server.seen) == FAILURE_THRESHOLD
+
+
+def test_probe_success_closes_the_circuit(build: Callable[..., Rig]) -> None:
+    """After the cool-down one probe goes out; its success closes the circuit."""
+    rig = build(script=[503] * FAILURE_THRESHOLD)
+    request = batch(3)
+    rig.run(request)
+    rig.clock.now += COOLDOWN_BASE
+    assert rig.run(request) == ("sent", request)
+    assert len(rig.server.seen) == FAILURE_THRESHOLD + 1
+    assert state(rig.circuit) == "closed"
+    assert not rig.circuit.failing
+
+
+def test_failed_probe_is_one_request_then_a_longer_wait(build: Callable[..., Rig]) -> None:
+    """A failed probe is a single request (no retries); the next probe waits twice as long."""
+    rig = build(script=[503] * (FAILURE_THRESHOLD + 1))
+    rig.run(batch(1))
+    rig.clock.now += COOLDOWN_BASE
+    assert rig.run(batch(1))[0] == "parked"
+    assert len(rig.server.seen) == FAILURE_THRESHOLD + 1
+    assert rig.circuit.seconds_until_ready() == 2 * COOLDOWN_BASE
+
+
+def test_stopping_parks_without_sending(build: Callable[..., Rig]) -> None:
+    """Once delivery is stopping, a run parks the request without a request."""
+    rig = build()
+    rig.stop.set()
+    assert rig.run(batch(1))[0] == "parked"
+    assert rig.server.seen == []
+
+
+def test_interrupted_wait_parks(build: Callable[..., Rig]) -> None:
+    """A retry wait cut short (sleep returns True: stopping) parks the request at once."""
+    rig = build(script=[503])
+    rig.sleep.interrupted = True
+    assert rig.run(batch(1))[0] == "parked"
+    assert len(rig.server.seen) == 1
+    assert rig.stats().retried == 0
+
+
+def test_a_bug_while_sending_propagates_and_returns_the_probe(build: Callable[..., Rig]) -> None:
+    """An exception that is not an HTTP error propagates, and the probe slot is given back."""
+
+    def explode(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("a bug, not a network error")
+
+    rig = build(script=[503] * FAILURE_THRESHOLD)
+    rig.run(batch(1))
+    rig.clock.now += COOLDOWN_BASE
+    rig.server.script = [explode]
+    with pytest.raises(RuntimeError, match="a bug"):
+        rig.run(batch(1))
+    assert rig.circuit.ready()
+    assert rig.run(batch(1))[0] == "sent"
+
+
+def test_retried_counts_only_retries_that_went_out(build: Callable[..., Rig]) -> None:
+    """A retry cut off by a hold that came during the wait is not counted as retried."""
+    rig = build(script=[503])
+    # Another sender got a Retry-After while this one waited.
+    rig.sleep.during = lambda: rig.circuit.hold(120.0)
+    assert rig.run(batch(1))[0] == "parked"
+    assert len(rig.server.seen) == 1
+    assert rig.stats().retried == 0
+
+
+# -- the key stays secret --------------------------------------------------------------
+
+
+def test_api_key_never_logged_or_in_errors(
+    build: Callable[..., Rig], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Across every failure kind the key is in no log line and no error's str or repr."""
+    script: list[Action] = [
+        400,
+        invalid("events[0].name"),
+        httpx.ConnectError,
+        httpx.ReadTimeout,
+        429,
+        500,
+        BROKEN_GZIP,
+        401,
+    ]
+    rig = build(script=script, max_retries=1)
+    errors: list[VibefollowError] = []
+    with caplog.at_level(logging.DEBUG):
+        for start in range(0, 12, 2):
+            rig.run(batch(2, start=start))
+            if rig.ledger.last_error is not None:
+                errors.append(rig.ledger.last_error)
+            rig.clock.now += AUTH_PAUSE
+    errors += [error for error, _ in rig.reported]
+    assert {type(e) for e in errors} >= {VibefollowError, ValidationError, NetworkError, AuthError}
+    assert caplog.records
+    assert API_KEY not in caplog.text
+    assert all(API_KEY not in str(r.args) for r in caplog.records)
+    for error in errors:
+        assert API_KEY not in str(error)
+        assert API_KEY not in repr(error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        AuthError("HTTP 401 auth_required", status=401, code="auth_required"),
+        RateLimitError("HTTP 429", retry_after=1.0),
+        ServerError("HTTP 503", status=503),
+        NetworkError("ConnectError: connection refused"),
+    ],
+)
+def test_error_reprs_carry_status_and_code(error: VibefollowError) -> None:
+    """Every error's repr shows its class, message, status and code."""
+    text = repr(error)
+    assert text.startswith(type(error).__name__ + "(")
+    assert f"status={error.status}" in text
+    assert f"code={error.code!r}" in text
