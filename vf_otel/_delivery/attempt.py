@@ -21,7 +21,7 @@ from .._errors import AuthError, VibefollowError
 from .accounting import Ledger
 from .answers import retryable
 from .client import Client
-from .policy import CircuitBreaker, RetryPolicy
+from .policy import CircuitBreaker, Permit, RetryPolicy
 from .wire import EVENTS_PATH, Request, encode_event, events_request, failed_event_index
 
 __all__ = ["AUTH_PAUSE", "Attempts", "Outcome"]
@@ -62,11 +62,9 @@ class Attempts:
         """Attempt ``request`` until an outcome; the request returned may be narrowed."""
         attempt = 0
         while True:
-            if self._stop.is_set():
-                return "parked", request
-            permit = self._circuit.acquire()
+            permit = None if self._stop.is_set() else self._circuit.acquire()
             if permit is None:
-                return "parked", request  # open, held, or another probe is out
+                return "parked", request  # stopping, open, held, or another probe is out
             remaining = deadline - self._clock()
             if remaining <= 0:
                 permit.abandon()  # out of time before sending: not the server's failure
@@ -84,26 +82,39 @@ class Attempts:
                 return "sent", request
             if not retryable(error):
                 permit.succeeded()  # the API answered: it is up
-                if isinstance(error, AuthError):
-                    self._refused_key(error)
-                    return "parked", request
-                narrowed = self._isolate(request, error)
+                narrowed = self._refused(request, error)
                 if narrowed is None:
-                    return "refused", request
+                    return ("parked" if isinstance(error, AuthError) else "refused"), request
                 request, attempt = narrowed, 0
                 continue
-            self._ledger.last_error = error
-            retry_after = getattr(error, "retry_after", None)
-            if permit.failed(retry_after):
-                self._ledger.warn("circuit", "Vibefollow unreachable (%s); events kept", error)
-                return "parked", request
-            delay = self._policy.delay(attempt, self._rng, retry_after)
-            if attempt >= self._settings.max_retries or self._clock() + delay > deadline:
-                self._ledger.warn("retry", "Vibefollow unreachable (%s); events kept", error)
-                return "parked", request
-            if self._sleep(delay):
+            if not self._wait_to_retry(permit, error, attempt, deadline):
                 return "parked", request
             attempt += 1
+
+    def _refused(self, request: Request, error: VibefollowError) -> Request | None:
+        """A final answer: hold on a refused key, else dead-letter what it names.
+
+        The rest of a narrowed request comes back to be sent; None when nothing is left.
+        """
+        if isinstance(error, AuthError):
+            self._refused_key(error)
+            return None
+        return self._isolate(request, error)
+
+    def _wait_to_retry(
+        self, permit: Permit, error: VibefollowError, attempt: int, deadline: float
+    ) -> bool:
+        """Record the failure and wait the backoff; False when the request must park instead."""
+        self._ledger.last_error = error
+        retry_after = getattr(error, "retry_after", None)
+        if permit.failed(retry_after):
+            self._ledger.warn("circuit", "Vibefollow unreachable (%s); events kept", error)
+            return False
+        delay = self._policy.delay(attempt, self._rng, retry_after)
+        if attempt >= self._settings.max_retries or self._clock() + delay > deadline:
+            self._ledger.warn("retry", "Vibefollow unreachable (%s); events kept", error)
+            return False
+        return not self._sleep(delay)
 
     def _isolate(self, request: Request, error: VibefollowError) -> Request | None:
         """Dead-letter what ``error`` names; the rest as a new request, or None if nothing is."""

@@ -96,6 +96,7 @@ class Pipeline:
             ledger=self.ledger,
             wake=self._wake,
             stop=self._stop,
+            when_stopped=self._client.close,
             clock=self._clock,
         )
 
@@ -188,6 +189,7 @@ class Pipeline:
         self._worker.join(min(_JOIN_LIMIT, max(0.0, deadline - self._clock()) + _JOIN_LIMIT))
         stats = self.stats()
         dropped = self.ledger.dropped("shutdown") - dropped_before
+        # The client closes now, or when the last request still out has its answer.
         if stats.in_flight == 0:
             self._client.close()
         self.parked.close()

@@ -80,6 +80,7 @@ class Worker:
         ledger: Ledger,
         wake: threading.Event,
         stop: threading.Event,
+        when_stopped: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
@@ -91,6 +92,7 @@ class Worker:
         self._ledger = ledger
         self._wake = wake
         self._stop = stop
+        self._when_stopped = when_stopped  # e.g. close the HTTP client
         self._clock = clock
         self._senders: Senders[Job] = Senders(self._run)
         self._interval = settings.flush_interval
@@ -304,6 +306,8 @@ class Worker:
                 self._ledger.move(current.weight, None, "in_flight")
             self._run_one(current)
         job.then = []
+        if self._stop.is_set() and self._senders.busy <= 1:
+            self._when_stopped()  # the last request out at shutdown has its answer
 
     def _run_one(self, job: Job) -> None:
         with suppressed_instrumentation():
