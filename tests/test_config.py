@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -36,6 +37,15 @@ def test_precedence_table_covers_every_option() -> None:
     assert set(PRECEDENCE) == set(DEFAULTS)
     assert set(ENV_VARS) == set(DEFAULTS)
     assert all(ENV_VARS[name] == "VIBEFOLLOW_" + name.upper() for name in DEFAULTS)
+
+
+@pytest.mark.parametrize("field", dataclasses.fields(Settings), ids=lambda f: f.name)
+def test_settings_field_is_a_valid_option(field: dataclasses.Field[Any]) -> None:
+    """Each Settings field is an option: its default in DEFAULTS, passing its own check."""
+    assert DEFAULTS[field.name] == field.default
+    check = field.metadata["check"]
+    if field.default is not None:  # None means "not set" (no API key, no spool)
+        assert check(field.name, field.default) == field.default
 
 
 @pytest.mark.parametrize("name", sorted(PRECEDENCE))

@@ -335,3 +335,30 @@ def test_the_shutdown_warning_does_not_count_a_request_still_in_flight(
         time.sleep(0.01)
     stats = handler.stats()
     assert (stats.sent, stats.dropped, stats.in_flight) == (1, {}, 0)
+
+
+def test_an_export_under_a_refused_key_returns_at_once_with_events_parked(
+    server: VibefollowServer,
+) -> None:
+    """export() learns that its events were parked (the key was refused) as soon as that
+    happens: FAILURE, the events held for later, not a wait for the whole export_timeout."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    provider.get_tracer("t").start_span("checkout", attributes={"vf.user": "usr_1"}).end()
+    exporter = vf_otel.VibefollowSpanExporter(
+        api_key=server.api_key, base_url=server.base_url, export_timeout=600.0
+    )
+    server.fail_next(401, count=10)
+    try:
+        result = exporter.export(memory.get_finished_spans())
+        stats = exporter.stats()
+    finally:
+        server.clear_faults()
+        exporter.shutdown()
+    assert result is SpanExportResult.FAILURE
+    assert (stats.parked, stats.sent, stats.dropped_total) == (1, 0, 0)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
+import types
 import typing
+from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
 import vf_otel
-from vf_otel._config import DEFAULTS
+from vf_otel._config import DEFAULTS, Settings, resolve_settings
 from vf_otel.testing import VibefollowServer
 from vf_otel.typing import Options
 
@@ -16,6 +20,61 @@ from vf_otel.typing import Options
 def test_options_name_every_setting_plus_the_hooks() -> None:
     """vf_otel.typing.Options has exactly the settings' names, on_error and transport."""
     assert set(typing.get_type_hints(Options)) == set(DEFAULTS) | {"on_error", "transport"}
+
+
+# What an option accepts beyond its resolved Settings type; its check normalises these.
+# Options is static (for ``Unpack``), so it repeats the settings table: these are the
+# only differences allowed, besides ``| None`` (= not given).
+WIDER_INPUTS: dict[str, set[object]] = {
+    "redact_keys": {Sequence[str], str},  # any sequence, or one comma-separated str -> tuple
+    "spool_path": {os.PathLike[str]},  # a pathlib.Path too -> str
+}
+# option: (a value of a wider input form, what it resolves to)
+WIDER_SAMPLES: list[tuple[str, object, object]] = [
+    ("redact_keys", ["b_key", "a_key"], ("a_key", "b_key")),
+    ("redact_keys", " b_key, a_key ", ("a_key", "b_key")),
+    ("spool_path", Path("spool", "vf.db"), os.path.join("spool", "vf.db")),
+]
+
+
+def _members(hint: object) -> set[object]:
+    return set(typing.get_args(hint)) if isinstance(hint, types.UnionType) else {hint}
+
+
+def _accepts(declared: object, resolved: object) -> bool:
+    # tuple[str, ...] is accepted by Sequence[str]: origin a subclass, same item type.
+    if declared == resolved:
+        return True
+    wide, narrow = typing.get_origin(declared), typing.get_origin(resolved)
+    return (
+        wide is not None
+        and narrow is not None
+        and issubclass(narrow, wide)
+        and {arg for arg in typing.get_args(resolved) if arg is not Ellipsis}
+        == set(typing.get_args(declared))
+    )
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULTS))
+def test_options_type_is_the_settings_type_or_none(name: str) -> None:
+    """Each Options type is its Settings type | None, widened only by WIDER_INPUTS."""
+    resolved = _members(typing.get_type_hints(Settings)[name])
+    declared = _members(typing.get_type_hints(Options)[name])
+    assert type(None) in declared
+    assert declared - resolved - {type(None)} == WIDER_INPUTS.get(name, set())
+    assert all(any(_accepts(d, r) for d in declared) for r in resolved - {type(None)})
+
+
+def test_wider_inputs_name_settings_and_have_samples() -> None:
+    """WIDER_INPUTS names real options, and each has a sample below."""
+    assert set(WIDER_INPUTS) <= set(DEFAULTS)
+    assert {name for name, _, _ in WIDER_SAMPLES} == set(WIDER_INPUTS)
+
+
+@pytest.mark.parametrize(("name", "given", "expected"), WIDER_SAMPLES)
+def test_wider_input_forms_are_accepted(name: str, given: object, expected: object) -> None:
+    """An input form Options declares beyond the Settings type resolves to the Settings type."""
+    assert getattr(resolve_settings(environ={}, **{name: given}), name) == expected
 
 
 @pytest.mark.parametrize(

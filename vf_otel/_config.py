@@ -1,5 +1,12 @@
 """Settings, resolved once: explicit argument > environment variable > default.
 
+The option table is declared once, as the fields of ``Settings``: each field's
+default is the option's default and its metadata carries the check a value must
+pass; the environment variable is ``VIBEFOLLOW_`` + the upper-cased name.
+``DEFAULTS``, ``ENV_VARS`` and the checks are derived from those fields. The
+``Options`` TypedDict (vf_otel/typing.py) must stay static for type checkers;
+tests/test_options.py keeps it in step with this table.
+
 A bad argument raises ``ValueError`` when the handler or exporter is built; a
 bad environment value logs a warning and falls back to the default, because
 the environment is often not the caller's to fix.
@@ -24,113 +31,19 @@ DEFAULT_BASE_URL: Final = "https://api.vibefollow.com"
 API_PREFIX: Final = "/api/v1"
 #: The server refuses larger /events/batch requests (vibefollow-api.md §2.4).
 MAX_BATCH_SIZE: Final = 500
-
-DEFAULTS: Final[Mapping[str, Any]] = {
-    "api_key": None,
-    "base_url": DEFAULT_BASE_URL,
-    "batch_size": MAX_BATCH_SIZE,
-    "flush_interval": 5.0,
-    "max_queue_size": 10_000,
-    "timeout": 10.0,
-    "export_timeout": 30.0,
-    "shutdown_timeout": 10.0,
-    "max_retries": 8,
-    "allow_insecure_http": False,
-    "redact": True,
-    "redact_keys": (),
-    "spool_path": None,
-    "spool_max_bytes": 100 * 1024 * 1024,
-}
-
-ENV_VARS: Final[Mapping[str, str]] = {name: "VIBEFOLLOW_" + name.upper() for name in DEFAULTS}
+ENV_PREFIX: Final = "VIBEFOLLOW_"
 
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
 # Printable ASCII, space excluded: what an HTTP header value can carry as it is.
 _API_KEY: Final = re.compile(r"[!-~]+")
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off", ""})
+#: The key, in a Settings field's metadata, of the check its values must pass.
+_CHECK: Final = "check"
 
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Resolved configuration. ``repr`` hides the API key."""
-
-    api_key: str | None = field(repr=False)
-    base_url: str
-    batch_size: int
-    flush_interval: float
-    max_queue_size: int
-    timeout: float
-    export_timeout: float
-    shutdown_timeout: float
-    max_retries: int
-    allow_insecure_http: bool
-    # Property redaction (vf_otel/_event/redact.py); defaults so older call sites still build.
-    redact: bool = True
-    redact_keys: tuple[str, ...] = ()
-    # The durable spool (vf_otel/_spool/store.py): None means off.
-    spool_path: str | None = None
-    spool_max_bytes: int = 100 * 1024 * 1024
-
-    @property
-    def api_url(self) -> str:
-        """The base URL with ``/api/v1`` appended."""
-        return self.base_url + API_PREFIX
-
-
-def resolve_settings(environ: Mapping[str, str] | None = None, **explicit: Any) -> Settings:
-    """Build Settings from keyword arguments (None = not given), the environment, defaults."""
-    env = os.environ if environ is None else environ
-    unknown = set(explicit) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    values: dict[str, Any] = {}
-    for name, default in DEFAULTS.items():
-        check = _CHECKS[name]
-        given = explicit.get(name)
-        if given is not None:
-            values[name] = check(name, given)
-        elif env.get(ENV_VARS[name], "").strip():  # an empty variable counts as unset
-            values[name] = _from_env(name, env[ENV_VARS[name]], default)
-        else:
-            values[name] = default
-    values["base_url"] = _checked_base_url(values, from_env=explicit.get("base_url") is None)
-    return Settings(**values)
-
-
-def _checked_base_url(values: Mapping[str, Any], *, from_env: bool) -> str:
-    allow = bool(values["allow_insecure_http"])
-    try:
-        return _base_url(values["base_url"], allow_insecure=allow)
-    except ValueError as exc:
-        if not from_env or values["base_url"] == DEFAULT_BASE_URL:
-            raise
-        _logger.warning("ignoring %s (%s); using the default", ENV_VARS["base_url"], exc)
-        return _base_url(DEFAULT_BASE_URL, allow_insecure=allow)
-
-
-def _from_env(name: str, raw: str, default: Any) -> Any:
-    try:
-        return _CHECKS[name](name, _parse_env(name, raw.strip()))
-    except ValueError as exc:
-        # The message never carries the raw value: it might be a secret.
-        _logger.warning("ignoring %s (%s); using the default", ENV_VARS[name], exc)
-        return default
-
-
-def _parse_env(name: str, raw: str) -> Any:
-    kind = type(DEFAULTS[name])
-    if kind is bool:
-        if raw.lower() in _TRUE | _FALSE:
-            return raw.lower() in _TRUE
-        raise ValueError("expected true or false")
-    if kind in (int, float):
-        try:
-            return kind(raw)
-        except ValueError:
-            # int()'s and float()'s messages quote the raw value, which may be a secret.
-            raise ValueError(f"expected {'an int' if kind is int else 'a number'}") from None
-    return raw
+#: ``check(name, value)`` returns the value normalised or raises ValueError naming
+#: the option, never quoting the value (it might be a secret).
+_Check = Callable[[str, Any], Any]
 
 
 def _api_key(name: str, value: Any) -> str:
@@ -190,24 +103,96 @@ def _seconds(low: float, high: float) -> Callable[[str, Any], float]:
     return check
 
 
-_CHECKS: Final[Mapping[str, Callable[[str, Any], Any]]] = {
-    "api_key": _api_key,
-    "base_url": _text,
-    "batch_size": _int_in(1, MAX_BATCH_SIZE),
-    "flush_interval": _seconds(0.0, 3600.0),
-    "max_queue_size": _int_in(1, 10_000_000),
-    "timeout": _seconds(0.0, 600.0),
-    "export_timeout": _seconds(0.0, 3600.0),
-    "shutdown_timeout": _seconds(0.0, 3600.0),
-    "max_retries": _int_in(0, 100),
-    "allow_insecure_http": _flag,
-    "redact": _flag,
-    "redact_keys": _key_patterns,
-    "spool_path": _path,
-    "spool_max_bytes": _int_in(4096, 2**40),
-}
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Resolved configuration, and the one table of options. ``repr`` hides the API key.
 
-assert set(_CHECKS) == {f.name for f in fields(Settings)}  # noqa: S101 - import-time consistency
+    Build it with ``resolve_settings``, which applies the checks; a field's default
+    is the option's default, its ``metadata["check"]`` the option's check.
+    """
+
+    api_key: str | None = field(default=None, repr=False, metadata={_CHECK: _api_key})
+    base_url: str = field(default=DEFAULT_BASE_URL, metadata={_CHECK: _text})
+    batch_size: int = field(default=MAX_BATCH_SIZE, metadata={_CHECK: _int_in(1, MAX_BATCH_SIZE)})
+    flush_interval: float = field(default=5.0, metadata={_CHECK: _seconds(0.0, 3600.0)})
+    max_queue_size: int = field(default=10_000, metadata={_CHECK: _int_in(1, 10_000_000)})
+    timeout: float = field(default=10.0, metadata={_CHECK: _seconds(0.0, 600.0)})
+    export_timeout: float = field(default=30.0, metadata={_CHECK: _seconds(0.0, 3600.0)})
+    shutdown_timeout: float = field(default=10.0, metadata={_CHECK: _seconds(0.0, 3600.0)})
+    max_retries: int = field(default=8, metadata={_CHECK: _int_in(0, 100)})
+    allow_insecure_http: bool = field(default=False, metadata={_CHECK: _flag})
+    # Property redaction (vf_otel/_event/redact.py).
+    redact: bool = field(default=True, metadata={_CHECK: _flag})
+    redact_keys: tuple[str, ...] = field(default=(), metadata={_CHECK: _key_patterns})
+    # The durable spool (vf_otel/_spool/store.py): None means off.
+    spool_path: str | None = field(default=None, metadata={_CHECK: _path})
+    spool_max_bytes: int = field(default=100 * 1024 * 1024, metadata={_CHECK: _int_in(4096, 2**40)})
+
+    @property
+    def api_url(self) -> str:
+        """The base URL with ``/api/v1`` appended."""
+        return self.base_url + API_PREFIX
+
+
+# Derived from the table above, in its order (the CLI lists options in this order).
+DEFAULTS: Final[Mapping[str, Any]] = {f.name: f.default for f in fields(Settings)}
+ENV_VARS: Final[Mapping[str, str]] = {name: ENV_PREFIX + name.upper() for name in DEFAULTS}
+_CHECKS: Final[Mapping[str, _Check]] = {f.name: f.metadata[_CHECK] for f in fields(Settings)}
+
+
+def resolve_settings(environ: Mapping[str, str] | None = None, **explicit: Any) -> Settings:
+    """Build Settings from keyword arguments (None = not given), the environment, defaults."""
+    env = os.environ if environ is None else environ
+    unknown = set(explicit) - set(DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for name, default in DEFAULTS.items():
+        check = _CHECKS[name]
+        given = explicit.get(name)
+        if given is not None:
+            values[name] = check(name, given)
+        elif env.get(ENV_VARS[name], "").strip():  # an empty variable counts as unset
+            values[name] = _from_env(name, env[ENV_VARS[name]], default)
+        else:
+            values[name] = default
+    values["base_url"] = _checked_base_url(values, from_env=explicit.get("base_url") is None)
+    return Settings(**values)
+
+
+def _checked_base_url(values: Mapping[str, Any], *, from_env: bool) -> str:
+    allow = bool(values["allow_insecure_http"])
+    try:
+        return _base_url(values["base_url"], allow_insecure=allow)
+    except ValueError as exc:
+        if not from_env or values["base_url"] == DEFAULT_BASE_URL:
+            raise
+        _logger.warning("ignoring %s (%s); using the default", ENV_VARS["base_url"], exc)
+        return _base_url(DEFAULT_BASE_URL, allow_insecure=allow)
+
+
+def _from_env(name: str, raw: str, default: Any) -> Any:
+    try:
+        return _CHECKS[name](name, _parse_env(name, raw.strip()))
+    except ValueError as exc:
+        # The message never carries the raw value: it might be a secret.
+        _logger.warning("ignoring %s (%s); using the default", ENV_VARS[name], exc)
+        return default
+
+
+def _parse_env(name: str, raw: str) -> Any:
+    kind = type(DEFAULTS[name])
+    if kind is bool:
+        if raw.lower() in _TRUE | _FALSE:
+            return raw.lower() in _TRUE
+        raise ValueError("expected true or false")
+    if kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            # int()'s and float()'s messages quote the raw value, which may be a secret.
+            raise ValueError(f"expected {'an int' if kind is int else 'a number'}") from None
+    return raw
 
 
 def _base_url(value: str, *, allow_insecure: bool) -> str:

@@ -37,6 +37,8 @@ class Options(TypedDict, total=False):
     at run time an unknown name raises ``TypeError`` and a bad value ``ValueError``.
     """
 
+    # A static copy of the settings table (vf_otel/_config.py, Settings) for type
+    # checkers, which cannot derive it; tests/test_options.py keeps the two in step.
     api_key: str | None
     base_url: str | None
     batch_size: int | None

@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from .._config import Settings, resolve_settings
-from .._delivery.delivery import Delivery
-from .._delivery.stats import Counters
-from .._errors import ValidationError, VibefollowError
+from .._delivery.answers import describe
+from .._delivery.pipeline import Pipeline
+from .._errors import AuthError, ValidationError, VibefollowError
 from .._event.model import Event, new_event_id
 from .._event.validate import Rejection, make_event
 from ._exit import ExitCode
-from ._settings import add_connection_options, captured_records, hide_key, seconds
+from ._settings import add_connection_options, hide_key, quiet_logger, seconds
 from ._terminal import printable, to_json
 
-__all__ = ["add_parser", "parse_pair", "parse_value", "run", "warning_reason"]
+__all__ = ["CLOSE_TIMEOUT", "add_parser", "failure_reason", "parse_pair", "parse_value", "run"]
 
+#: Seconds shutdown() may spend delivering once the command has its answer: none, it
+#: only stops the threads and gives back what it holds.
+CLOSE_TIMEOUT: Final = 0.0
 _DOCTOR_HINT: Final = "Run `vf-otel doctor` to find out why."
 
 
@@ -87,12 +89,12 @@ def parse_pair(text: str) -> tuple[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
-    """What one delivery attempt did: counters, refusals, and the library's warnings."""
+    """What delivering the event did: counts, refusals reported to on_error, the last error."""
 
     sent: bool
     user_sent: bool
     refused: tuple[VibefollowError, ...]
-    reasons: tuple[str, ...]
+    last_error: VibefollowError | None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,30 +125,33 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _deliver(settings: Settings, event: Event) -> _Outcome:
-    counters = Counters()
     refused: list[VibefollowError] = []
-    delivery = Delivery(settings, counters, on_error=lambda error, _: refused.append(error))
-    with captured_records("vf_otel") as records:
+    # No spool: exit status 1 means "not delivered", not "kept for an app to send later"
+    # (a script that runs the command again would then send the event twice); nor does
+    # a one-off send replay what the app spooled.
+    one_off = replace(settings, spool_path=None)
+    with quiet_logger("vf_otel"):
+        pipeline = Pipeline(one_off, on_error=lambda error, _: refused.append(error))
         try:
-            delivery.export([event])
-            # Taken before close(), which reports what is still parked as "shutdown".
-            reasons = tuple(dict.fromkeys(warning_reason(record) for record in records))
-            errors = tuple(refused)
+            # The handler's path: queued, then sent by the worker (user upsert first).
+            # flush() rather than deliver(): it also returns early when nothing can be
+            # sent before the deadline (a refused key holds sending for a minute).
+            pipeline.submit(event)
+            pipeline.flush(settings.export_timeout)
+            # Taken before shutdown(), which reports what is still parked as dropped.
+            stats, errors = pipeline.stats(), tuple(refused)
         finally:
-            delivery.close()
-    stats = counters.snapshot()
-    return _Outcome(stats.sent == 1, stats.users_sent == 1, errors, reasons)
+            pipeline.shutdown(CLOSE_TIMEOUT)
+    last_error = pipeline.ledger.last_error
+    return _Outcome(stats.sent == 1, stats.users_sent == 1, errors, last_error)
 
 
-def warning_reason(record: logging.LogRecord) -> str:
-    """Why the delivery logged ``record``: the error it carries, else its first sentence."""
-    # The delivery's warnings carry the error itself when there is one; otherwise its
-    # first sentence is the reason (the rest is about a long-running process's backlog).
-    args = record.args if isinstance(record.args, tuple) else ()
-    error = next((arg for arg in args if isinstance(arg, VibefollowError)), None)
-    if error is not None:
-        return str(error)
-    return record.getMessage().split(". ", 1)[0]
+def failure_reason(error: VibefollowError) -> str:
+    """Why a request did not land, in the words the library uses for ``error``."""
+    if isinstance(error, AuthError):
+        answer = " ".join(part for part in (str(error.status), error.code) if part)
+        return f"Vibefollow refused the API key ({answer}): check VIBEFOLLOW_API_KEY"
+    return describe(error)
 
 
 def _report(event: Event, outcome: _Outcome, settings: Settings) -> int:
@@ -156,6 +161,12 @@ def _report(event: Event, outcome: _Outcome, settings: Settings) -> int:
         upserted = " (user traits upserted)" if wants_user else ""
         print(f"sent {what}{upserted}: {to_json(dict(event.properties))}", flush=True)
         return ExitCode.OK
+    no_answer = f"no answer within {settings.export_timeout:g} s"
+    if outcome.sent:  # what went wrong concerns the upsert
+        error = outcome.refused[0] if outcome.refused else outcome.last_error
+        reason = failure_reason(error) if error else no_answer
+        message = f"sent {what}, but the user upsert failed: {reason}"
+        return _fail(ExitCode.FAILED, message, secret=key)
     if outcome.refused:
         error = outcome.refused[0]
         field = getattr(error, "field", None)
@@ -165,12 +176,8 @@ def _report(event: Event, outcome: _Outcome, settings: Settings) -> int:
         if isinstance(error, ValidationError):
             return _fail(ExitCode.INVALID_EVENT, message, secret=key)
         return _fail(ExitCode.FAILED, message, _DOCTOR_HINT, secret=key)
-    reasons = "; ".join(outcome.reasons) or f"no answer within {settings.export_timeout:g} s"
-    if outcome.sent:
-        message = f"sent {what}, but the user upsert failed: {reasons}"
-        return _fail(ExitCode.FAILED, message, secret=key)
-    message = f"not delivered: {reasons}"
-    return _fail(ExitCode.FAILED, message, _DOCTOR_HINT, secret=key)
+    reason = failure_reason(outcome.last_error) if outcome.last_error else no_answer
+    return _fail(ExitCode.FAILED, f"not delivered: {reason}", _DOCTOR_HINT, secret=key)
 
 
 def _fail(code: ExitCode, message: str, hint: str = "", *, secret: str | None = None) -> int:

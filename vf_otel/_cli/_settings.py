@@ -18,6 +18,7 @@ __all__ = [
     "add_connection_options",
     "captured_records",
     "hide_key",
+    "quiet_logger",
     "redact_key",
     "resolve_sourced",
     "seconds",
@@ -141,3 +142,20 @@ def captured_records(logger_name: str) -> Iterator[list[logging.LogRecord]]:
         yield collector.records
     finally:
         logger.removeHandler(collector)
+
+
+@contextlib.contextmanager
+def quiet_logger(logger_name: str) -> Iterator[None]:
+    """Keep logging's last-resort stderr printer off ``logger_name`` while the block runs.
+
+    A command reads delivery's results as objects (counts, errors) and says itself
+    what went wrong; the library's warnings would only repeat it, in the words meant
+    for a long-running app. Handlers an app configured still get every record.
+    """
+    logger = logging.getLogger(logger_name)
+    silent = logging.NullHandler()
+    logger.addHandler(silent)
+    try:
+        yield
+    finally:
+        logger.removeHandler(silent)

@@ -1,8 +1,10 @@
 """``vf-otel spool replay``: send what the spool holds now, through the library's delivery.
 
 The requests go out exactly as the app would send them (same Idempotency-Key, same
-bytes, same retries and circuit breaker), and rows are claimed with a lease, so an app
-replaying the same file at the same time never sends a row this command holds.
+bytes, same retries and circuit breaker): a :class:`Pipeline` on the spool claims its
+rows with a lease and sends them from its worker, so an app replaying the same file at
+the same time never sends a row this command holds. The command only waits (``flush``)
+and reads the outcome as objects: the pipeline's counts and the errors it saw.
 """
 
 from __future__ import annotations
@@ -11,18 +13,18 @@ import argparse
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Final, TextIO
 
 from .._config import Settings
-from .._delivery.delivery import Delivery
-from .._delivery.stats import Counters
+from .._delivery.pipeline import Pipeline
 from .._errors import VibefollowError
 from .._spool.store import Spool, SpoolSummary
 from ._exit import ExitCode
-from ._send import warning_reason
-from ._settings import captured_records
-from ._spool_access import Stop, fail, lease_text, resolve_spool_settings
+from ._send import CLOSE_TIMEOUT, failure_reason
+from ._settings import quiet_logger
+from ._spool_access import Stop, fail, lease_text, open_spool, resolve_spool_settings
 
 __all__ = ["run_replay"]
 
@@ -33,37 +35,23 @@ PROGRESS_INTERVAL: Final = 0.5
 _DOCTOR_HINT: Final = "Run `vf-otel doctor` to find out why."
 
 
-class _RequestCounters(Counters):
-    """The delivery's counters, plus accepted requests (a batch adds to ``sent`` once)."""
-
-    __slots__ = ("_requests",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._requests = 0
-
-    def add(self, name: str, count: int = 1) -> None:
-        super().add(name, count)
-        if name in ("sent", "users_sent"):
-            with self._lock:
-                self._requests += 1
-
-    def progress(self) -> str:
-        """``3 request(s) sent (1200 events, 1 user upserts)``."""
-        stats = self.snapshot()
-        with self._lock:
-            requests = self._requests
-        return f"{requests} request(s) sent ({stats.sent} events, {stats.users_sent} user upserts)"
+def _progress(pipeline: Pipeline) -> str:
+    """``3 request(s) sent (1200 events, 1 user upserts)``."""
+    stats = pipeline.stats()
+    return (
+        f"{pipeline.ledger.requests_sent} request(s) sent "
+        f"({stats.sent} events, {stats.users_sent} user upserts)"
+    )
 
 
 class _Progress:
-    """Prints the counters every PROGRESS_INTERVAL while a replay runs, when they changed."""
+    """Prints ``progress()`` every PROGRESS_INTERVAL while a replay runs, when it changed."""
 
-    def __init__(self, counters: _RequestCounters, stream: TextIO) -> None:
-        self._counters = counters
+    def __init__(self, progress: Callable[[], str], stream: TextIO) -> None:
+        self._progress = progress
         self._stream = stream
         self._stop = threading.Event()
-        self._shown = counters.progress()
+        self._shown = progress()
         self._thread = threading.Thread(target=self._run, name="vf-otel-replay", daemon=True)
 
     def __enter__(self) -> _Progress:
@@ -82,7 +70,7 @@ class _Progress:
             self._show()
 
     def _show(self) -> None:
-        now = self._counters.progress()
+        now = self._progress()
         if now != self._shown:
             self._shown = now
             print(f"  {now}", file=self._stream, flush=True)
@@ -109,36 +97,45 @@ def run_replay(args: argparse.Namespace) -> int:
 def _replay(settings: Settings) -> int:
     if settings.api_key is None:
         raise Stop(ExitCode.NO_API_KEY, "not replayed: no API key; set VIBEFOLLOW_API_KEY")
-    counters = _RequestCounters()
-    refused: list[VibefollowError] = []
-    with captured_records("vf_otel") as records:
-        delivery = Delivery(settings, counters, on_error=lambda error, _: refused.append(error))
+    with quiet_logger("vf_otel"):
+        # The command's own handle on the file reads summaries; it never claims a row.
+        spool = open_spool(settings)
         try:
-            spool = _usable(delivery.spool, [r.getMessage() for r in records])
-            start = _summary(spool)
-            print(
-                f"replaying {start.rows} request(s) ({start.events} events, "
-                f"{start.user_upserts} user upserts) from {spool.path} to {settings.base_url}",
-                flush=True,
-            )
-            with _Progress(counters, sys.stdout):
-                _drain(delivery, spool, settings.export_timeout)
-            left = _summary(spool)
-            # Taken before close(), which logs about what is still parked.
-            reasons = list(dict.fromkeys(warning_reason(record) for record in records))
+            return _send_spool(settings, spool)
         finally:
-            delivery.close()
-    _report_refused(refused, counters.snapshot().dead_lettered)
+            spool.close()
+
+
+def _send_spool(settings: Settings, spool: Spool) -> int:
+    start = _summary(spool)
+    print(
+        f"replaying {start.rows} request(s) ({start.events} events, "
+        f"{start.user_upserts} user upserts) from {spool.path} to {settings.base_url}",
+        flush=True,
+    )
+    refused: list[VibefollowError] = []
+    pipeline = Pipeline(settings, on_error=lambda error, _: refused.append(error))
+    try:
+        _check_usable(pipeline)
+        with _Progress(lambda: _progress(pipeline), sys.stdout):
+            _drain(pipeline, spool, settings.export_timeout)
+        # Taken before shutdown(), which may report what it could not keep.
+        stats, errors, done = pipeline.stats(), tuple(refused), _progress(pipeline)
+    finally:
+        pipeline.shutdown(CLOSE_TIMEOUT)  # gives back the rows it still holds
+    _report_refused(errors, stats.dead_lettered)
+    left = _summary(spool)
     if left.rows == 0:
-        print(f"done: {counters.progress()}; the spool is empty", flush=True)
+        print(f"done: {done}; the spool is empty", flush=True)
         return ExitCode.OK
-    return _not_done(left, reasons, settings.export_timeout)
+    return _not_done(left, pipeline.ledger.last_error, settings.export_timeout)
 
 
-def _usable(spool: Spool | None, errors: list[str]) -> Spool:
+def _check_usable(pipeline: Pipeline) -> None:
+    spool = pipeline.parked.spool
     if spool is None or not spool.usable:
-        raise Stop(ExitCode.FAILED, errors[0] if errors else "cannot open the spool")
-    return spool
+        path = pipeline.settings.spool_path
+        raise Stop(ExitCode.FAILED, f"{path}: cannot open the spool")
 
 
 def _summary(spool: Spool) -> SpoolSummary:
@@ -148,33 +145,47 @@ def _summary(spool: Spool) -> SpoolSummary:
     return summary
 
 
-def _drain(delivery: Delivery, spool: Spool, timeout: float) -> None:
+def _drain(pipeline: Pipeline, spool: Spool, timeout: float) -> None:
     """Replay until the spool is empty, sending is held back, or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     while True:
-        done = delivery.retry_parked(max(0.0, deadline - time.monotonic()))
+        # The worker claims and sends the spool's free rows; flush waits until none is
+        # left to claim, or until it cannot finish in time.
+        pipeline.flush(max(0.0, deadline - time.monotonic()))
         remaining = deadline - time.monotonic()
-        if spool.pending() == 0 or not done or remaining <= 0:
+        if spool.pending() == 0 or remaining <= 0 or _held_back(pipeline, remaining):
             return
         # What is left is leased by other processes (or was spooled meanwhile): they
         # send it or release it; look again shortly.
         time.sleep(min(POLL_INTERVAL, remaining))
 
 
-def _report_refused(refused: list[VibefollowError], events: int) -> None:
-    if refused:
+def _held_back(pipeline: Pipeline, remaining: float) -> bool:
+    """Nothing is being sent and the circuit (open, or holding after 401/429) stays shut."""
+    return (
+        pipeline.stats().in_flight == 0
+        and pipeline.circuit.seconds_until_ready() > remaining
+        and pipeline.parked.claimable() > 0
+    )
+
+
+def _report_refused(refused: tuple[VibefollowError, ...], events: int) -> None:
+    # on_error also hears of drops (status 0); the server's refusals carry its status.
+    answer = next((error for error in refused if error.status), None)
+    if events and answer is not None:
         print(
             f"warning: the server refused {events} event(s) for good (not retried, removed "
-            f"from the spool): {refused[0]}",
+            f"from the spool): {answer}",
             file=sys.stderr,
             flush=True,
         )
 
 
-def _not_done(left: SpoolSummary, reasons: list[str], timeout: float) -> int:
+def _not_done(left: SpoolSummary, error: VibefollowError | None, timeout: float) -> int:
     what = f"{left.rows} request(s) ({left.events} events) still in the spool"
-    if reasons:
-        raise Stop(ExitCode.FAILED, f"not done: {what}: {'; '.join(reasons)}", _DOCTOR_HINT)
+    free = left.rows - sum(lease.rows for lease in left.leases)
+    if free and error is not None:
+        raise Stop(ExitCode.FAILED, f"not done: {what}: {failure_reason(error)}", _DOCTOR_HINT)
     if left.leases:
         leased = lease_text(left.leases, left.taken_at)
         raise Stop(ExitCode.FAILED, f"not done: {what}; leased by other processes: {leased}")

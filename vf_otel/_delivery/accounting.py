@@ -155,6 +155,7 @@ class Ledger:
     def sent(self, request: Request) -> None:
         """The API accepted ``request``."""
         with self._lock:
+            self._counts["requests_sent"] += 1
             if request.path == USERS_PATH:
                 self._counts["users_sent"] += 1
             else:
@@ -259,6 +260,12 @@ class Ledger:
         """Events dead-lettered or dropped so far (refusals on the app thread excluded)."""
         with self._lock:
             return self._counts["dead_lettered"] + sum(self._dropped.values())
+
+    @property
+    def requests_sent(self) -> int:
+        """Requests the API accepted (a batch counts once)."""
+        with self._lock:
+            return self._counts["requests_sent"]
 
     def dropped(self, reason: DropReason) -> int:
         """Events dropped for ``reason`` after they were enqueued."""

@@ -73,13 +73,18 @@ class Pipeline:
             ref = weakref.WeakMethod(self._after_fork)
             os.register_at_fork(after_in_child=lambda: _call(ref))
 
-    def _build_parts(self) -> None:
+    def _build_parts(self, queue: EventQueue[Item] | None = None) -> None:
         settings = self.settings
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self.queue: EventQueue[Item] = EventQueue(
-            settings.max_queue_size, settings.batch_size, self._wake.set
-        )
+        if queue is None:
+            queue = EventQueue(
+                settings.max_queue_size, settings.batch_size, self._wake.set, self._wake.is_set
+            )
+        else:
+            # The same queue object (emptied): a handler holds its bound put().
+            queue.after_fork(self._wake.set, self._wake.is_set)
+        self.queue: EventQueue[Item] = queue
         self._client = Client(settings, self._transport)
         self.circuit = CircuitBreaker(clock=self._clock, on_change=self._circuit_changed)
         self.parked = Parked(settings.max_queue_size, self.ledger, self._spool)
@@ -110,7 +115,7 @@ class Pipeline:
         # requests, threads, HTTP client and counts stay with the parent.
         self.ledger.after_fork()
         self.parked.after_fork()
-        self._build_parts()
+        self._build_parts(self.queue)
         self.queue.closed = self._closed
         if not self._closed:
             self._worker.start()

@@ -7,6 +7,12 @@ atomic, the refusal counts are plain integers (an ``int`` attribute update is no
 interrupted between its read and its write on CPython: signals and thread
 switches are handled between bytecodes that do not split it), and waking the
 worker is skipped when this thread is already doing it.
+
+The worker is woken once per batch, not once per ``put``: while it is busy the
+queue may grow past ``batch_size``, and setting its wake event again for every
+record would cost each log call a lock and a notify for nothing. ``woken`` tells
+whether the event is still set; the worker clears it before it looks at the
+queue's length, so a record that finds it set is seen all the same.
 """
 
 from __future__ import annotations
@@ -32,19 +38,31 @@ class EventQueue(Generic[T]):
         "_limit",
         "_wake",
         "_waking",
+        "_woken",
         "closed",
         "no_api_key",
         "queue_full",
+        "reopen",
         "shutdown",
     )
 
-    def __init__(self, limit: int, batch_size: int, wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        limit: int,
+        batch_size: int,
+        wake: Callable[[], None],
+        woken: Callable[[], bool] | None = None,
+    ) -> None:
         self._limit = limit
         self._batch_size = batch_size
         self._wake = wake
+        self._woken = woken or _never
         self._items: deque[T] = deque()
         self._waking = threading.Lock()
         self.closed = False
+        # Called by ``put`` on a closed queue: True when it opened the queue again (the
+        # logging handler's pipeline, FileHandler's convention); None: stay closed.
+        self.reopen: Callable[[], bool] | None = None
         # Refusals, by reason (see REFUSALS); only ever incremented.
         self.queue_full = 0
         self.shutdown = 0
@@ -56,16 +74,26 @@ class EventQueue(Generic[T]):
     def put(self, item: T) -> bool:
         """Queue ``item``; False (counted) when full or closed. Never blocks."""
         items = self._items
-        if self.closed:
+        if self.closed and not self._reopened():
             self.shutdown += 1
             return False
         if len(items) >= self._limit:
             self.queue_full += 1
             return False
         items.append(item)
-        if len(items) >= self._batch_size:
+        if len(items) >= self._batch_size and not self._woken():
             self.wake()
         return True
+
+    def _reopened(self) -> bool:
+        """Closed: whether ``reopen`` opened it again (off the hot path: only when closed)."""
+        reopen = self.reopen
+        return reopen is not None and reopen()
+
+    def rewire(self, wake: Callable[[], None], woken: Callable[[], bool] | None = None) -> None:
+        """A reopened pipeline's new worker: wake it from now on; items and counts stay."""
+        self._wake = wake
+        self._woken = woken or _never
 
     def refuse(self, reason: str) -> None:
         """Count one event refused before it was queued (``no_api_key``)."""
@@ -99,8 +127,21 @@ class EventQueue(Generic[T]):
             "no_api_key": self.no_api_key,
         }
 
-    def after_fork(self) -> None:
-        """In a forked child: the parent's items and counts stay with the parent."""
+    def after_fork(
+        self, wake: Callable[[], None] | None = None, woken: Callable[[], bool] | None = None
+    ) -> None:
+        """In a forked child: the parent's items and counts stay with the parent.
+
+        The object itself stays (a handler holds its bound ``put``); ``wake`` and
+        ``woken``, when given, are the child's worker's new wake event.
+        """
         self._items = deque()
         self._waking = threading.Lock()
+        if wake is not None:
+            self._wake = wake
+            self._woken = woken or _never
         self.queue_full = self.shutdown = self.no_api_key = 0
+
+
+def _never() -> bool:
+    return False

@@ -131,8 +131,10 @@ class Worker:
         waiter = _Flush(self._clock() + timeout)
         with self._lock:
             self._flushes.append(waiter)
-            # Even if this caller stops waiting at once: send what is queued, try what is parked.
+            # Even if this caller stops waiting at once: send what is queued, try what is
+            # parked, and look at the spool again (rows other processes freed meanwhile).
             self._take_now = self._replay_now = True
+            self._parked.spool_dirty = self._parked.spool is not None
         self._queue.wake()
         answered = waiter.done.wait(max(0.0, timeout))
         with self._lock:
@@ -190,6 +192,8 @@ class Worker:
                 if flushing or now >= next_batch or len(self._queue) >= self._settings.batch_size:
                     self._take_queue(everything=flushing or now >= next_batch)
                     next_batch = now + self._interval
+                if now >= next_replay and self._parked.spool is not None:
+                    self._parked.spool_dirty = True  # rows freed by others, or by a lease ending
                 due = self._replay_now or self._flushes or now >= next_replay
                 if not stopping and due and self._replay():
                     next_replay = now + self._replay_every
@@ -337,8 +341,12 @@ class Worker:
             self._ledger.drop_requests("shutdown", [job.request], error)
         if where != "parked":
             self._settle(job, sent=False)
-        else:
-            self._wake.set()  # a flush waiting on it may want it tried again
+            return
+        if job.done is not None:
+            # deliver() waits for an answer, and "parked for later" is one: not sent now.
+            job.done(False)
+            job.done = None
+        self._wake.set()  # a flush waiting on it may want it tried again
 
     def _settle(self, job: Job, *, sent: bool) -> None:
         with self._lock:
