@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import vf_otel
+from vf_otel._delivery.policy import FAILURE_THRESHOLD
 from vf_otel.testing import VibefollowServer
 
 from .conftest import HandlerFactory
@@ -258,15 +259,17 @@ def test_forked_child_delivers_its_own_events_exactly_once(
 def test_close_after_a_failed_flush_tries_only_what_can_still_land(
     vibefollow_server: VibefollowServer, make_handler: HandlerFactory
 ) -> None:
-    """logging.shutdown() runs flush() then close(): during an outage close() probes at most
-    once more (when the circuit's cool-down ends in time), then drops what is left, counted."""
+    """logging.shutdown() runs flush() then close(): during an outage close() goes on only
+    while the circuit lets requests through (5 failures open it; one probe at most fits),
+    sends nothing once it returned, and counts what is left as dropped."""
     handler = make_handler(shutdown_timeout=1.0)
     logging.getLogger("app").addHandler(handler)
     vibefollow_server.fail_next(503, count=1000)
     logging.getLogger("app").warning("e", extra={"vf_user": "usr_1"})
     assert not handler.flush()
-    attempts = len(vibefollow_server.requests)
     handler.close()
-    assert len(vibefollow_server.requests) <= attempts + 1
+    sent = len(vibefollow_server.requests)
+    assert sent <= FAILURE_THRESHOLD + 1
+    assert not vibefollow_server.wait_for_requests(sent + 1, timeout=0.5)
     assert handler.stats().dropped == {"shutdown": 1}
     logging.getLogger("app").removeHandler(handler)
