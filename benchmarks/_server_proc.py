@@ -19,6 +19,9 @@ from typing import Final
 from vf_otel.testing import VibefollowServer
 
 _JSON_OK: Final = b'{"status": 1}'
+# The Vibefollow API's own answer: vf-otel takes a 2xx without it for a proxy's page.
+_API_OK: Final = b'{"data": {"accepted": true}}'
+_API_PREFIX: Final = "/api/"
 _PROTOBUF_PATHS: Final = ("/v1/logs", "/v1/traces")
 
 
@@ -31,13 +34,13 @@ class _SinkHandler(BaseHTTPRequestHandler):
     lock = threading.Lock()
 
     def do_POST(self) -> None:
-        """Read the body, answer 200: JSON for analytics clients, empty protobuf for OTLP."""
+        """Read the body, answer 200: JSON (the API's envelope on its paths), empty protobuf for OTLP."""
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(length)
         with _SinkHandler.lock:
             _SinkHandler.requests_seen += 1
         otlp = self.path.startswith(_PROTOBUF_PATHS)
-        body = b"" if otlp else _JSON_OK
+        body = b"" if otlp else _API_OK if self.path.startswith(_API_PREFIX) else _JSON_OK
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf" if otlp else "application/json")
         self.send_header("Content-Length", str(len(body)))

@@ -90,7 +90,7 @@ def vibefollow(name: str, base_url: str) -> Sender:
     handler = vf_otel.VibefollowHandler(
         api_key=LOCAL_KEY, base_url=base_url, max_queue_size=HUGE_QUEUE
     )
-    worker = _new_threads(before, "OtelBatchVibefollow")
+    worker = _new_threads(before, "VibefollowWorker")
     return Sender(
         _logger(name, handler), lambda: handler.flush(timeout=FLUSH_TIMEOUT), handler.close, worker
     )

@@ -22,7 +22,7 @@ import pytest
 
 from vf_otel._config import resolve_settings
 from vf_otel._delivery.accounting import Ledger
-from vf_otel._delivery.attempt import AUTH_PAUSE, Attempts, Outcome
+from vf_otel._delivery.attempt import AUTH_PAUSE, WRONG_URL_PAUSE, Attempts, Outcome
 from vf_otel._delivery.client import Client
 from vf_otel._delivery.policy import (
     COOLDOWN_BASE,
@@ -443,29 +443,29 @@ def test_no_retries_when_max_retries_is_zero(build: Callable[..., Rig]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "error_type"),
+    ("status", "count", "error_type"),
     [
-        (400, VibefollowError),
-        (404, VibefollowError),
-        (409, ValidationError),
-        (413, VibefollowError),
-        (422, ValidationError),
+        (400, 3, VibefollowError),
+        (404, 3, VibefollowError),
+        (409, 3, ValidationError),
+        (413, 1, VibefollowError),
+        (422, 1, ValidationError),
     ],
 )
 def test_client_error_dead_lettered_not_retried(
-    build: Callable[..., Rig], status: int, error_type: type[VibefollowError]
+    build: Callable[..., Rig], status: int, count: int, error_type: type[VibefollowError]
 ) -> None:
-    """A 4xx (other than 401/403/429) dead-letters the request at once and tells on_error."""
+    """A 4xx (not 401/403/429; 413/422 for one event) dead-letters at once and tells on_error."""
     rig = build(script=[status])
-    request = batch(3)
+    request = batch(count)
     assert rig.run(request) == ("refused", request)
     assert len(rig.server.seen) == 1
     stats = rig.stats()
-    assert (stats.dead_lettered, stats.retried, stats.sent) == (3, 0, 0)
+    assert (stats.dead_lettered, stats.retried, stats.sent) == (count, 0, 0)
     ((error, reported),) = rig.reported
     assert type(error) is error_type
     assert (error.status, error.code) == (status, f"code_{status}")
-    assert ids(reported) == ["e0", "e1", "e2"]
+    assert ids(reported) == ids(request.events)
     assert (state(rig.circuit), rig.circuit.failing) == ("closed", False)  # the API answered
 
 
@@ -497,17 +497,288 @@ def test_two_poison_events_removed_one_at_a_time(build: Callable[..., Rig]) -> N
     assert (rig.stats().sent, rig.stats().dead_lettered) == (1, 2)
 
 
-@pytest.mark.parametrize(
-    ("field_path", "count"), [("events[7].name", 2), ("name", 2), ("events[0].name", 1)]
-)
-def test_422_naming_no_other_event_dead_letters_the_request(
-    build: Callable[..., Rig], field_path: str, count: int
-) -> None:
-    """A 422 naming no event of the request (or its only one) dead-letters the whole request."""
-    rig = build(script=[invalid(field_path)])
-    assert rig.run(batch(count))[0] == "refused"
+def test_422_naming_the_only_event_dead_letters_it(build: Callable[..., Rig]) -> None:
+    """A 422 for a one-event request dead-letters that event, whatever field it names."""
+    rig = build(script=[invalid("events[0].name")])
+    assert rig.run(batch(1))[0] == "refused"
     assert len(rig.server.seen) == 1
-    assert rig.stats().dead_lettered == count
+    assert rig.stats().dead_lettered == 1
+
+
+@pytest.mark.parametrize(
+    "field_path",
+    [
+        "events[2].name",
+        "events.2.name",
+        "/events/2/name",
+        "events[2]",
+        "events.2",
+        "/events/2",
+        "$.events[2].name",
+        "body.events.2.name",
+    ],
+)
+def test_422_field_path_forms_name_the_event(build: Callable[..., Rig], field_path: str) -> None:
+    """Every field-path form an API may use names the event: it alone is dead-lettered."""
+    rig = build(script=[invalid(field_path)])
+    outcome, request = rig.run(batch(4))
+    assert outcome == "sent"
+    assert rig.reported_ids() == ["e2"]
+    assert ids(request.events) == ["e0", "e1", "e3"]
+    assert (rig.stats().sent, rig.stats().dead_lettered) == (3, 1)
+
+
+def test_422_location_list_and_index_forms_name_the_event(build: Callable[..., Rig]) -> None:
+    """A field given as a location list, or an entry with an index, names the event too."""
+    errors = [
+        {"code": "validation_failed", "message": "bad", "field": ["body", "events", 1, "name"]},
+        {"code": "validation", "message": "bad", "index": 3},
+    ]
+    rig = build(script=[(422, {"errors": errors}, {})])
+    assert rig.run(batch(5))[0] == "sent"
+    assert rig.reported_ids() == ["e1", "e3"]
+    assert [s.event_ids for s in rig.server.seen][1] == ["e0", "e2", "e4"]
+
+
+def test_422_every_error_in_the_envelope_is_read(build: Callable[..., Rig]) -> None:
+    """A 422 naming three events removes all three at once: one more request, not three."""
+    errors = [
+        {"code": "validation_failed", "message": "required", "field": f"events[{i}].name"}
+        for i in (4, 0, 2)
+    ]
+    rig = build(script=[(422, {"errors": errors}, {})])
+    outcome, _ = rig.run(batch(6))
+    assert outcome == "sent"
+    assert [s.event_ids for s in rig.server.seen] == [
+        ["e0", "e1", "e2", "e3", "e4", "e5"],
+        ["e1", "e3", "e5"],
+    ]
+    ((error, reported),) = rig.reported
+    assert isinstance(error, ValidationError)
+    assert error.fields == ("events[4].name", "events[0].name", "events[2].name")
+    assert error.field == "events[4].name"
+    assert "and 2 more errors" in str(error)
+    assert ids(reported) == ["e0", "e2", "e4"]
+    assert (rig.stats().sent, rig.stats().dead_lettered) == (3, 3)
+
+
+@pytest.mark.parametrize("field_path", ["events[7].name", "name", None])
+def test_422_naming_no_event_bisects_and_sends_the_good_halves(
+    build: Callable[..., Rig], field_path: str | None
+) -> None:
+    """A 422 that names no event of the request halves it (new keys); nothing is dropped."""
+    error: dict[str, Any] = {"code": "validation_failed", "message": "invalid"}
+    if field_path is not None:
+        error["field"] = field_path
+    rig = build(script=[(422, {"errors": [error]}, {})])
+    outcome, request = rig.run(batch(4))
+    assert outcome == "sent"
+    seen = [s.event_ids for s in rig.server.seen]
+    assert seen == [["e0", "e1", "e2", "e3"], ["e0", "e1"], ["e2", "e3"]]
+    keys = [s.key for s in rig.server.seen]
+    assert keys[1:] == [idempotency_key(EVENTS_PATH, ["e0", "e1"]), request.key]
+    assert len(set(keys)) == 3
+    assert (rig.stats().sent, rig.stats().dead_lettered) == (4, 0)
+    assert rig.reported == []
+
+
+def test_bisection_finds_the_one_bad_event(build: Callable[..., Rig]) -> None:
+    """A server refusing any batch holding e5, naming nothing: only e5 is dead-lettered."""
+
+    def refuse_e5(request: httpx.Request) -> httpx.Response:
+        if "e5" in [e["properties"]["id"] for e in json.loads(request.read())["events"]]:
+            return httpx.Response(422, json={"errors": [{"code": "validation_failed"}]})
+        return answer(202)
+
+    rig = build(script=[refuse_e5] * 100)
+    outcome, _ = rig.run(batch(8))
+    assert outcome == "sent"
+    assert rig.reported_ids() == ["e5"]
+    assert (rig.stats().sent, rig.stats().dead_lettered) == (7, 1)
+    # 8 -> 4+4, 4 -> 2+2, 2 -> 1+1: at most 2·log2(8)+1 requests, not one per event.
+    assert len(rig.server.seen) <= 7
+    delivered = [s.event_ids for s in rig.server.seen if "e5" not in s.event_ids]
+    assert sorted(i for ids in delivered for i in ids) == ["e0", "e1", "e2", "e3", "e4", "e6", "e7"]
+
+
+def test_idempotency_key_reuse_is_not_bisected(build: Callable[..., Rig]) -> None:
+    """A 422 idempotency_key_reuse is about the key, not the events: dead-lettered as before."""
+    reuse = {"errors": [{"code": "idempotency_key_reuse", "message": "used"}]}
+    rig = build(script=[(422, reuse, {})])
+    assert rig.run(batch(4))[0] == "refused"
+    assert len(rig.server.seen) == 1
+    assert rig.stats().dead_lettered == 4
+
+
+# -- too large: split ---------------------------------------------------------------------
+
+
+def too_large_answer(
+    status: int, body: dict[str, Any]
+) -> Callable[[httpx.Request], httpx.Response]:
+    """A handler refusing any body over 3 events' worth with ``status`` and ``body``."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if len(json.loads(request.read())["events"]) > 3:
+            return httpx.Response(status, json=body)
+        return answer(202)
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (413, {"errors": [{"code": "payload_too_large", "message": "too big"}]}),
+        (400, {"errors": [{"code": "bad_request", "message": "Request body exceeds 1 MB"}]}),
+        (400, {"errors": [{"code": "request_too_large", "message": "no"}]}),
+        (400, {"message": "Request size limit exceeded"}),
+    ],
+    ids=["413", "400-exceeds", "400-code", "400-no-envelope"],
+)
+def test_too_large_batch_is_halved_until_it_fits(
+    build: Callable[..., Rig], status: int, body: dict[str, Any]
+) -> None:
+    """A 413 (or a 400 about size) halves the batch, new keys per half, until each fits."""
+    rig = build(script=[too_large_answer(status, body)] * 100)
+    outcome, _ = rig.run(batch(10))
+    assert outcome == "sent"
+    accepted = [s for s in rig.server.seen if len(s.event_ids) <= 3]
+    landed = [i for s in accepted for i in s.event_ids]
+    assert sorted(landed, key=lambda i: int(i[1:])) == [f"e{i}" for i in range(10)]
+    assert [len(s.event_ids) for s in rig.server.seen] == [10, 5, 2, 3, 5, 2, 3]
+    assert len({s.key for s in rig.server.seen}) == len(rig.server.seen)
+    stats = rig.stats()
+    assert (stats.sent, stats.dead_lettered, stats.retried, stats.dropped_total) == (10, 0, 0, 0)
+    assert rig.reported == []
+
+
+def test_a_400_not_about_size_is_not_split(build: Callable[..., Rig]) -> None:
+    """A 400 that says nothing about size dead-letters the batch: splitting would not help."""
+    body = {"errors": [{"code": "invalid_json", "message": "request body is not JSON"}]}
+    rig = build(script=[(400, body, {})])
+    assert rig.run(batch(4))[0] == "refused"
+    assert len(rig.server.seen) == 1
+
+
+def test_one_event_too_large_alone_is_the_only_one_dead_lettered(
+    build: Callable[..., Rig],
+) -> None:
+    """An event that is refused as too large even alone is dead-lettered; the others land."""
+
+    def refuse_e2(request: httpx.Request) -> httpx.Response:
+        if "e2" in [e["properties"]["id"] for e in json.loads(request.read())["events"]]:
+            return httpx.Response(413, text="<html><title>413 Too Large</title></html>")
+        return answer(202)
+
+    rig = build(script=[refuse_e2] * 100)
+    assert rig.run(batch(4))[0] == "sent"
+    assert rig.reported_ids() == ["e2"]
+    ((error, _),) = rig.reported
+    assert error.status == 413
+    assert (rig.stats().sent, rig.stats().dead_lettered) == (3, 1)
+
+
+def test_split_pieces_that_must_wait_park_as_one_request(build: Callable[..., Rig]) -> None:
+    """When a piece must wait, it and the pieces after it park as one request of their events."""
+    big = {"errors": [{"code": "payload_too_large", "message": "too big"}]}
+    rig = build(script=[(413, big, {}), 202, retry_after(503, "600")])
+    outcome, rest = rig.run(batch(4))
+    assert outcome == "parked"
+    assert ids(rest.events) == ["e2", "e3"]
+    assert rest.key == idempotency_key(EVENTS_PATH, ["e2", "e3"])
+    assert (rig.stats().sent, rig.stats().dead_lettered, rig.stats().dropped_total) == (2, 0, 0)
+
+
+def test_split_pieces_left_after_a_wait_park_together(build: Callable[..., Rig]) -> None:
+    """A piece parked with pieces still after it: one request holds all their events."""
+    big = {"errors": [{"code": "payload_too_large", "message": "too big"}]}
+    rig = build(script=[(413, big, {}), retry_after(503, "600")])
+    outcome, rest = rig.run(batch(4))
+    assert outcome == "parked"
+    assert ids(rest.events) == ["e0", "e1", "e2", "e3"]
+    assert rig.stats().sent == 0
+    rig.clock.now += 600
+    assert rig.run(rest)[0] == "sent"
+
+
+# -- answers that are not the API's -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(200, html="<html><title>Hotel WiFi login</title></html>"),
+        httpx.Response(200, text="{not json", headers={"Content-Type": "application/json"}),
+        httpx.Response(202, json={"accepted": True}),
+        httpx.Response(202, json=[1]),
+        httpx.Response(204),
+    ],
+    ids=["html", "invalid-json", "no-data", "list", "empty"],
+)
+def test_a_2xx_that_is_not_the_api_envelope_is_retried(
+    build: Callable[..., Rig], response: httpx.Response
+) -> None:
+    """A 2xx whose body is not the API's JSON envelope is not a delivery: retried, same key."""
+    rig = build(script=[lambda request: response])
+    request = batch(2)
+    assert rig.run(request) == ("sent", request)
+    first, second = rig.server.seen
+    assert (first.key, first.body) == (second.key, second.body)
+    stats = rig.stats()
+    assert (stats.sent, stats.retried, stats.dead_lettered) == (2, 1, 0)
+
+
+def test_a_foreign_2xx_counts_as_a_failure_for_the_circuit(build: Callable[..., Rig]) -> None:
+    """Captive-portal pages only: after five the circuit opens, the events park, none lost."""
+    portal = httpx.Response(200, html="<html><title>Sign in to the network</title></html>")
+    rig = build(script=[lambda request: portal] * 10)
+    request = batch(2)
+    assert rig.run(request) == ("parked", request)
+    assert len(rig.server.seen) == FAILURE_THRESHOLD
+    assert state(rig.circuit) == "open"
+    error = rig.ledger.last_error
+    assert isinstance(error, NetworkError)
+    assert error.code == "not_the_api"
+    assert "HTTP 200" in str(error)
+    assert "Sign in to the network" in str(error)
+    assert rig.stats().dropped_total == rig.stats().dead_lettered == 0
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_holds_and_parks_never_followed(
+    build: Callable[..., Rig], status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 3xx holds every request like a refused key, logs one error naming the URL setting."""
+    location = {"Location": "https://elsewhere.example/api/v1/events/batch"}
+    rig = build(script=[(status, {}, location)])
+    request = batch(2)
+    with caplog.at_level(logging.WARNING, logger="vf_otel"):
+        assert rig.run(request) == ("parked", request)
+        assert rig.run(batch(1, start=2))[0] == "parked"
+    assert len(rig.server.seen) == 1  # not followed, and nothing else sent while held
+    assert rig.circuit.seconds_until_ready() == WRONG_URL_PAUSE
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "VIBEFOLLOW_BASE_URL" in errors[0].getMessage()
+    assert "elsewhere.example" in errors[0].getMessage()
+    stats = rig.stats()
+    assert (stats.dead_lettered, stats.dropped_total, stats.sent) == (0, 0, 0)
+    assert rig.reported == []
+    rig.clock.now += WRONG_URL_PAUSE
+    assert rig.run(request) == ("sent", request)
+
+
+def test_without_a_base_url_nothing_is_sent(build: Callable[..., Rig]) -> None:
+    """Settings with no base URL (an invalid VIBEFOLLOW_BASE_URL) park without any request."""
+    rig = build()
+    rig.attempts._settings = resolve_settings(
+        environ={"VIBEFOLLOW_BASE_URL": "ftp://nowhere.example"}, api_key=API_KEY
+    )
+    request = batch(2)
+    assert rig.run(request) == ("parked", request)
+    assert rig.server.seen == []
+    assert not rig.circuit.ready()
 
 
 def test_refused_user_upsert_counts_users_failed(build: Callable[..., Rig]) -> None:
@@ -733,6 +1004,56 @@ def test_api_key_never_logged_or_in_errors(
     for error in errors:
         assert API_KEY not in str(error)
         assert API_KEY not in repr(error)
+
+
+def echo(status: int, shape: str) -> Callable[[httpx.Request], httpx.Response]:
+    """A server that echoes the request's Authorization header back in its answer."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        header = request.headers["Authorization"]
+        if shape == "envelope":
+            entry = {"code": header, "message": f"you sent {header}", "field": header}
+            return httpx.Response(status, json={"errors": [entry]})
+        if shape == "location":
+            return httpx.Response(status, headers={"Location": f"https://x.example/?h={header}"})
+        if shape == "boundary":  # the key straddles where the message is cut
+            return httpx.Response(status, text="x" * 180 + header)
+        return httpx.Response(status, text=f"<html><pre>{request.headers}</pre></html>")
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("status", "shape"),
+    [
+        (400, "envelope"),
+        (401, "envelope"),
+        (422, "envelope"),
+        (404, "text"),
+        (502, "text"),
+        (200, "text"),
+        (200, "boundary"),
+        (400, "boundary"),
+        (302, "location"),
+    ],
+)
+def test_a_server_echoing_the_key_never_puts_it_in_errors_or_logs(
+    build: Callable[..., Rig], status: int, shape: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever a server echoes back, the key is scrubbed from on_error errors and warnings."""
+    rig = build(script=[echo(status, shape)], max_retries=0)
+    with caplog.at_level(logging.DEBUG):
+        rig.run(batch(1))
+    errors = [error for error, _ in rig.reported]
+    if rig.ledger.last_error is not None:
+        errors.append(rig.ledger.last_error)
+    assert errors
+    for error in errors:
+        for text in (str(error), repr(error), str(getattr(error, "field", ""))):
+            assert API_KEY not in text
+            assert API_KEY[:12] not in text  # not even the start of it, cut off
+    assert API_KEY not in caplog.text
+    assert API_KEY[:12] not in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -197,16 +197,32 @@ def test_doctor_rejects_a_bad_base_url_argument(
     assert words in capsys.readouterr().out
 
 
-def test_doctor_flags_an_environment_value_the_library_would_ignore(
+def test_doctor_explains_an_invalid_base_url_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An invalid VIBEFOLLOW_BASE_URL (silently replaced by the default) is exit 4."""
+    """An invalid VIBEFOLLOW_BASE_URL is exit 4: the library sends nothing, to no host."""
     monkeypatch.setenv("VIBEFOLLOW_API_KEY", LIVE_KEY)
     monkeypatch.setenv("VIBEFOLLOW_BASE_URL", "http://api.example.com")
     assert main(["doctor"]) == ExitCode.BAD_CONFIG
     out = capsys.readouterr().out
     assert "VIBEFOLLOW_BASE_URL is invalid (plain http://" in out
-    assert "default (VIBEFOLLOW_BASE_URL ignored" in out
+    assert "sends nothing, to no host" in out
+    assert "never falls back to the default URL" in out
+    assert "(invalid: nothing is sent)" in out
+    assert "env VIBEFOLLOW_BASE_URL" in out
+    assert "[2/4]" not in out  # nothing was sent, not even the test event
+
+
+def test_doctor_flags_an_environment_value_the_library_would_ignore(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An invalid VIBEFOLLOW_TIMEOUT (replaced by the default) is exit 4."""
+    monkeypatch.setenv("VIBEFOLLOW_API_KEY", LIVE_KEY)
+    monkeypatch.setenv("VIBEFOLLOW_TIMEOUT", "soon")
+    assert main(["doctor"]) == ExitCode.BAD_CONFIG
+    out = capsys.readouterr().out
+    assert "VIBEFOLLOW_TIMEOUT is invalid (expected a number)" in out
+    assert "default (VIBEFOLLOW_TIMEOUT ignored" in out
 
 
 def test_doctor_rejects_a_non_positive_timeout(capsys: pytest.CaptureFixture[str]) -> None:

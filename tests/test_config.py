@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from vf_otel._config import DEFAULTS, ENV_VARS, Settings, resolve_settings
+from vf_otel._config import DEFAULTS, ENV_VARS, NO_BASE_URL, Settings, resolve_settings
 
 SECRET = "sk_live_0123456789abcdefSECRETSECRETSECRET"
 
@@ -200,9 +200,6 @@ BAD_ENV: list[tuple[str, str]] = [
     ("api_key", SECRET + "é"),
     ("api_key", SECRET + "\x1b"),
     ("api_key", SECRET + "\u200b"),
-    ("base_url", SECRET),
-    ("base_url", "http://" + SECRET + ".example.com"),
-    ("base_url", "https://" + SECRET + ":pw@example.com"),
     ("batch_size", SECRET),
     ("batch_size", "0"),
     ("batch_size", "1.5"),
@@ -367,13 +364,46 @@ def test_http_to_other_host_with_opt_in(environ: dict[str, str]) -> None:
     assert settings.api_url == "http://vf.internal/api/v1"
 
 
-def test_insecure_env_base_url_falls_back_to_default(caplog: pytest.LogCaptureFixture) -> None:
-    """An http:// non-loopback base URL from the env is refused with a warning."""
-    with caplog.at_level(logging.WARNING, logger="vf_otel.config"):
-        settings = resolve_settings(environ={"VIBEFOLLOW_BASE_URL": "http://vf.internal"})
-    assert settings.base_url == DEFAULTS["base_url"]
-    assert "VIBEFOLLOW_BASE_URL" in caplog.text
+BAD_ENV_BASE_URLS = [
+    SECRET,
+    "http://vf.internal",
+    "http://" + SECRET + ".example.com",
+    "https://" + SECRET + ":pw@example.com",
+    "https://api.vibefollow.com?key=" + SECRET,
+    "ftp://api.vibefollow.com",
+]
+
+
+@pytest.mark.parametrize("raw", BAD_ENV_BASE_URLS)
+def test_bad_env_base_url_stops_sending_never_falls_back(
+    raw: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bad VIBEFOLLOW_BASE_URL: no base URL at all (not the default), one error, no value."""
+    with caplog.at_level(logging.DEBUG, logger="vf_otel"):
+        settings = resolve_settings(environ={"VIBEFOLLOW_BASE_URL": raw})
+    assert settings.base_url == NO_BASE_URL
+    assert not settings.has_base_url
+    assert settings.base_url != DEFAULTS["base_url"]
+    (record,) = caplog.records
+    assert record.levelno == logging.ERROR
+    assert "VIBEFOLLOW_BASE_URL is invalid" in record.getMessage()
+    assert "sends nothing" in record.getMessage()
+    assert SECRET not in caplog.text
     assert "vf.internal" not in caplog.text
+
+
+def test_bad_base_url_argument_still_raises_even_with_a_good_env() -> None:
+    """A bad base_url argument raises ValueError; the environment does not rescue it."""
+    environ = {"VIBEFOLLOW_BASE_URL": "https://api.vibefollow.com"}
+    with pytest.raises(ValueError, match="only to loopback"):
+        resolve_settings(environ=environ, base_url="http://vf.internal")
+
+
+def test_good_settings_have_a_base_url() -> None:
+    """Valid settings, from an argument, the env or the default, can send."""
+    assert resolve_settings(environ={}).has_base_url
+    assert resolve_settings(environ={"VIBEFOLLOW_BASE_URL": "https://x.example"}).has_base_url
+    assert resolve_settings(environ={}, base_url="http://127.0.0.1:8080").has_base_url
 
 
 def test_settings_repr_hides_key() -> None:

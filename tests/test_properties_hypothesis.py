@@ -18,7 +18,7 @@ import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, assume, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult  # noqa: E402
@@ -27,6 +27,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E4
 )
 
 import vf_otel  # noqa: E402
+from vf_otel._delivery.wire import encode_event  # noqa: E402
+from vf_otel._event.coerce import coerce_value, plain_copy  # noqa: E402
+from vf_otel._event.model import Event, wire_time  # noqa: E402
+from vf_otel._event.redact import DEFAULT_REDACTOR  # noqa: E402
+from vf_otel._event.validate import CANONICAL_EVENTS, build_pending, make_event  # noqa: E402
 from vf_otel.testing import RecordedRequest, VibefollowServer  # noqa: E402
 
 BOUNDED = settings(
@@ -263,3 +268,121 @@ def test_strategies_reach_the_nasty_cases() -> None:
 
     probe()
     assert seen >= {"nan", "b'", "{...}", "Decimal", "UUID", "Unprintable"}, seen
+
+
+# -- the worker's shortcuts -----------------------------------------------------------------
+
+# Values the shortcuts take as they are, and their edges: NaN, big ints, long or odd text.
+plain_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**2100), max_value=2**2100),
+    st.floats(allow_nan=True, allow_infinity=True),
+    odd_text,
+    st.integers(min_value=16_380, max_value=16_390).map(lambda n: "z" * n),
+)
+plain_keys = odd_text | st.sampled_from(["password", "feature", "apiKey", "k" * 16_390])
+plain_mappings = st.dictionaries(plain_keys, plain_values, max_size=5)
+# Mostly what the shortcut takes (so it is exercised), often what it must refuse.
+names = st.sampled_from(["signup", "feature_used", "trial_expiring"]) | st.sampled_from(
+    [*CANONICAL_EVENTS, " ", "ünïcode", "\ud800"]
+)
+users = st.sampled_from(["usr_1", "42"]) | st.sampled_from(["usr é", "\ud800", " "]) | tag_values
+WIRE_JSON = {"allow_nan": False, "ensure_ascii": False, "separators": (",", ":")}
+
+
+def _outcome(call: Any) -> Any:
+    """What ``call()`` returns, or the type and text of what it raises."""
+    try:
+        return call()
+    except Exception as exc:  # noqa: BLE001 - compared, not handled
+        return (type(exc), str(exc))
+
+
+@BOUNDED
+@given(value=plain_mappings)
+@example(value={"nan": math.nan, "ok": 1})
+@example(value={"inf": -math.inf})
+@example(value={"big": 2**2000})
+@example(value={"big": -(2**2000)})
+@example(value={"long": "z" * 16_385})
+@example(value={"k" * 16_385: 1})
+@example(value={"lone": "\ud800"})
+@example(value={"\udfff": 1})
+@example(value={1: "int key"})
+def test_plain_copy_takes_only_what_coercion_leaves_alone(value: dict[Any, Any]) -> None:
+    """Where the shortcut copies a dict as it is, coercion would have changed nothing in it."""
+    plain = plain_copy(value)
+    if plain is not None:
+        assert plain == coerce_value(value)
+        assert plain is not value
+
+
+def test_plain_copy_takes_the_common_values() -> None:
+    """Short text (any encodable), ints, finite floats, bools and None take the shortcut."""
+    common = {"plan": "trial", "seats": 3, "ok": True, "x": None, "f": 1.5, "é": "ü" * 16_384}
+    assert plain_copy({**common, "big": 2**2000 - 1, "small": -(2**2000) + 1}) == {
+        **common,
+        "big": 2**2000 - 1,
+        "small": -(2**2000) + 1,
+    }
+
+
+@BOUNDED
+@given(
+    name=names | tag_values,
+    user=users,
+    properties=plain_mappings | st.none() | mappings,
+    created=st.floats(min_value=0, max_value=4e9),
+)
+def test_build_pending_builds_what_make_event_builds(
+    name: Any, user: Any, properties: Any, created: float
+) -> None:
+    """The worker's shortcut for plain tags gives the very Event (or Rejection) of the checks."""
+    fast = build_pending((name, user, properties, None, created, DEFAULT_REDACTOR), "e1")
+    general = make_event(
+        name=name,
+        user_id=user,
+        properties=properties,
+        traits=None,
+        occurred_at=dt.datetime.fromtimestamp(created, dt.UTC),
+        event_id="e1",
+    )
+    assert fast == general
+
+
+@BOUNDED
+@given(
+    name=names | tag_values,
+    user=users,
+    properties=plain_mappings | mappings,
+    when=st.datetimes(timezones=st.none() | st.just(dt.UTC) | st.timezones()),
+    coerced=st.booleans(),
+)
+def test_encode_event_writes_the_bytes_of_json_dumps(
+    name: Any, user: Any, properties: Any, when: dt.datetime, coerced: bool
+) -> None:
+    """encode_event's bytes (or error) are json.dumps(to_wire()) exactly, for any Event."""
+    if coerced:
+        built = make_event(
+            name=name, user_id=user, properties=properties, traits=None, occurred_at=when,
+            event_id="e1",
+        )  # fmt: skip
+        assume(isinstance(built, Event))
+        event = built
+    else:  # made by hand: raw values, cycles, NaN, any types
+        event = Event(name, user, properties, when, "e1")
+    expected = _outcome(lambda: json.dumps(event.to_wire(), **WIRE_JSON).encode())
+    assert _outcome(lambda: encode_event(event)) == expected
+
+
+@BOUNDED
+@given(when=st.datetimes(timezones=st.none() | st.just(dt.UTC) | st.timezones()))
+def test_wire_time_is_isoformat_to_the_millisecond(when: dt.datetime) -> None:
+    """wire_time writes what isoformat(timespec="milliseconds") does, in UTC, with Z."""
+
+    def isoformat() -> str:
+        utc = when.astimezone(dt.UTC).replace(tzinfo=None)
+        return utc.isoformat(timespec="milliseconds") + "Z"
+
+    assert _outcome(lambda: wire_time(when)) == _outcome(isoformat)

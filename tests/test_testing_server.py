@@ -200,12 +200,21 @@ def test_missing_idempotency_key_is_400(server: VibefollowServer, client: httpx.
 
 @pytest.mark.parametrize(
     "key",
-    ["not-a-uuid", uuid.uuid4().hex, "{" + str(uuid.uuid4()) + "}", str(uuid.uuid4())[:-1]],
+    [
+        "not-a-uuid",
+        uuid.uuid4().hex,
+        "{" + str(uuid.uuid4()) + "}",
+        str(uuid.uuid4())[:-1],
+        str(uuid.uuid1()),
+        str(uuid.uuid5(uuid.NAMESPACE_URL, "x")),
+        str(uuid.UUID(int=uuid.uuid4().int & ~(0xC << 60))),  # a v4 without the RFC variant
+    ],
+    ids=["text", "hex", "braces", "short", "v1", "v5", "variant"],
 )
 def test_invalid_idempotency_key_is_400(
     server: VibefollowServer, client: httpx.Client, key: str
 ) -> None:
-    """A key not in canonical UUID form gets 400 invalid_idempotency_key."""
+    """A key that is not a canonical version-4 UUID gets 400 invalid_idempotency_key."""
     response = client.post("/events", json=event(), headers=auth(server, key))
     assert response.status_code == 400
     assert error_of(response)["code"] == "invalid_idempotency_key"
@@ -400,10 +409,10 @@ def test_bad_batch_envelope_is_422_on_events(body: Any, field: str) -> None:
 def test_bad_event_rejects_whole_batch_with_indexed_field(
     server: VibefollowServer, client: httpx.Client, bad: Any, field: str
 ) -> None:
-    """One invalid event fails the batch with 422 naming events[i].<field>; nothing recorded."""
+    """Invalid events fail the batch with 422, one error per event naming events[i].<field>."""
     response = post_batch(client, server, [event(), bad, {"also": "bad"}])
     assert response.status_code == 422
-    assert error_of(response)["field"] == field
+    assert [e["field"] for e in response.json()["errors"]] == [field, "events[2].also"]
     assert server.events == []
 
 
@@ -493,6 +502,114 @@ def test_reject_event_simulates_a_poison_event(
     assert server.rejected == 2
 
 
+def test_reject_event_reports_every_matching_event(
+    server: VibefollowServer, client: httpx.Client
+) -> None:
+    """A batch with several events a rule refuses gets one error per event, in order."""
+    server.reject_event(lambda e: e["name"] == "poison")
+    batch = [event(name="poison"), event(), event(name="poison")]
+    response = post_batch(client, server, batch)
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["events[0].name", "events[2].name"]
+    assert server.events == []
+
+
+def test_reject_event_without_a_field_names_no_event(
+    server: VibefollowServer, client: httpx.Client
+) -> None:
+    """With name_field=False the 422's errors carry no field: the event cannot be told."""
+    server.reject_event(lambda e: e["name"] == "poison", name_field=False)
+    response = post_batch(client, server, [event(), event(name="poison")])
+    assert response.status_code == 422
+    assert response.json() == {
+        "errors": [{"code": "validation_failed", "message": "event rejected by server rule"}]
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "properties", "field"),
+    [
+        ("feature_used", {}, "properties.feature"),
+        ("feature_used", {"feature": None}, "properties.feature"),
+        ("onboarding_step", {"completed": True}, "properties.step"),
+        ("subscription_changed", {"from": "pro"}, "properties.to"),
+        ("trial_expiring", {}, "properties.daysLeft"),
+        ("user_invited", {"invitedemail": "a@b.c"}, "properties.invitedEmail"),
+    ],
+)
+def test_canonical_events_need_their_required_properties(
+    server: VibefollowServer,
+    client: httpx.Client,
+    name: str,
+    properties: dict[str, Any],
+    field: str,
+) -> None:
+    """A canonical lifecycle event without a required property is a 422 naming it."""
+    response = post_batch(client, server, [event(name=name, properties=properties)])
+    assert response.status_code == 422
+    assert error_of(response) == {
+        "code": "validation_failed",
+        "message": "required",
+        "field": f"events[0].{field}",
+    }
+    single = client.post("/events", json=event(name=name), headers=auth(server))
+    assert error_of(single)["field"] == field
+    assert server.events == []
+
+
+def test_canonical_events_with_their_properties_are_accepted(
+    server: VibefollowServer, client: httpx.Client
+) -> None:
+    """Canonical events carrying what they require, and those requiring nothing, pass."""
+    batch = [
+        event(name="feature_used", properties={"feature": "export"}),
+        event(name="trial_expiring", properties={"daysLeft": 3}),
+        event(name="payment_failed"),
+        event(name="user_signed_up", properties={}),
+    ]
+    assert post_batch(client, server, batch).status_code == 202
+    assert len(server.events) == 4
+
+
+def test_event_over_the_size_limit_is_a_422_naming_it() -> None:
+    """An event whose JSON is over max_event_bytes fails the batch with 422 on events[i]."""
+    with (
+        VibefollowServer(max_event_bytes=300) as server,
+        httpx.Client(base_url=server.base_url + "/api/v1") as client,
+    ):
+        big = event(properties={"text": "x" * 300})
+        response = post_batch(client, server, [event(), big])
+        assert response.status_code == 422
+        entry = error_of(response)
+        assert (entry["code"], entry["field"]) == ("event_too_large", "events[1]")
+        assert "over 300" in entry["message"]
+        assert post_batch(client, server, [event()]).status_code == 202
+
+
+def test_default_event_size_limit_is_64_kib(server: VibefollowServer, client: httpx.Client) -> None:
+    """By default an event over 64 KiB of JSON is refused, one under it accepted."""
+    small = event(properties={"text": "x" * (60 * 1024)})
+    large = event(properties={"text": "x" * (65 * 1024)})
+    assert post_batch(client, server, [small]).status_code == 202
+    response = post_batch(client, server, [large])
+    assert response.status_code == 422
+    assert error_of(response)["code"] == "event_too_large"
+
+
+def test_body_over_max_body_bytes_is_a_413() -> None:
+    """A request larger than max_body_bytes gets 413 payload_too_large, like a proxy's limit."""
+    with (
+        VibefollowServer(max_body_bytes=500) as server,
+        httpx.Client(base_url=server.base_url + "/api/v1") as client,
+    ):
+        response = post_batch(client, server, [event(properties={"t": "x" * 100})] * 5)
+        assert response.status_code == 413
+        assert error_of(response)["code"] == "payload_too_large"
+        assert server.events == []
+        assert server.rejected == 1
+        assert post_batch(client, server, [event()]).status_code == 202
+
+
 def test_internal_error_answers_500_and_server_survives(
     server: VibefollowServer, client: httpx.Client
 ) -> None:
@@ -545,6 +662,99 @@ def test_fail_next_codes(
     assert response.status_code == status
     assert error_of(response)["code"] == expected
     assert response.headers["retry-after"] == "Wed, 21 Oct 2026 07:28:00 GMT"
+
+
+def test_a_429_carries_retry_after_by_default(
+    server: VibefollowServer, client: httpx.Client
+) -> None:
+    """fail_next(429) sends Retry-After: 1, as the API always does; respond_next need not."""
+    server.fail_next(429)
+    server.respond_next(429, '{"errors":[{"code":"rate_limited","message":"slow"}]}')
+    first, second = (post_batch(client, server, [event()]) for _ in range(2))
+    assert (first.status_code, first.headers["retry-after"]) == (429, "1")
+    assert second.status_code == 429
+    assert "retry-after" not in second.headers
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type"),
+    [
+        (200, "<html><title>Hotel WiFi</title></html>", "text/html"),
+        (202, '{"data": ', "application/json"),
+        (204, "", None),
+        (413, "<html><h1>413 Request Entity Too Large</h1></html>", "text/html"),
+        (520, "", "text/plain"),
+        (400, b"\xff\x00 binary", "application/octet-stream"),
+    ],
+    ids=["captive-portal", "invalid-json", "no-content", "proxy-413", "cdn-520", "binary"],
+)
+def test_respond_next_answers_with_exactly_that(
+    server: VibefollowServer,
+    client: httpx.Client,
+    status: int,
+    body: str | bytes,
+    content_type: str | None,
+) -> None:
+    """respond_next sends any status with exactly the body and content type given, unprocessed."""
+    server.respond_next(status, body, content_type=content_type, headers={"X-Proxy": "edge-1"})
+    response = post_batch(client, server, [event()])
+    assert response.status_code == status
+    assert response.content == (body.encode() if isinstance(body, str) else body)
+    assert response.headers.get("content-type") == content_type
+    assert response.headers["x-proxy"] == "edge-1"
+    assert server.events == []
+    assert [(r.status, r.fault) for r in server.requests] == [(status, "respond")]
+    assert server.rejected == 0
+
+
+def test_respond_next_with_process_replaces_the_answer_of_a_processed_request(
+    server: VibefollowServer, client: httpx.Client
+) -> None:
+    """process=True: the events are recorded and the retry is replayed, not recorded twice."""
+    server.respond_next(200, "<html>proxy says hi</html>", content_type="text/html", process=True)
+    key = str(uuid.uuid4())
+    first = post_batch(client, server, [event()], key)
+    assert (first.status_code, first.text) == (200, "<html>proxy says hi</html>")
+    assert server.events == [event()]
+    retry = post_batch(client, server, [event()], key)
+    assert (retry.status_code, retry.json()) == (202, ACCEPTED)
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert server.events == [event()]
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_redirect_next_sends_a_3xx_with_location(
+    server: VibefollowServer, client: httpx.Client, status: int
+) -> None:
+    """redirect_next answers a 3xx with Location and an HTML body; nothing is processed."""
+    server.redirect_next("https://elsewhere.example/api/v1/events/batch", status=status)
+    response = post_batch(client, server, [event()])
+    assert response.status_code == status
+    assert response.headers["location"] == "https://elsewhere.example/api/v1/events/batch"
+    assert response.headers["content-type"] == "text/html"
+    assert server.events == []
+    assert [(r.status, r.fault) for r in server.requests] == [(status, "redirect")]
+
+
+def test_respond_and_redirect_arguments_are_checked(server: VibefollowServer) -> None:
+    """Statuses out of range, a body on a 204 and multi-line headers are refused up front."""
+    with pytest.raises(ValueError, match="status"):
+        server.respond_next(101)
+    with pytest.raises(ValueError, match="status"):
+        server.respond_next(600)
+    with pytest.raises(ValueError, match="body"):
+        server.respond_next(204, "x")
+    with pytest.raises(ValueError, match="header line"):
+        server.respond_next(200, headers={"X-A": "1\r\nX-Evil: 1"})
+    with pytest.raises(ValueError, match="header line"):
+        server.respond_next(200, content_type="text/html\nX-Evil: 1")
+    with pytest.raises(ValueError, match="redirect"):
+        server.redirect_next("https://x.example", status=200)
+    with pytest.raises(ValueError, match="header line"):
+        server.redirect_next("https://x.example/\r\nX-Evil: 1")
+    with pytest.raises(ValueError, match="unknown route"):
+        server.respond_next(200, path="/nope")
+    assert server.pending_faults == 0
 
 
 def test_faults_apply_fifo_to_matching_paths(
@@ -730,7 +940,9 @@ def test_host_must_be_loopback(host: str) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [({"reuse_status": 400}, "reuse_status"), ({"max_batch_size": 0}, "max_batch_size"),
-     ({"port": 70000}, "port"), ({"api_key": ""}, "api_key")],
+     ({"port": 70000}, "port"), ({"api_key": ""}, "api_key"),
+     ({"max_body_bytes": 0}, "max_body_bytes"), ({"max_body_bytes": 1 << 30}, "max_body_bytes"),
+     ({"max_event_bytes": 0}, "max_event_bytes")],
 )  # fmt: skip
 def test_constructor_arguments_are_checked(kwargs: dict[str, Any], match: str) -> None:
     """Nonsense configuration fails at construction."""

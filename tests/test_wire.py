@@ -85,6 +85,12 @@ def test_key_derived_from_event_ids() -> None:
     assert second.key == idempotency_key(EVENTS_PATH, ["e2", "e3"])
 
 
+def test_keys_stay_the_same_across_versions() -> None:
+    """A key is a fixed function of its ids: a request spooled by an older version is deduped."""
+    assert idempotency_key(EVENTS_PATH, ["e0", "e1"]) == "1c753be7-4dc4-4a69-ab53-13ef0e33f6ff"
+    assert idempotency_key(USERS_PATH, ["e0"]) == "555eda74-c010-4788-94e6-fd184ef70bf2"
+
+
 def test_rebuilding_gives_identical_requests() -> None:
     """The same events give byte-identical bodies and the same keys every time."""
     events = [make(i, properties={"tags": ["b", "a"], "n": i}) for i in range(7)]

@@ -23,6 +23,7 @@ from ._sources.configure import Configuration, configure
 from ._sources.context import current_user, user
 from ._sources.handler import VibefollowHandler
 from ._sources.logs import VibefollowLogExporter
+from ._sources.sigterm import flush_on_sigterm
 from ._sources.spans import VibefollowSpanExporter, VibefollowUserSpanProcessor
 from ._sources.track import track
 from ._version import __version__
@@ -46,6 +47,7 @@ __all__ = [
     "__version__",
     "configure",
     "current_user",
+    "flush_on_sigterm",
     "track",
     "user",
 ]

@@ -9,7 +9,9 @@ tests/test_options.py keeps it in step with this table.
 
 A bad argument raises ``ValueError`` when the handler or exporter is built; a
 bad environment value logs a warning and falls back to the default, because
-the environment is often not the caller's to fix.
+the environment is often not the caller's to fix. Except ``VIBEFOLLOW_BASE_URL``:
+falling back would send a staging key and staging data to production, so a bad
+one logs one error and leaves no base URL (``NO_BASE_URL``): nothing is sent.
 """
 
 from __future__ import annotations
@@ -23,11 +25,20 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-__all__ = ["DEFAULTS", "ENV_VARS", "Settings", "resolve_settings"]
+__all__ = [
+    "DEFAULTS",
+    "ENV_VARS",
+    "NO_BASE_URL",
+    "Settings",
+    "base_url_problem",
+    "resolve_settings",
+]
 
 _logger = logging.getLogger("vf_otel.config")
 
 DEFAULT_BASE_URL: Final = "https://api.vibefollow.com"
+#: ``Settings.base_url`` when VIBEFOLLOW_BASE_URL is invalid: send nothing, to no host.
+NO_BASE_URL: Final = ""
 API_PREFIX: Final = "/api/v1"
 #: The server refuses larger /events/batch requests (vibefollow-api.md §2.4).
 MAX_BATCH_SIZE: Final = 500
@@ -133,6 +144,11 @@ class Settings:
         """The base URL with ``/api/v1`` appended."""
         return self.base_url + API_PREFIX
 
+    @property
+    def has_base_url(self) -> bool:
+        """False when VIBEFOLLOW_BASE_URL was invalid: then nothing may be sent anywhere."""
+        return self.base_url != NO_BASE_URL
+
 
 # Derived from the table above, in its order (the CLI lists options in this order).
 DEFAULTS: Final[Mapping[str, Any]] = {f.name: f.default for f in fields(Settings)}
@@ -162,13 +178,29 @@ def resolve_settings(environ: Mapping[str, str] | None = None, **explicit: Any) 
 
 def _checked_base_url(values: Mapping[str, Any], *, from_env: bool) -> str:
     allow = bool(values["allow_insecure_http"])
-    try:
+    if not from_env or values["base_url"] == DEFAULT_BASE_URL:
+        return _base_url(values["base_url"], allow_insecure=allow)  # raises ValueError
+    problem = base_url_problem(values["base_url"], allow_insecure=allow)
+    if problem is None:
         return _base_url(values["base_url"], allow_insecure=allow)
+    # Never another host (the default is production): stop sending instead.
+    _logger.error(
+        "%s is invalid (%s): vf-otel sends nothing until it is fixed; events are "
+        "dropped and counted as %s",
+        ENV_VARS["base_url"],
+        problem,
+        "invalid_base_url",
+    )
+    return NO_BASE_URL
+
+
+def base_url_problem(value: str, *, allow_insecure: bool) -> str | None:
+    """Why ``value`` cannot be the base URL (never quoting it), or None if it can."""
+    try:
+        _base_url(value, allow_insecure=allow_insecure)
     except ValueError as exc:
-        if not from_env or values["base_url"] == DEFAULT_BASE_URL:
-            raise
-        _logger.warning("ignoring %s (%s); using the default", ENV_VARS["base_url"], exc)
-        return _base_url(DEFAULT_BASE_URL, allow_insecure=allow)
+        return str(exc)
+    return None
 
 
 def _from_env(name: str, raw: str, default: Any) -> Any:

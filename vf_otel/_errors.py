@@ -6,11 +6,12 @@ logger. They mirror the official SDK's classes so code that knows one knows both
 
     VibefollowError            status, code, message
     ├── AuthError              401 / 403: the key is missing, wrong or revoked
-    ├── ValidationError        422 / 409 (and client-side checks): .field
+    ├── ValidationError        422 / 409 (and client-side checks): .field, .fields
     ├── RateLimitError         429: .retry_after (seconds, or None)
     ├── ServerError            5xx, after the retry budget is spent
-    ├── NetworkError           status 0: DNS, refused, reset, timeout
-    └── UndeliveredError       status 0: the deadline or shutdown came first
+    ├── NetworkError           status 0: DNS, refused, reset, timeout; a 2xx not the API's
+    └── UndeliveredError       status 0: the deadline or shutdown came first (__cause__:
+                               the last error the API gave), or no valid base URL
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ class AuthError(VibefollowError):
 
 
 class ValidationError(VibefollowError):
-    """The event was invalid; ``field`` names the offending field when known."""
+    """The event was invalid; ``field`` names the offending field when known.
+
+    ``fields`` holds every field the server named (a batch's answer may name several
+    events); ``field`` is the first of them.
+    """
 
     def __init__(
         self,
@@ -53,9 +58,11 @@ class ValidationError(VibefollowError):
         status: int = 422,
         code: str | None = None,
         field: str | None = None,
+        fields: tuple[str, ...] = (),
     ) -> None:
         super().__init__(message, status=status, code=code)
-        self.field = field
+        self.fields = fields or ((field,) if field is not None else ())
+        self.field = field if field is not None else next(iter(self.fields), None)
 
 
 class RateLimitError(VibefollowError):
@@ -89,7 +96,8 @@ class ServerError(VibefollowError):
 
 
 class NetworkError(VibefollowError):
-    """No HTTP answer: connection refused or reset, DNS failure, TLS error or timeout."""
+    """No answer from the API: connection refused or reset, DNS failure, TLS error, timeout,
+    or a 2xx that is not the API's answer (code ``not_the_api``: a captive portal, a proxy)."""
 
 
 class UndeliveredError(VibefollowError):

@@ -112,13 +112,21 @@ def log_exporter() -> vf_otel.VibefollowLogExporter:
 def configure() -> None:
     """docs/configure-and-track.md: everything in one call."""
     configured: vf_otel.Configuration = vf_otel.configure(
-        spans=False, logger=logging.getLogger("myapp"), flush_interval=1.0
+        spans=False, logger=logging.getLogger("myapp"), handle_sigterm=True, flush_interval=1.0
     )
+    same: vf_otel.Configuration = vf_otel.configure(handle_sigterm=False)
+    print(same is configured)
     handler: vf_otel.VibefollowHandler | None = configured.handler
     exporter: vf_otel.VibefollowSpanExporter | None = configured.span_exporter
     delivered: bool = configured.flush(timeout=5)
     print(handler, exporter, delivered)
     configured.shutdown()
+
+
+def sigterm_for_a_handler_from_dictconfig() -> None:
+    """docs/production.md#at-sigterm: the one-liner for a handler installed without configure()."""
+    installed: bool = vf_otel.flush_on_sigterm()
+    print(installed)
 
 
 class Account:

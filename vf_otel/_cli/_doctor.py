@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -12,7 +13,7 @@ from typing import Any, Final, TextIO
 
 import httpx
 
-from .._config import DEFAULTS, ENV_VARS, Settings
+from .._config import DEFAULTS, ENV_VARS, NO_BASE_URL, Settings, base_url_problem
 from .._delivery.client import USER_AGENT
 from .._delivery.wire import Request, encode_event, events_request
 from .._event.model import Event, new_event_id
@@ -87,6 +88,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _config_problem(sourced: SourcedSettings) -> Failure | None:
+    settings = sourced.settings
+    if not settings.has_base_url:
+        variable = ENV_VARS["base_url"]
+        value = os.environ.get(variable, "")
+        reason = base_url_problem(value, allow_insecure=settings.allow_insecure_http)
+        message = (
+            f"{variable} is invalid ({reason}): the library sends nothing, to no host "
+            "(events are dropped and counted as invalid_base_url); it never falls back "
+            "to the default URL"
+        )
+        hint = f"Fix {variable} (e.g. https://api.vibefollow.com) or unset it for the default."
+        return Failure(ExitCode.BAD_CONFIG, message, hint)
     if sourced.ignored:
         name, reason = next(iter(sourced.ignored.items()))
         variable = ENV_VARS[name]
@@ -203,6 +216,8 @@ class _Report:
 
 
 def _shown(name: str, value: object) -> str:
+    if name == "base_url" and value == NO_BASE_URL:
+        return "(invalid: nothing is sent)"
     if name == "api_key":
         return redact_key(value if isinstance(value, str) else None)
     if isinstance(value, tuple):

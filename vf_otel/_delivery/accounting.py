@@ -52,6 +52,7 @@ DropReason = Literal[
     # refused while preparing a request
     "unserializable",
     "event_too_large",
+    "invalid_base_url",
     # lost while waiting for a later attempt
     "backlog_full",
     "spool_evicted",
@@ -244,6 +245,19 @@ class Ledger:
             self._on_error(error, events)
         except Exception:  # noqa: BLE001 - a user callback must not stop delivery
             self._log.log(logging.ERROR, "on_error", "on_error callback raised", exc_info=True)
+
+    def undelivered(self, message: str) -> UndeliveredError:
+        """An error for events given up on, carrying the last error the API gave as its cause.
+
+        Without it, events held back by a refused key (or a redirect) would be reported
+        at shutdown with no word about why they could not go.
+        """
+        last = self.last_error
+        if last is None:
+            return UndeliveredError(message)
+        error = UndeliveredError(f"{message}; the last error was: {last}")
+        error.__cause__ = last
+        return error
 
     def warn(self, reason: str, message: str, *args: object) -> None:
         """A rate-limited warning on the ``vf_otel`` logger."""

@@ -2,10 +2,15 @@
 
 One loop with a deadline, as the OTLP exporter has, returning an outcome rather
 than raising: ``sent``, ``refused`` (dead-lettered, counted and reported), or
-``parked`` (the circuit is open, the key was refused, the retry budget or the
-deadline ran out, or delivery is stopping). A parked request keeps its key and
-body; the caller puts it where parked requests wait. A 422 that names one event
-dead-letters that event alone and goes on with the rest as a new request.
+``parked`` (the circuit is open, the key was refused, the URL redirects, the
+retry budget or the deadline ran out, or delivery is stopping). A parked request
+keeps its key and body; the caller puts it where parked requests wait.
+
+Nothing good is thrown away for a bad neighbour. A batch the API (or a proxy)
+finds too large (413, or a 400 about size) is split in halves, each with its own
+key, until the pieces fit. A 422 dead-letters every event its errors name and
+goes on with the rest as a new request; when it names none, the batch is
+bisected the same way. Only an event that still fails alone is dead-lettered.
 """
 
 from __future__ import annotations
@@ -13,23 +18,35 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final, Literal
 
 from .._config import Settings
-from .._errors import AuthError, VibefollowError
+from .._errors import AuthError, ValidationError, VibefollowError
 from .accounting import Ledger
-from .answers import retryable
+from .answers import isolatable, redirected, retryable, too_large
 from .client import Client
 from .policy import CircuitBreaker, Permit, RetryPolicy
-from .wire import EVENTS_PATH, Request, encode_event, events_request, failed_event_index
+from .requests import NO_BASE_URL_TEXT
+from .wire import (
+    EVENTS_PATH,
+    Request,
+    encode_event,
+    events_request,
+    failed_event_indexes,
+    split_request,
+)
 
-__all__ = ["AUTH_PAUSE", "Attempts", "Outcome"]
+__all__ = ["AUTH_PAUSE", "WRONG_URL_PAUSE", "Attempts", "Outcome"]
 
 #: After a 401/403, how long to hold every request before trying the key again.
 AUTH_PAUSE: Final = 60.0
+#: After a redirect (or with no valid base URL), how long to hold every request.
+WRONG_URL_PAUSE: Final = 60.0
 
 Outcome = Literal["sent", "refused", "parked"]
+#: What one piece's loop ends with: an outcome, or the pieces to send in its place.
+_PieceResult = Outcome | tuple[Request, ...]
 
 
 class Attempts:
@@ -59,16 +76,40 @@ class Attempts:
         self._policy = RetryPolicy(settings.max_retries)
 
     def run(self, request: Request, deadline: float) -> tuple[Outcome, Request]:
-        """Attempt ``request`` until an outcome; the request returned may be narrowed."""
+        """Attempt ``request`` until an outcome; the request returned may be narrowed.
+
+        ``sent`` when something was delivered (the request returned is the last piece
+        sent), ``refused`` when everything was dead-lettered, ``parked`` with what is
+        left to send: one request holding every event not yet delivered or refused.
+        """
+        if not self._settings.has_base_url:
+            self._no_base_url()
+            return "parked", request
+        pending: list[Request] = [request]  # the pieces still to send, in order
+        outcome: Outcome = "refused"
+        last = request
+        while pending:
+            piece = pending.pop(0)
+            result = self._send(piece, deadline)
+            if isinstance(result, tuple):
+                pending[:0] = result  # split or narrowed: these go next, in order
+            elif result == "parked":
+                return "parked", _rest(piece, pending)
+            elif result == "sent":
+                outcome, last = "sent", piece
+        return outcome, last
+
+    def _send(self, request: Request, deadline: float) -> _PieceResult:
+        """The retry loop of one piece."""
         attempt = 0
         while True:
             permit = None if self._stop.is_set() else self._circuit.acquire()
             if permit is None:
-                return "parked", request  # stopping, open, held, or another probe is out
+                return "parked"  # stopping, open, held, or another probe is out
             remaining = deadline - self._clock()
             if remaining <= 0:
                 permit.abandon()  # out of time before sending: not the server's failure
-                return "parked", request
+                return "parked"
             if attempt:
                 self._ledger.retried()  # counted as it goes out, not when it was planned
             try:
@@ -79,27 +120,13 @@ class Attempts:
             if error is None:
                 permit.succeeded()
                 self._ledger.sent(request)
-                return "sent", request
+                return "sent"
             if not retryable(error):
-                permit.succeeded()  # the API answered: it is up
-                narrowed = self._refused(request, error)
-                if narrowed is None:
-                    return ("parked" if isinstance(error, AuthError) else "refused"), request
-                request, attempt = narrowed, 0
-                continue
+                permit.succeeded()  # the server answered: it is up
+                return self._refused(request, error)
             if not self._wait_to_retry(permit, error, attempt, deadline):
-                return "parked", request
+                return "parked"
             attempt += 1
-
-    def _refused(self, request: Request, error: VibefollowError) -> Request | None:
-        """A final answer: hold on a refused key, else dead-letter what it names.
-
-        The rest of a narrowed request comes back to be sent; None when nothing is left.
-        """
-        if isinstance(error, AuthError):
-            self._refused_key(error)
-            return None
-        return self._isolate(request, error)
 
     def _wait_to_retry(
         self, permit: Permit, error: VibefollowError, attempt: int, deadline: float
@@ -116,15 +143,31 @@ class Attempts:
             return False
         return not self._sleep(delay)
 
-    def _isolate(self, request: Request, error: VibefollowError) -> Request | None:
-        """Dead-letter what ``error`` names; the rest as a new request, or None if nothing is."""
-        index = failed_event_index(getattr(error, "field", None), len(request.events))
-        if request.path != EVENTS_PATH or index is None or len(request.events) == 1:
-            self._ledger.dead_letter(request, error)
-            return None
-        self._ledger.dead_letter_events([request.events[index]], error)
-        rest = [e for i, e in enumerate(request.events) if i != index]
-        return events_request(rest, [encode_event(e) for e in rest])
+    def _refused(self, request: Request, error: VibefollowError) -> _PieceResult:
+        """A final answer that is not a delivery: hold, split, isolate, or dead-letter."""
+        if isinstance(error, AuthError):
+            self._refused_key(error)
+            return "parked"
+        if redirected(error):
+            self._redirected(error)
+            return "parked"
+        divisible = request.path == EVENTS_PATH and len(request.events) > 1
+        if divisible and too_large(error):
+            return split_request(request)  # halves with their own keys, until they fit
+        if divisible and isolatable(error):
+            return self._isolate(request, error)
+        self._ledger.dead_letter(request, error)
+        return "refused"
+
+    def _isolate(self, request: Request, error: VibefollowError) -> tuple[Request, ...]:
+        """Dead-letter every event the 422 names; the rest as a new request. Names none: bisect."""
+        fields = error.fields if isinstance(error, ValidationError) else ()
+        named = failed_event_indexes(fields, len(request.events))
+        if not named:
+            return split_request(request)  # which events failed is unknown: halve
+        self._ledger.dead_letter_events([request.events[i] for i in named], error)
+        rest = [e for i, e in enumerate(request.events) if i not in set(named)]
+        return (events_request(rest, [encode_event(e) for e in rest]),) if rest else ()
 
     def _refused_key(self, error: AuthError) -> None:
         self._ledger.last_error = error
@@ -137,3 +180,32 @@ class Attempts:
             error.code or "",
             AUTH_PAUSE,
         )
+
+    def _redirected(self, error: VibefollowError) -> None:
+        # Never followed (the client does not): the key would go to wherever it points.
+        self._ledger.last_error = error
+        self._circuit.hold(WRONG_URL_PAUSE)
+        self._ledger.error(
+            "redirect",
+            "Vibefollow's URL %s answered %s: check VIBEFOLLOW_BASE_URL (or base_url). "
+            "Redirects are not followed (the API key would go along); sending is paused, "
+            "events are held and tried again every %.0f s",
+            self._settings.api_url,
+            error,
+            WRONG_URL_PAUSE,
+        )
+
+    def _no_base_url(self) -> None:
+        # Reached only by requests parked earlier (the spool's): new events are dropped
+        # when prepared. Give them back, and hold so they are not claimed again at once.
+        self._ledger.last_error = VibefollowError(NO_BASE_URL_TEXT, code="invalid_base_url")
+        self._circuit.hold(WRONG_URL_PAUSE)
+        self._ledger.error("base_url", "%s", NO_BASE_URL_TEXT)
+
+
+def _rest(piece: Request, pending: Sequence[Request]) -> Request:
+    """What is left when a piece must wait: that piece, or it and the pieces after it as one."""
+    if not pending:
+        return piece  # its key and body kept: a retry of it is recognised
+    events = [event for part in (piece, *pending) for event in part.events]
+    return events_request(events, [encode_event(e) for e in events])

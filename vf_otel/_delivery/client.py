@@ -12,8 +12,8 @@ import httpx
 from .._config import Settings
 from .._errors import NetworkError, VibefollowError
 from .._version import __version__
-from .answers import error_for
-from .wire import Request
+from .answers import error_for, foreign_answer
+from .wire import Request, accepted_envelope, scrub
 
 __all__ = ["USER_AGENT", "Client"]
 
@@ -51,14 +51,18 @@ class Client:
         except httpx.TimeoutException as exc:
             return NetworkError(f"timed out ({type(exc).__name__})")
         except httpx.TransportError as exc:
-            return NetworkError(f"{type(exc).__name__}: {exc}")
+            # A protocol error may quote what the server sent, which may echo the key.
+            return NetworkError(f"{type(exc).__name__}: {scrub(str(exc), self._settings.api_key)}")
         except httpx.DecodingError as exc:
             # A broken (e.g. gzip) body: whatever the status, nobody knows what the
             # server did, and a retry with the same key is safe.
             return NetworkError(f"the answer could not be decoded ({type(exc).__name__})")
         if response.is_success:
-            return None
-        return error_for(response)
+            # A captive portal's or a proxy's page is not a delivery: retried (same key).
+            if accepted_envelope(response.content):
+                return None
+            return foreign_answer(response, self._settings.api_key)
+        return error_for(response, self._settings.api_key)
 
     def close(self) -> None:
         """Close this process's client, if it made one."""

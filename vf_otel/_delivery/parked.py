@@ -123,7 +123,7 @@ class Parked:
         for oldest in evicted_jobs:
             self._ledger.move(oldest.weight, "parked", None)
             self._ledger.drop_requests(
-                "backlog_full", [oldest.request], UndeliveredError("retry backlog full")
+                "backlog_full", [oldest.request], self._ledger.undelivered("retry backlog full")
             )
         return "parked"
 

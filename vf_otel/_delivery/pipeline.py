@@ -23,7 +23,7 @@ import httpx
 
 from .._config import Settings
 from .._errors import UndeliveredError
-from .._event.model import Event
+from .._event.model import Event, new_event_ids
 from .._event.validate import PendingEvent, Rejection, build_pending
 from .._spool.store import Spool
 from ..typing import ErrorCallback
@@ -55,6 +55,7 @@ class Pipeline:
         on_error: ErrorCallback | None = None,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
+        reopenable: bool = False,
     ) -> None:
         self.settings = settings
         self._transport = transport
@@ -67,13 +68,19 @@ class Pipeline:
             self._spool.open()  # a bad path is reported now, not at the first outage
         self._closed = False
         self._failures_seen = 0
+        # Held by shutdown() and reopen(), so the two never interleave.
+        self._lifecycle = threading.Lock()
         self._build_parts()
+        if reopenable:
+            self.queue.reopen = self.reopen
         self._worker.start()
         if hasattr(os, "register_at_fork"):
             ref = weakref.WeakMethod(self._after_fork)
             os.register_at_fork(after_in_child=lambda: _call(ref))
 
-    def _build_parts(self, queue: EventQueue[Item] | None = None) -> None:
+    def _build_parts(
+        self, queue: EventQueue[Item] | None = None, *, reopening: bool = False
+    ) -> None:
         settings = self.settings
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -81,6 +88,9 @@ class Pipeline:
             queue = EventQueue(
                 settings.max_queue_size, settings.batch_size, self._wake.set, self._wake.is_set
             )
+        elif reopening:
+            # The same queue object, its items and counts: a handler holds its bound put().
+            queue.rewire(self._wake.set, self._wake.is_set)
         else:
             # The same queue object (emptied): a handler holds its bound put().
             queue.after_fork(self._wake.set, self._wake.is_set)
@@ -115,6 +125,7 @@ class Pipeline:
         # requests, threads, HTTP client and counts stay with the parent.
         self.ledger.after_fork()
         self.parked.after_fork()
+        self._lifecycle = threading.Lock()
         self._build_parts(self.queue)
         self.queue.closed = self._closed
         if not self._closed:
@@ -143,9 +154,11 @@ class Pipeline:
     def _build(self, items: list[Item]) -> list[Event]:
         """The Events for queued items; rejections and failures are counted, not returned."""
         events: list[Event] = []
+        ids = iter(new_event_ids(len(items)))  # one urandom call, not one per event
         for item in items:
             try:
-                built = item if isinstance(item, Event | Rejection) else build_pending(item)
+                # A log call's tags are a tuple; an Event or a Rejection is used as it is.
+                built = build_pending(item, next(ids)) if isinstance(item, tuple) else item
             except Exception:  # noqa: BLE001 - one odd record must not sink the batch
                 self.ledger.error("build", "vf-otel could not build an event", exc_info=True)
                 self.ledger.drop("internal_error", (), UndeliveredError("could not build"), count=1)
@@ -180,10 +193,46 @@ class Pipeline:
         return self.ledger.failures + sum(self.queue.refusals().values())
 
     def shutdown(self, timeout: float | None = None) -> bool:
-        """Deliver within ``timeout``, then stop: what is left is spooled or dropped (counted)."""
+        """Deliver within ``timeout``, then stop: what is left is spooled or dropped (counted).
+
+        A reopenable pipeline (the logging handler's) starts again at its next item.
+        """
+        wait = self.settings.shutdown_timeout if timeout is None else timeout
+        # Not while another thread's item reopens it (that takes no time to wait for).
+        if not self._lifecycle.acquire(timeout=max(0.0, wait)):
+            return False
+        try:
+            return self._shutdown(wait)
+        finally:
+            self._lifecycle.release()
+
+    def reopen(self) -> bool:
+        """Deliver again after :meth:`shutdown`: FileHandler's convention, for the handler.
+
+        The same settings, queue, spool and counts (``stats()`` goes on counting);
+        a new worker, senders and HTTP client. Called from ``put`` on the closed
+        queue, on the app's thread: it never waits. False (the item is refused,
+        counted as ``shutdown``) while another thread shuts down or reopens, or
+        when no thread can start (the interpreter is exiting).
+        """
+        if not self._lifecycle.acquire(blocking=False):
+            return False
+        try:
+            if self._closed:
+                self._build_parts(self.queue, reopening=True)
+                self._worker.start()
+                self._closed = False
+                self.queue.closed = False
+        except Exception:  # never raise into the app's log call
+            _logger.debug("vf-otel could not start delivering again", exc_info=True)
+            return False
+        finally:
+            self._lifecycle.release()
+        return True
+
+    def _shutdown(self, wait: float) -> bool:
         if self._closed:
             return True
-        wait = self.settings.shutdown_timeout if timeout is None else timeout
         deadline = self._clock() + wait
         delivered = self.flush(wait) if not on_delivery_thread() else False
         self._closed = True

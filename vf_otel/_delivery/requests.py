@@ -2,21 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Final
 
 from .._config import Settings
-from .._errors import ValidationError
+from .._errors import UndeliveredError, ValidationError
 from .._event.model import Event
 from .accounting import Ledger
 from .wire import MAX_EVENT_BYTES, Request, encode_event, event_requests, user_requests
 
-__all__ = ["prepare"]
+__all__ = ["NO_BASE_URL_TEXT", "PAUSE_EVERY", "prepare"]
+
+#: Given a ``pause``, prepare() calls it after every this many events (the worker lets
+#: the app's threads run: see Worker._pause).
+PAUSE_EVERY: Final = 20
+
+#: Why nothing is sent when VIBEFOLLOW_BASE_URL was invalid (the value is never quoted).
+NO_BASE_URL_TEXT: Final = (
+    "VIBEFOLLOW_BASE_URL is invalid: nothing is sent until it is fixed "
+    "(run `vf-otel doctor` for the reason)"
+)
 
 
-def prepare(events: Sequence[Event], settings: Settings, ledger: Ledger) -> list[Request]:
+def prepare(
+    events: Sequence[Event],
+    settings: Settings,
+    ledger: Ledger,
+    pause: Callable[[], None] | None = None,
+) -> list[Request]:
     """User upserts first, then batches; an unencodable or oversized event is dropped alone."""
+    if not settings.has_base_url:
+        # An invalid VIBEFOLLOW_BASE_URL: no host is the right one, so nothing goes out.
+        ledger.drop("invalid_base_url", events, UndeliveredError(NO_BASE_URL_TEXT))
+        return []
     encoded: list[tuple[Event, bytes]] = []
-    for event in events:
+    for index, event in enumerate(events, 1):
+        if pause is not None and not index % PAUSE_EVERY:
+            pause()
         try:
             data = encode_event(event)
         except Exception as exc:  # noqa: BLE001 - one bad event must not sink the batch

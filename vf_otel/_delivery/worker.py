@@ -23,7 +23,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from .._compat import suppressed_instrumentation
 from .._config import Settings
@@ -35,9 +35,9 @@ from .attempt import Attempts
 from .parked import Job, Parked
 from .policy import CircuitBreaker
 from .queue import REFUSALS, EventQueue
-from .requests import prepare
+from .requests import PAUSE_EVERY, prepare
 from .senders import MAX_CONCURRENT_REQUESTS, Senders, mark_delivery_thread
-from .wire import Request
+from .wire import EVENTS_PATH, Request
 
 __all__ = ["Worker"]
 
@@ -47,6 +47,8 @@ T = TypeVar("T")
 SLOT_POLL: Final = 0.05
 #: Parked requests are tried again at most this often, whatever flush_interval says.
 MIN_REPLAY_INTERVAL: Final = 0.1
+#: How long the worker pauses every PAUSE_EVERY events of a batch (see _pause).
+PAUSE_SECONDS: Final = 0.0
 
 
 class _Flush:
@@ -100,7 +102,8 @@ class Worker:
         self._reset()
 
     def _reset(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: a SIGTERM hook may flush() while the main thread is inside flush().
+        self._lock = threading.RLock()
         self._open: Counter[int] = Counter()  # batch seq -> jobs in flight or parked in memory
         self._seq = 0
         self._flushes: list[_Flush] = []
@@ -146,9 +149,12 @@ class Worker:
         """Send ``events`` now from the caller's thread; True once all were accepted."""
         self._ledger.enqueued(len(events))
         seq = self._next_seq()
-        jobs = [Job(r, seq) for r in prepare(events, self._settings, self._ledger)]
+        requests = prepare(events, self._settings, self._ledger)
+        jobs = [Job(r, seq) for r in requests]
+        # An event dropped while its request was built (too large, no base URL) is not sent.
+        kept = sum(len(r.events) for r in requests if r.path == EVENTS_PATH)
         deadline = self._clock() + timeout
-        results: list[bool] = []
+        results: list[bool] = [kept == len(events)]
         finished = threading.Semaphore(0)
 
         def done(sent: bool) -> None:
@@ -229,7 +235,8 @@ class Worker:
             # A refusal rides the queue only to be counted off the app's thread.
             self._ledger.enqueued(sum(not isinstance(item, Rejection) for item in items))
             try:
-                job = self._chain(prepare(self._build(items), self._settings, self._ledger))
+                events = self._build_politely(items)
+                job = self._chain(prepare(events, self._settings, self._ledger, self._pause))
                 if job is not None:
                     self._dispatch(job, self._clock() + self._settings.export_timeout)
             finally:
@@ -237,6 +244,25 @@ class Worker:
         with self._lock:
             for waiter in asked:
                 waiter.target = self._seq
+
+    def _build_politely(self, items: list[Any]) -> list[Event]:
+        """The batch's Events, built PAUSE_EVERY items at a time with a pause after each."""
+        events: list[Event] = []
+        for start in range(0, len(items), PAUSE_EVERY):
+            events += self._build(items[start : start + PAUSE_EVERY])
+            self._pause()
+        return events
+
+    def _pause(self) -> None:
+        """Let the app's threads run, unless the queue is filling (then the worker keeps up).
+
+        A thread waiting for the GIL gets it only when the holder lets go: at the
+        latest after the switch interval (5 ms), a long time on a request path. A
+        batch takes a few ms to build and encode, so the worker lets go every
+        PAUSE_EVERY events; a sleep releases the GIL even when it does not wait.
+        """
+        if len(self._queue) * 2 <= self._settings.max_queue_size:
+            time.sleep(PAUSE_SECONDS)
 
     def _chain(self, requests: list[Request]) -> Job | None:
         """One job for a batch's requests, sent in order (upserts first), tracked each."""
@@ -337,7 +363,8 @@ class Worker:
         stopping = self._stop.is_set()
         where = self._parked.park(job, source=source, narrowed=narrowed, stopping=stopping)
         if where == "dropped":
-            error = UndeliveredError("not delivered before shutdown")
+            # With the last error as its cause: held by a refused key, a redirect, an outage.
+            error = self._ledger.undelivered("not delivered before shutdown")
             self._ledger.drop_requests("shutdown", [job.request], error)
         if where != "parked":
             self._settle(job, sent=False)

@@ -25,6 +25,7 @@ __all__ = [
     "MAX_STRING_LENGTH",
     "coerce_mapping",
     "coerce_value",
+    "plain_copy",
     "type_name",
     "utf8_text",
 ]
@@ -37,6 +38,13 @@ _CYCLE_MARK: Final = "<cycle>"
 # Python refuses to print an int with more digits than sys.get_int_max_str_digits(),
 # which is 0 (no limit) or at least 640; an int of at most 2,000 bits has at most 603.
 _ALWAYS_PRINTABLE_BITS: Final = 2_000
+# |n| < 2**2000 is bit_length() <= 2000, without the method call.
+_PRINTABLE_LIMIT: Final = 1 << _ALWAYS_PRINTABLE_BITS
+# Tuples, not ``a | b`` unions: a union is built anew at every isinstance call.
+_DATES: Final = (dt.date, dt.time)
+_BYTES: Final = (bytes, bytearray, memoryview)
+_CONTAINERS: Final = (Mapping, list, tuple, set, frozenset)
+_SETS: Final = (set, frozenset)
 
 
 def coerce_mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
@@ -45,13 +53,38 @@ def coerce_mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
     Only reading ``value`` itself can raise (its ``items()``, the caller's to
     report); every key and value inside it is converted.
     """
-    # Only an exact dict: a subclass's items() may not show what dict() would copy.
-    # Keys are clipped like values, so a long key must leave the fast path too.
-    if type(value) is dict and all(
-        type(k) is str and _is_plain(k) and _is_plain(v) for k, v in value.items()
-    ):
-        return dict(value)
+    plain = plain_copy(value)
+    if plain is not None:
+        return plain
     return _coerce_dict(value, 1, set())
+
+
+def plain_copy(value: object) -> dict[str, Any] | None:
+    """A copy of ``value`` when there is nothing to coerce in it, else None.
+
+    That is an exact dict (a subclass's items() may not show what dict() would
+    copy) of str keys and str/int/float/bool/None values, every one already what
+    coercion would make of it: text that is short and encodable (keys are clipped
+    like values), ints short enough to print, finite floats. The common log call's
+    properties, checked without a function call per item.
+    """
+    if type(value) is not dict:
+        return None
+    for key, item in value.items():
+        if type(key) is not str or len(key) > MAX_STRING_LENGTH:
+            return None
+        if not (key.isascii() or _encodable(key)):
+            return None
+        kind = type(item)
+        if kind is str:
+            if len(item) > MAX_STRING_LENGTH or not (item.isascii() or _encodable(item)):
+                return None
+        elif kind is int:
+            if not -_PRINTABLE_LIMIT < item < _PRINTABLE_LIMIT:
+                return None
+        elif not (kind is bool or item is None or (kind is float and math.isfinite(item))):
+            return None
+    return value.copy()
 
 
 def coerce_value(value: Any) -> Any:
@@ -66,16 +99,6 @@ def type_name(value: object) -> str:
         return str.__str__(type(value).__name__)
     except Exception:  # noqa: BLE001 - see above
         return "object"
-
-
-def _is_plain(value: object) -> bool:
-    if type(value) is str:
-        return len(value) <= MAX_STRING_LENGTH and (value.isascii() or _encodable(value))
-    if type(value) is int:
-        return value.bit_length() <= _ALWAYS_PRINTABLE_BITS
-    if type(value) is float:
-        return math.isfinite(value)
-    return type(value) is bool or value is None
 
 
 def _coerce(value: Any, depth: int, active: set[int]) -> Any:
@@ -99,11 +122,11 @@ def _convert(value: Any, depth: int, active: set[int]) -> Any:
     if isinstance(value, float):
         number = float.__float__(value)
         return number if math.isfinite(number) else None
-    if isinstance(value, dt.date | dt.time):
+    if isinstance(value, _DATES):
         return _clip(utf8_text(str.__str__(value.isoformat())))
-    if isinstance(value, bytes | bytearray | memoryview):
+    if isinstance(value, _BYTES):
         return _clip(bytes(value).decode("utf-8", errors="replace"))
-    if isinstance(value, Mapping | list | tuple | set | frozenset):
+    if isinstance(value, _CONTAINERS):
         return _coerce_container(value, depth + 1, active)
     return _text(value)
 
@@ -139,7 +162,7 @@ def _coerce_container(value: Any, depth: int, active: set[int]) -> Any:
     try:
         if isinstance(value, Mapping):
             return _coerce_dict(value, depth, active)
-        items = _ordered(value) if isinstance(value, set | frozenset) else value
+        items = _ordered(value) if isinstance(value, _SETS) else value
         return [_coerce(item, depth, active) for item in items]
     finally:
         active.discard(id(value))

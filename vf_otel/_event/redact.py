@@ -50,6 +50,8 @@ _CACHE_SIZE: Final = 4096
 _SPLIT: Final = re.compile(r"[^0-9a-zA-Z]+|(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 #: The one traits key that is never redacted: the API takes it as the user's email.
 EMAIL_KEY: Final = "email"
+# A tuple, not ``dict | list``: that union is built anew at every isinstance call.
+_NESTED: Final = (dict, list)
 _T = TypeVar("_T")
 
 
@@ -115,7 +117,7 @@ class Redactor:
         for key, item in value.items():
             if key != keep and self._is_secret(key):
                 new: Any = REDACTED
-            elif isinstance(item, dict | list):
+            elif isinstance(item, _NESTED):
                 new = self._any(item)
             else:
                 continue
@@ -130,7 +132,7 @@ class Redactor:
         if isinstance(item, dict):
             return self._mapping(item, keep=None)
         if isinstance(item, list):
-            new = [self._any(x) if isinstance(x, dict | list) else x for x in item]
+            new = [self._any(x) if isinstance(x, _NESTED) else x for x in item]
             return item if all(a is b for a, b in zip(new, item, strict=True)) else new
         return item
 

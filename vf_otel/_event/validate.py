@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final, cast
 
-from .coerce import coerce_mapping, type_name, utf8_text
+from .coerce import coerce_mapping, plain_copy, type_name, utf8_text
 from .model import Event, new_event_id
 from .redact import DEFAULT_REDACTOR, Redactor
 
@@ -35,6 +35,8 @@ CANONICAL_EVENTS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
     }
 )
 
+# The names alone, for the common event's one membership test.
+_CANONICAL_NAMES: Final = frozenset(CANONICAL_EVENTS)
 _USER_FIELD: Final = "external_user_id"
 # A bad value is quoted in a message only this far.
 _QUOTE_LENGTH: Final = 80
@@ -92,18 +94,62 @@ def make_event(
         )
 
 
-def build_pending(pending: PendingEvent) -> Event | Rejection:
-    """Turn a queued log call into an Event (on the worker), or say why not."""
-    name, user_id, properties, traits, created, *redactor = pending
+def build_pending(pending: PendingEvent, event_id: str | None = None) -> Event | Rejection:
+    """Turn a queued log call into an Event (on the worker), or say why not.
+
+    ``event_id`` is the new event's id when the caller drew ids in bulk; else one is made.
+    """
+    name, user_id, properties, traits, created, *rest = pending
+    redactor = rest[0] if rest else DEFAULT_REDACTOR
+    occurred_at = _from_timestamp(created)
+    if event_id is None:
+        event_id = new_event_id()
+    if traits is None:
+        try:
+            event = _plain_event(name, user_id, properties, occurred_at, event_id, redactor)
+        except Exception:  # noqa: BLE001 - a redactor's failure: make_event reports it
+            event = None
+        if event is not None:
+            return event
     return make_event(
         name=name,
         user_id=user_id,
         properties=properties,
         traits=traits,
-        occurred_at=_from_timestamp(created),
-        event_id=new_event_id(),
-        redactor=redactor[0] if redactor else DEFAULT_REDACTOR,
+        occurred_at=occurred_at,
+        event_id=event_id,
+        redactor=redactor,
     )
+
+
+def _plain_event(
+    name: object,
+    user_id: object,
+    properties: object,
+    occurred_at: datetime,
+    event_id: str,
+    redactor: Redactor | None,
+) -> Event | None:
+    """The common log call's Event, built without the general checks; None if it needs them.
+
+    Only exact str name and user (ASCII, not blank), no traits, and properties that
+    are None or :func:`plain_copy` takes: for these every check of :func:`_build`
+    passes and coercion is a copy, so the Event is the one it would build. A
+    canonical event must also have its required properties. Anything else (None)
+    takes the general path, which says what is wrong.
+    """
+    if type(name) is not str or type(user_id) is not str:
+        return None
+    if not (name.isascii() and user_id.isascii() and name.strip() and user_id.strip()):
+        return None
+    props = {} if properties is None else plain_copy(properties)
+    if props is None:
+        return None
+    if name in _CANONICAL_NAMES and _missing_required(name, props) is not None:
+        return None
+    if redactor is not None and redactor.enabled:
+        props = redactor.properties(props)
+    return Event(name, user_id, props, occurred_at, event_id, None)
 
 
 def _build(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any, Final
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -12,6 +13,8 @@ from typing_extensions import Unpack
 
 from ..typing import Options
 from .handler import VibefollowHandler
+from .lastresort import UnconfiguredRoot, is_configured, warn_if_filtered
+from .sigterm import SigtermHook, install_sigterm_hook, remove_sigterm_hook
 from .spans import VibefollowSpanExporter, VibefollowUserSpanProcessor
 
 __all__ = ["Configuration", "configure"]
@@ -33,8 +36,12 @@ class Configuration:
         self.span_exporter = span_exporter
         self._logger = logger
         self._span_processor = span_processor
-        self._lock = threading.Lock()
+        # Re-entrant: the SIGTERM hook may shut down from a signal handler that
+        # interrupted this very thread inside shutdown() or configure().
+        self._lock = threading.RLock()
         self._shut_down = False
+        self._sigterm: SigtermHook | None = None
+        self._root_changes: UnconfiguredRoot | None = None
 
     def __repr__(self) -> str:
         return f"<Configuration handler={self.handler!r} span_exporter={self.span_exporter!r}>"
@@ -61,11 +68,62 @@ class Configuration:
             if self._shut_down:
                 return
             self._shut_down = True
+        _LIVE.forget(self)
+        if self._sigterm is not None:
+            self._sigterm.discard(self)
+            remove_sigterm_hook(self._sigterm)
         if self._span_processor is not None:
             self._span_processor.shutdown()  # type: ignore[no-untyped-call]
         if self.handler is not None:
             self._logger.removeHandler(self.handler)
             self.handler.close()
+        if self._root_changes is not None:
+            self._root_changes.undo()
+
+    def deliver_at_sigterm(self, *, final: bool) -> None:
+        """SIGTERM arrived: flush both sides, or shut down when the process ends right after."""
+        if final:
+            self.shutdown()
+        else:
+            self.flush(self._shutdown_timeout())
+
+    def _shutdown_timeout(self) -> float | None:
+        if self.handler is not None:
+            return self.handler._pipeline.settings.shutdown_timeout
+        if self.span_exporter is not None:
+            return self.span_exporter._sink.pipeline.settings.shutdown_timeout
+        return None
+
+    def _watch_sigterm(self) -> None:
+        """Drain at SIGTERM (see :func:`configure`); nothing when SIGTERM must be left alone."""
+        self._sigterm = install_sigterm_hook()
+        if self._sigterm is not None:
+            self._sigterm.add(self)
+
+
+class _Live:
+    """The one Configuration :func:`configure` installed and not yet shut down.
+
+    Process-wide on purpose, like the root logger it installs on: a second
+    ``configure()`` must find the first, or every event would be sent twice.
+    """
+
+    __slots__ = ("arguments", "configuration", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()  # re-entrant: see Configuration._lock
+        self.configuration: Configuration | None = None
+        self.arguments: dict[str, Any] = {}
+
+    def forget(self, configuration: Configuration) -> None:
+        """``configuration`` was shut down: the next configure() installs anew."""
+        with self.lock:
+            if self.configuration is configuration:
+                self.configuration = None
+                self.arguments = {}
+
+
+_LIVE: Final = _Live()
 
 
 def configure(
@@ -75,6 +133,7 @@ def configure(
     spans: bool = True,
     logger: logging.Logger | None = None,
     tracer_provider: trace.TracerProvider | None = None,
+    handle_sigterm: bool = True,
     **options: Unpack[Options],
 ) -> Configuration:
     """Send tagged log records and spans to Vibefollow in one call.
@@ -87,9 +146,70 @@ def configure(
     take processors, so spans are then skipped with a warning. Options are
     those of the handler (arguments > ``VIBEFOLLOW_*`` variables > defaults).
     Call ``shutdown()`` on the result to drain both (idempotent).
+
+    On the root logger of an app that has not configured logging (no handler of
+    its own there), it also sets the root level to INFO, so tagged INFO records
+    arrive, and keeps Python's printing of WARNING and above to stderr; when the
+    app has configured logging, it warns once if INFO records are filtered.
+
+    Once per process: while the result is live (not shut down), calling again
+    installs nothing and returns the same ``Configuration``, with a warning when
+    the arguments differ. To change them, ``shutdown()`` it and call again.
+
+    With ``handle_sigterm`` (the default), on the main thread, SIGTERM first
+    delivers what is queued (within ``shutdown_timeout``), then does what it did
+    before: calls the Python handler installed earlier, or ends the process with
+    SIGTERM's status (see ``vf_otel.flush_on_sigterm``). ``shutdown()`` puts the
+    previous SIGTERM handling back.
     """
-    if not isinstance(include_error_spans, bool):
-        raise ValueError("include_error_spans must be a bool")
+    for name, flag in (
+        ("include_error_spans", include_error_spans),
+        ("handle_sigterm", handle_sigterm),
+    ):
+        if not isinstance(flag, bool):
+            raise ValueError(f"{name} must be a bool")
+    arguments: dict[str, Any] = {
+        "include_error_spans": include_error_spans,
+        "logs": logs,
+        "spans": spans,
+        "logger": logger,
+        "tracer_provider": tracer_provider,
+        "handle_sigterm": handle_sigterm,
+        "options": options,
+    }
+    with _LIVE.lock:
+        live = _LIVE.configuration
+        if live is not None:
+            if arguments != _LIVE.arguments:
+                _logger.warning(
+                    "vf_otel.configure() was called again with other arguments; the first "
+                    "configuration stays (shutdown() it first to change it)"
+                )
+            return live
+        configured = _install(
+            include_error_spans,
+            logs=logs,
+            spans=spans,
+            logger=logger,
+            tracer_provider=tracer_provider,
+            options=options,
+        )
+        if handle_sigterm:
+            configured._watch_sigterm()
+        _LIVE.configuration, _LIVE.arguments = configured, arguments
+        return configured
+
+
+def _install(
+    include_error_spans: bool,
+    *,
+    logs: bool,
+    spans: bool,
+    logger: logging.Logger | None,
+    tracer_provider: trace.TracerProvider | None,
+    options: Options,
+) -> Configuration:
+    """Build the handler and the exporter, then install them (see :func:`configure`)."""
     # Build both first: a bad option raises before anything global is touched.
     handler = VibefollowHandler(**options) if logs else None
     exporter = (
@@ -99,10 +219,19 @@ def configure(
     )
     processor = _install_exporter(exporter, tracer_provider) if exporter is not None else None
     target = logging.getLogger() if logger is None else logger
+    root_changes = None
     if handler is not None:
+        if target is logging.getLogger() and not is_configured(target):
+            # An app that configured no logging keeps its console as it was, and its
+            # tagged INFO records reach the handler (lastresort.py).
+            root_changes = UnconfiguredRoot(target)
+        else:
+            warn_if_filtered(target)
         target.addHandler(handler)
     installed = exporter if processor is not None else None
-    return Configuration(handler, target, installed, processor)
+    configured = Configuration(handler, target, installed, processor)
+    configured._root_changes = root_changes
+    return configured
 
 
 def _install_exporter(

@@ -43,9 +43,19 @@ class VibefollowHandler(logging.Handler):
     """
 
     def __init__(self, level: int | str = logging.NOTSET, **options: Unpack[Options]) -> None:
-        super().__init__(level)
-        self._sink = EventSink(options, source_kind="handler")
+        # The options first: logging.Handler.__init__ registers the handler for
+        # logging.shutdown() at exit, which must never find one half-built.
+        sink = EventSink(options, source_kind="handler")
+        try:
+            super().__init__(level)
+        except BaseException:
+            sink.shutdown()  # a bad level: stop the pipeline just started
+            raise
+        self._sink = sink
         self._pipeline = self._sink.pipeline
+        # Bound once: emit() queues with one call, not through Pipeline.submit. The
+        # pipeline keeps this queue object across a fork, so the method stays valid.
+        self._put = self._pipeline.queue.put
         self._has_key = self._sink.has_key
         self._redactor = self._sink.redactor
 
@@ -92,7 +102,7 @@ class VibefollowHandler(logging.Handler):
             traits = attrs.get("vf_traits")
             # A shallow copy, so a dict the caller mutates after logging is sent as
             # it was; anything else is validated (and refused if not a mapping) later.
-            self._pipeline.submit(
+            self._put(
                 (
                     record.msg if name is None else name,
                     user,
@@ -117,19 +127,48 @@ class VibefollowHandler(logging.Handler):
         return user
 
     def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
-        """Deliver everything queued; True if it all landed within ``timeout`` seconds."""
+        """Deliver everything queued; True if it all landed within ``timeout`` seconds.
+
+        Called by ``dictConfig`` / ``fileConfig`` (which hold logging's lock, one the
+        delivery threads' HTTP logging may need) it does not wait and returns False:
+        delivery goes on in the background.
+        """
+        if reconfiguring_logging():
+            return False
         return self._pipeline.flush(timeout)
 
     def close(self) -> None:
-        """Drain (up to ``shutdown_timeout``), stop the worker; later records are dropped."""
+        """Drain (up to ``shutdown_timeout``) and stop the worker.
+
+        As with ``FileHandler``, a closed handler that gets a tagged record starts
+        delivering again: same settings, and ``stats()`` goes on counting. Closed by
+        ``dictConfig`` / ``fileConfig`` (they close every handler, even one they
+        leave attached, and forget it for ``logging.shutdown()`` at exit) it does
+        not stop: it cannot wait for delivery there. What is queued goes on being
+        delivered, and the handler drains at interpreter exit on its own.
+        """
         try:
-            self._pipeline.shutdown()
+            if reconfiguring_logging():
+                self._sink.drain_at_exit()
+            else:
+                self._pipeline.shutdown()
         finally:
             super().close()
 
     def stats(self) -> Stats:
         """Counters: enqueued, sent, retried, dead-lettered, dropped by reason, queued."""
         return self._pipeline.stats()
+
+
+def reconfiguring_logging() -> bool:
+    """Whether this thread holds logging's module lock: ``dictConfig`` / ``fileConfig``
+    replacing handlers (``logging.shutdown()`` at exit does not hold it).
+
+    Private stdlib names (``logging._lock``, ``RLock._is_owned``), stable since 3.2;
+    without them: False, and close() drains as before.
+    """
+    is_owned = getattr(getattr(logging, "_lock", None), "_is_owned", None)
+    return bool(is_owned()) if callable(is_owned) else False
 
 
 def _is_ignored(name: str) -> bool:

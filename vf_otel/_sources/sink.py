@@ -8,6 +8,7 @@ same Pipeline the logging handler uses: one delivery path, one ``stats()`` shape
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 from collections.abc import Iterable
@@ -41,10 +42,22 @@ class EventSink:
         if not self.has_key:
             _logger.warning("VIBEFOLLOW_API_KEY is not set: vf-otel will count and drop events")
         self.redactor = redactor_for(settings)
-        self.pipeline = Pipeline(settings, on_error=on_error, transport=transport)
-        register_metrics(self.pipeline, source_kind=source_kind)
+        # The handler's pipeline opens again at its next record after close() (as
+        # FileHandler does); the exporters follow OTel's contract: shut down is final.
+        self.pipeline = Pipeline(
+            settings,
+            on_error=on_error,
+            transport=transport,
+            reopenable=source_kind == "handler",
+        )
+        try:
+            register_metrics(self.pipeline, source_kind=source_kind)
+        except BaseException:
+            self.pipeline.shutdown(0)  # no worker thread left behind by a failed constructor
+            raise
         self._lock = threading.Lock()
         self._shut_down = False
+        self._drains_at_exit = False
 
     @property
     def is_shut_down(self) -> bool:
@@ -88,6 +101,18 @@ class EventSink:
         except Exception:
             _logger.debug("vf-otel shutdown failed", exc_info=True)
             return False
+
+    def drain_at_exit(self) -> None:
+        """Shut the pipeline down at interpreter exit (registered once).
+
+        For a handler that ``dictConfig`` closed and removed from the list
+        ``logging.shutdown()`` drains at exit, while it may still be attached.
+        """
+        with self._lock:
+            if self._drains_at_exit:
+                return
+            self._drains_at_exit = True
+        atexit.register(self.pipeline.shutdown)
 
     def stats(self) -> Stats:
         """The pipeline's counts."""

@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from vf_otel.testing import _validation as checks
@@ -43,13 +43,25 @@ class Incoming:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """What to send back; ``reset`` means abort the connection and send nothing."""
+    """What to send back; ``reset`` means abort the connection and send nothing.
+
+    ``content_type`` None sends no Content-Type header at all.
+    """
 
     status: int
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
     reset: bool = False
     close: bool = False
+    content_type: str | None = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A :meth:`VibefollowServer.reject_event` rule; ``name_field`` False names no field."""
+
+    predicate: EventPredicate
+    name_field: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,20 +82,33 @@ def _error_reply(error: ApiError, *headers: tuple[str, str], close: bool = False
     return Reply(error.status, error_body(error), headers, close=close)
 
 
+def _scripted_reply(fault: Fault) -> Reply:
+    return Reply(fault.status, fault.body, fault.headers, content_type=fault.content_type)
+
+
 class InMemoryApi:
     """Validates, deduplicates and records requests the way the real API does."""
 
     def __init__(
-        self, api_key: str, *, max_batch_size: int, reuse_status: int, wait: Callable[[float], bool]
+        self,
+        api_key: str,
+        *,
+        max_batch_size: int,
+        reuse_status: int,
+        wait: Callable[[float], bool],
+        max_body_bytes: int = checks.DEFAULT_MAX_BODY_BYTES,
+        max_event_bytes: int = checks.DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self._api_key = api_key
         self._max_batch_size = max_batch_size
         self._reuse_status = reuse_status
+        self._max_body_bytes = max_body_bytes
+        self._max_event_bytes = max_event_bytes
         # Interruptible sleep returning True when cut short, so stop() ends scripted delays.
         self._wait = wait
         self.changed = threading.Condition(threading.RLock())
         self.faults = FaultQueue()
-        self.rejections: list[EventPredicate] = []
+        self.rejections: list[Rejection] = []
         self.events: list[dict[str, Any]] = []
         self.users: list[dict[str, Any]] = []
         self.requests: list[RecordedRequest] = []
@@ -125,11 +150,16 @@ class InMemoryApi:
             fault = self.faults.take(incoming.path)
         if fault is not None and fault.kind in ("status", "reset"):
             return self._fail(incoming, fault)
+        if fault is not None and fault.kind in ("respond", "redirect") and not fault.process:
+            self._record(incoming, fault.status, replayed=False, fault=fault.kind)
+            return _scripted_reply(fault)
         if fault is not None and fault.kind == "delay" and self._wait(fault.seconds):
             # stop() cut the delay short: a stopping server answers nothing more.
             self._record(incoming, None, replayed=False, fault="delay")
             return Reply(0, reset=True)
-        reply = self._process(incoming, None if fault is None else fault.kind)
+        # A processed "respond" fault: the API did its work, a proxy replaced the answer.
+        scripted = None if fault is None or fault.kind != "respond" else _scripted_reply(fault)
+        reply = self._process(incoming, None if fault is None else fault.kind, scripted)
         if fault is not None and fault.kind == "lose_response":
             return Reply(reply.status, reset=True)
         return reply
@@ -150,13 +180,20 @@ class InMemoryApi:
         retry_after = () if fault.retry_after is None else (("Retry-After", fault.retry_after),)
         return _error_reply(error, *retry_after)
 
-    def _process(self, incoming: Incoming, fault: FaultKind | None) -> Reply:
+    def _process(
+        self, incoming: Incoming, fault: FaultKind | None, scripted: Reply | None = None
+    ) -> Reply:
         with self.changed:
             reply, replayed = self._answer(incoming)
+            reply = scripted or reply
             self._record(incoming, reply.status, replayed=replayed, fault=fault)
             return reply
 
     def _answer(self, incoming: Incoming) -> tuple[Reply, bool]:
+        if len(incoming.body) > self._max_body_bytes:
+            # What a proxy or gateway in front of the API does, before anything else.
+            size = f"request body is {len(incoming.body)} bytes, over {self._max_body_bytes}"
+            return _error_reply(ApiError(413, "payload_too_large", size)), False
         headers = incoming.headers
         error = (
             checks.check_auth(headers.get("authorization"), self._api_key)
@@ -193,23 +230,35 @@ class InMemoryApi:
         if path == "/api/v1/users":
             return checks.check_user(payload)
         if path == "/api/v1/events":
-            return checks.check_event(payload) or self._check_rules(payload, "")
+            return self._check_event(payload, "")
         error = checks.check_batch_envelope(payload, self._max_batch_size)
         if error is not None:
             return error
-        for index, event in enumerate(payload["events"]):
-            prefix = f"events[{index}]."
-            error = checks.check_event(event, prefix) or self._check_rules(event, prefix)
-            if error is not None:
-                return error
-        return None
+        # Like the API: the whole batch is refused, with one error per invalid event.
+        errors = [
+            error
+            for index, event in enumerate(payload["events"])
+            if (error := self._check_event(event, f"events[{index}].")) is not None
+        ]
+        if not errors:
+            return None
+        return replace(errors[0], others=tuple(errors[1:]))
+
+    def _check_event(self, event: Any, prefix: str) -> ApiError | None:
+        return (
+            checks.check_event(event, prefix)
+            or checks.check_event_size(event, prefix, self._max_event_bytes)
+            or self._check_rules(event, prefix)
+        )
 
     def _check_rules(self, event: dict[str, Any], prefix: str) -> ApiError | None:
         # Each predicate sees its own copy so a careless one cannot alter what gets recorded.
-        if any(rule(copy.deepcopy(event)) for rule in self.rejections):
-            return ApiError(
-                422, checks.VALIDATION_FAILED, "event rejected by server rule", prefix + "name"
-            )
+        for rule in self.rejections:
+            if rule.predicate(copy.deepcopy(event)):
+                field = prefix + "name" if rule.name_field else None
+                return ApiError(
+                    422, checks.VALIDATION_FAILED, "event rejected by server rule", field
+                )
         return None
 
     def _accept(self, path: str, payload: Any) -> None:
@@ -237,7 +286,8 @@ class InMemoryApi:
         )
         with self.changed:
             self.requests.append(request)
-            # Scripted failures are the test's doing, not the server refusing the request.
-            if status is not None and 400 <= status < 500 and not replayed and fault != "status":
+            # Scripted answers are the test's doing, not the server refusing the request.
+            scripted = fault in ("status", "respond", "redirect")
+            if status is not None and 400 <= status < 500 and not replayed and not scripted:
                 self.rejected += 1
             self.changed.notify_all()

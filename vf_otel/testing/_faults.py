@@ -13,6 +13,8 @@ ROUTES: Final = frozenset({"/api/v1/events", "/api/v1/events/batch", "/api/v1/us
 
 # A scripted delay must never hold a test (or stop()) hostage for long.
 MAX_DELAY_SECONDS: Final = 30.0
+# The real API always sends Retry-After with a 429 (vibefollow-api.md §5).
+DEFAULT_RETRY_AFTER: Final = "1"
 
 # Default error code per status when fail_next() is not given one; 5xx is handled by range.
 _DEFAULT_CODES: Final[dict[int, str]] = {
@@ -24,7 +26,12 @@ _DEFAULT_CODES: Final[dict[int, str]] = {
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """One scripted fault, consumed by the first request whose path matches."""
+    """One scripted fault, consumed by the first request whose path matches.
+
+    ``respond`` and ``redirect`` faults answer with exactly ``status``, ``body``,
+    ``content_type`` and ``headers``; with ``process`` the request is processed
+    first (recorded, its key stored), as if a proxy replaced the API's answer.
+    """
 
     kind: FaultKind
     path: str | None = None
@@ -32,6 +39,10 @@ class Fault:
     code: str = ""
     retry_after: str | None = None
     seconds: float = 0.0
+    body: bytes = b""
+    content_type: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    process: bool = False
 
     def matches(self, path: str) -> bool:
         """Whether this fault applies to a request for ``path``."""

@@ -14,12 +14,12 @@ from urllib.parse import urlsplit
 
 from vf_otel.testing._api import Incoming, InMemoryApi, Reply, error_body
 from vf_otel.testing._records import normalise_headers
-from vf_otel.testing._validation import ApiError
+from vf_otel.testing._validation import DEFAULT_MAX_BODY_BYTES, ApiError
 
 logger = logging.getLogger(__name__)
 
 # Bounded so a runaway client cannot make the test process swallow unbounded memory.
-MAX_BODY_BYTES: Final = 16 * 1024 * 1024
+MAX_BODY_BYTES: Final = DEFAULT_MAX_BODY_BYTES
 # Idle keep-alive connections are dropped after this long, so their threads do not pile up.
 IDLE_TIMEOUT_SECONDS: Final = 60.0
 _MAX_CHUNK_LINE: Final = 1024
@@ -223,7 +223,8 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def _write(self, reply: Reply) -> None:
         self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json")
+        if reply.content_type is not None:
+            self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(reply.body)))
         for name, value in reply.headers:
             self.send_header(name, value)

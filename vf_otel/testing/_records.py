@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-FaultKind = Literal["status", "reset", "delay", "lose_response"]
+FaultKind = Literal["status", "reset", "delay", "lose_response", "respond", "redirect"]
 
 # Short tokens are not a real key, but showing their tail would reveal most of them.
 _MIN_TOKEN_CHARS_TO_SHOW_TAIL: Final = 12

@@ -6,14 +6,21 @@ import copy
 import ipaddress
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Final
 
-from vf_otel.testing._api import EventPredicate, InMemoryApi
-from vf_otel.testing._faults import MAX_DELAY_SECONDS, Fault, default_code, normalise_route
+from vf_otel.testing._api import EventPredicate, InMemoryApi, Rejection
+from vf_otel.testing._faults import (
+    DEFAULT_RETRY_AFTER,
+    MAX_DELAY_SECONDS,
+    Fault,
+    default_code,
+    normalise_route,
+)
 from vf_otel.testing._http import LoopbackHTTPServer
-from vf_otel.testing._records import RecordedRequest
+from vf_otel.testing._records import FaultKind, RecordedRequest
+from vf_otel.testing._validation import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_EVENT_BYTES
 
 DEFAULT_API_KEY: Final = "sk_test_vfotel0local0testing0only0000000"
 """The key the server accepts unless told otherwise. Local-only: it opens nothing real."""
@@ -24,14 +31,23 @@ DEFAULT_REUSE_STATUS: Final = 422
 DEFAULT_WAIT_TIMEOUT: Final = 5.0
 # The contract disagrees with itself on the reuse status (vibefollow-api.md §8.2).
 _REUSE_STATUSES: Final = frozenset({409, 422})
+# Statuses whose answers carry no body (RFC 9110 §15.3.5, §15.4.5).
+_NO_BODY_STATUSES: Final = frozenset({204, 304})
+_REDIRECT_BODY: Final = b"<html><body><h1>Moved</h1></body></html>"
 
 
 class VibefollowServer:
     """Serves ``POST /api/v1/events``, ``/api/v1/events/batch`` and ``/api/v1/users``.
 
-    It enforces the public contract strictly (auth, content type, idempotency keys, strict
-    JSON, validation) and records what it accepted. Faults are scripted per request with
-    :meth:`fail_next`, :meth:`reset_next`, :meth:`delay_next` and :meth:`lose_response_next`.
+    It enforces the public contract strictly (auth, content type, version-4 idempotency
+    keys, strict JSON, validation with every invalid event of a batch reported, the
+    canonical events' required properties, a per-event size limit) and records what it
+    accepted. Faults are scripted per request with :meth:`fail_next`, :meth:`respond_next`
+    (any status, body and content type), :meth:`redirect_next`, :meth:`reset_next`,
+    :meth:`delay_next` and :meth:`lose_response_next`.
+
+    ``max_body_bytes`` makes larger requests get a 413, as a proxy's body limit would;
+    ``max_event_bytes`` refuses larger events (their compact JSON) with a 422 naming them.
 
     >>> with VibefollowServer() as server:
     ...     server.base_url.startswith("http://127.0.0.1:")
@@ -46,6 +62,8 @@ class VibefollowServer:
         port: int = 0,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         reuse_status: int = DEFAULT_REUSE_STATUS,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self._family = _loopback_family(host)
         if not api_key or any(char.isspace() for char in api_key):
@@ -56,6 +74,12 @@ class VibefollowServer:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         if reuse_status not in _REUSE_STATUSES:
             raise ValueError(f"reuse_status must be 409 or 422, got {reuse_status}")
+        if not 1 <= max_body_bytes <= DEFAULT_MAX_BODY_BYTES:
+            raise ValueError(
+                f"max_body_bytes must be in 1..{DEFAULT_MAX_BODY_BYTES}, got {max_body_bytes}"
+            )
+        if max_event_bytes < 1:
+            raise ValueError(f"max_event_bytes must be >= 1, got {max_event_bytes}")
         self._api_key = api_key
         self._address = (host, port)
         self._stopping = threading.Event()
@@ -64,6 +88,8 @@ class VibefollowServer:
             max_batch_size=max_batch_size,
             reuse_status=reuse_status,
             wait=self._stopping.wait,
+            max_body_bytes=max_body_bytes,
+            max_event_bytes=max_event_bytes,
         )
         self._lifecycle = threading.Lock()
         self._httpd: LoopbackHTTPServer | None = None
@@ -217,20 +243,84 @@ class VibefollowServer:
     ) -> None:
         """Answer the next ``count`` matching requests with ``status`` without processing them.
 
-        ``code`` defaults by status (401 ``auth_required``, 403 ``forbidden``, 429
-        ``rate_limited``, 5xx ``server_error``, else ``error``). ``retry_after`` is sent
-        verbatim as ``Retry-After``, so malformed values can be tested too. ``path`` is a
+        The body is the API's JSON error envelope. ``code`` defaults by status (401
+        ``auth_required``, 403 ``forbidden``, 429 ``rate_limited``, 5xx ``server_error``,
+        else ``error``). ``retry_after`` is sent verbatim as ``Retry-After``, so malformed
+        values can be tested too; a 429 carries ``Retry-After: 1`` unless told otherwise,
+        as the API's always does (:meth:`respond_next` sends one without). ``path`` is a
         route such as ``"/events/batch"`` (the ``/api/v1`` prefix is optional); ``None``
         matches any route.
         """
         if not 400 <= status <= 599:
             raise ValueError(f"status must be an HTTP error status (400..599), got {status}")
-        if retry_after is not None and ("\r" in retry_after or "\n" in retry_after):
-            raise ValueError("retry_after must be a single header line")
+        if retry_after is None and status == 429:
+            retry_after = DEFAULT_RETRY_AFTER
+        _check_header_value("retry_after", retry_after)
         fault = Fault(
             "status", normalise_route(path), status, code or default_code(status), retry_after
         )
         self._add(fault, count)
+
+    def respond_next(
+        self,
+        status: int,
+        body: bytes | str = b"",
+        *,
+        content_type: str | None = "application/json",
+        headers: Mapping[str, str] | None = None,
+        count: int = 1,
+        path: str | None = None,
+        process: bool = False,
+    ) -> None:
+        """Answer the next ``count`` matching requests with exactly this status and body.
+
+        Any status from 200 to 599 with any body (``str`` is sent as UTF-8) and content
+        type (``None``: no Content-Type header) and extra ``headers``: a proxy's HTML
+        error page, a captive portal's 200, a 2xx with invalid JSON, a 429 without
+        Retry-After. Unprocessed, unless ``process=True``: then the request is processed
+        (recorded, its key stored) and this answer replaces the API's, so a retry with
+        the same key is replayed.
+        """
+        if not 200 <= status <= 599:
+            raise ValueError(f"status must be a final HTTP status (200..599), got {status}")
+        data = body.encode() if isinstance(body, str) else bytes(body)
+        if data and status in _NO_BODY_STATUSES:
+            raise ValueError(f"a {status} answer cannot have a body")
+        pairs = tuple((headers or {}).items())
+        for name, value in pairs:
+            _check_header_value(name, value)
+        _check_header_value("content_type", content_type)
+        kind: FaultKind = "redirect" if 300 <= status <= 399 else "respond"
+        fault = Fault(
+            kind,
+            normalise_route(path),
+            status,
+            body=data,
+            content_type=content_type,
+            headers=pairs,
+            process=process,
+        )
+        self._add(fault, count)
+
+    def redirect_next(
+        self, location: str, *, status: int = 307, count: int = 1, path: str | None = None
+    ) -> None:
+        """Redirect the next ``count`` matching requests to ``location``, unprocessed.
+
+        A 3xx with a ``Location`` header and a small HTML body, as a web server sends
+        for a moved (or mistyped) URL. A client must not follow it with the API key.
+        """
+        if not 300 <= status <= 399:
+            raise ValueError(f"status must be a redirect (300..399), got {status}")
+        _check_header_value("location", location)
+        self.respond_next(
+            status,
+            _REDIRECT_BODY,
+            content_type="text/html",
+            headers={"Location": location},
+            count=count,
+            path=path,
+        )
 
     def reset_next(self, *, count: int = 1, path: str | None = None) -> None:
         """Abort the next ``count`` matching connections with a TCP reset, unprocessed."""
@@ -253,18 +343,26 @@ class VibefollowServer:
         """
         self._add(Fault("lose_response", normalise_route(path)), count)
 
-    def reject_event(self, predicate: EventPredicate) -> None:
+    def reject_event(self, predicate: EventPredicate, *, name_field: bool = True) -> None:
         """Fail validation (422, field ``events[i].name``) for events matching ``predicate``.
 
         Simulates a server-side rule the client cannot know about, i.e. a poison event.
-        The predicate gets a copy of each structurally valid event.
+        The predicate gets a copy of each structurally valid event. A batch holding
+        several gets one error per matching event. With ``name_field=False`` the errors
+        carry no field: the server cannot say which event it refused.
         """
         with self._api.changed:
-            self._api.rejections.append(predicate)
+            self._api.rejections.append(Rejection(predicate, name_field))
 
     def _add(self, fault: Fault, count: int) -> None:
         with self._api.changed:
             self._api.faults.add(fault, count)
+
+
+def _check_header_value(name: str, value: str | None) -> None:
+    """A header value must be one line: anything else would let a test forge headers."""
+    if value is not None and ("\r" in value or "\n" in value):
+        raise ValueError(f"{name} must be a single header line")
 
 
 def _loopback_family(host: str) -> int:

@@ -10,12 +10,17 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, Final
 
 VALIDATION_FAILED: Final = "validation_failed"
+#: The largest request body served unless told otherwise (the HTTP layer's own bound).
+DEFAULT_MAX_BODY_BYTES: Final = 16 * 1024 * 1024
+#: The largest event (its compact JSON) accepted unless told otherwise: vf-otel's own limit.
+DEFAULT_MAX_EVENT_BYTES: Final = 64 * 1024
 
 # Exactly millisecond precision and a literal Z: the wire format the client promises to send.
 _OCCURRED_AT: Final = re.compile(
@@ -29,19 +34,28 @@ _UUID: Final = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 @dataclass(frozen=True, slots=True)
 class ApiError:
-    """One error as the API reports it: a status and a single entry of the error envelope."""
+    """An error as the API reports it: a status and the entries of the error envelope.
+
+    The first entry is this error's ``code``, ``message`` and ``field``; ``others``
+    are further entries (a batch with several invalid events gets one per event).
+    """
 
     status: int
     code: str
     message: str
     field: str | None = None
+    others: tuple[ApiError, ...] = ()
 
     def envelope(self) -> dict[str, Any]:
-        """The JSON body ``{"errors": [{"code", "message", "field"?}]}``."""
+        """The JSON body ``{"errors": [{"code", "message", "field"?}, ...]}``."""
+        return {"errors": [error.entry() for error in (self, *self.others)]}
+
+    def entry(self) -> dict[str, Any]:
+        """This error's own entry of the envelope."""
         entry: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.field is not None:
             entry["field"] = self.field
-        return {"errors": [entry]}
+        return entry
 
 
 def _invalid(field: str | None, message: str) -> ApiError:
@@ -66,11 +80,14 @@ def check_content_type(header: str | None) -> ApiError | None:
 
 
 def check_idempotency_key(header: str | None) -> ApiError | None:
-    """A present ``Idempotency-Key`` in canonical UUID form."""
+    """A present ``Idempotency-Key``: a version-4 UUID in canonical form (§4)."""
     if header is None or not header.strip():
         return ApiError(400, "idempotency_key_required", "Idempotency-Key header is required")
     if _UUID.fullmatch(header.strip()) is None:
         return ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be a UUID")
+    key = uuid.UUID(header.strip())
+    if key.version != 4 or key.variant != uuid.RFC_4122:
+        return ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be a version-4 UUID")
     return None
 
 
@@ -125,6 +142,19 @@ def _is_email(value: object) -> bool:
     return bool(local) and bool(domain)
 
 
+#: The canonical lifecycle events and the properties each requires (vibefollow-api.md §6).
+#: Kept apart from the client's own table on purpose: a shared table would hide its bugs.
+CANONICAL_REQUIRED: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "feature_used": ("feature",),
+        "onboarding_step": ("step",),
+        "subscription_changed": ("to",),
+        "trial_expiring": ("daysLeft",),
+        "user_invited": ("invitedEmail",),
+    }
+)
+
+
 @dataclass(frozen=True, slots=True)
 class _FieldRule:
     """One field of a request object: whether it must be present and what it must look like."""
@@ -172,8 +202,27 @@ def _check_object(value: object, rules: tuple[_FieldRule, ...], prefix: str) -> 
 
 
 def check_event(event: object, prefix: str = "") -> ApiError | None:
-    """One event object; ``prefix`` (e.g. ``"events[3]."``) goes in front of field names."""
-    return _check_object(event, _EVENT_RULES, prefix)
+    """One event object; ``prefix`` (e.g. ``"events[3]."``) goes in front of field names.
+
+    A canonical lifecycle event must carry its required properties (§6).
+    """
+    error = _check_object(event, _EVENT_RULES, prefix)
+    if error is not None or not isinstance(event, dict):
+        return error
+    properties = event.get("properties") or {}
+    for name in CANONICAL_REQUIRED.get(event["name"], ()):
+        if properties.get(name) is None:
+            return _invalid(f"{prefix}properties.{name}", "required")
+    return None
+
+
+def check_event_size(event: object, prefix: str, limit: int) -> ApiError | None:
+    """An event whose compact JSON is over ``limit`` bytes is refused (422 naming it)."""
+    size = len(json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode())
+    if size <= limit:
+        return None
+    field = prefix.rstrip(".") or None
+    return ApiError(422, "event_too_large", f"event is {size} bytes, over {limit}", field)
 
 
 def check_user(user: object) -> ApiError | None:

@@ -1,0 +1,378 @@
+"""SIGTERM delivers what is queued, then does exactly what it did before vf-otel was installed.
+
+Containers, systemd, Kubernetes and uvicorn stop a process with SIGTERM, whose default
+action ends Python without ``atexit``. Each scenario is a real process, sent a real
+SIGTERM while its events are still queued (the flush interval is an hour), and must
+deliver every event and end with the status SIGTERM gives it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import vf_otel
+from vf_otel.testing import VibefollowServer
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(signal, "SIGKILL"), reason="POSIX signals: SIGTERM's default action"
+)
+#: A hang guard for a child process, not a timing assertion.
+HANG_GUARD = 120
+EVENTS = 25
+
+
+@pytest.fixture
+def server() -> Iterator[VibefollowServer]:
+    """A local Vibefollow API for this test alone."""
+    with VibefollowServer() as running:
+        yield running
+
+
+#: The end of every script: queue EVENTS events, say so, wait for the signal.
+WAIT_FOR_SIGTERM = f"""
+for i in range({EVENTS}):
+    log.warning("job_done", extra={{"vf_user": f"usr_{{i}}"}})
+print("ready", flush=True)
+signal.pause()
+"""
+
+
+def child_env(server: VibefollowServer, tmp_path: Path) -> dict[str, str]:
+    """The environment of a child configured from VIBEFOLLOW_*; only an exit can deliver."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIBEFOLLOW_")}
+    return env | {
+        "VIBEFOLLOW_API_KEY": server.api_key,
+        "VIBEFOLLOW_BASE_URL": server.base_url,
+        "VIBEFOLLOW_FLUSH_INTERVAL": "3600",
+        "PYTHONPATH": str(tmp_path),
+    }
+
+
+def terminate_when_ready(
+    server: VibefollowServer, tmp_path: Path, setup: str
+) -> tuple[int, str, str]:
+    """Run ``setup``, log EVENTS events, print ``ready``; SIGTERM it; (status, out, err)."""
+    script = tmp_path / "main.py"
+    script.write_text(textwrap.dedent(setup) + WAIT_FOR_SIGTERM)
+    with subprocess.Popen(  # noqa: S603 - our own interpreter and script
+        [sys.executable, str(script)],
+        env=child_env(server, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as child:
+        assert child.stdout is not None
+        first = child.stdout.readline()
+        assert first == "ready\n", first + child.communicate(timeout=HANG_GUARD)[1]
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=HANG_GUARD)
+    return child.returncode, out, err
+
+
+def users(server: VibefollowServer) -> list[int]:
+    """The numbers of the users of every accepted event, sorted (duplicates stay visible)."""
+    return sorted(int(e["external_user_id"].removeprefix("usr_")) for e in server.events)
+
+
+def test_plain_script_delivers_everything_and_dies_of_sigterm(
+    server: VibefollowServer, tmp_path: Path
+) -> None:
+    """configure(), events queued, SIGTERM: all delivered, and the status is -SIGTERM."""
+    status, _, err = terminate_when_ready(
+        server,
+        tmp_path,
+        """
+        import logging
+        import signal
+
+        import vf_otel
+
+        vf_otel.configure(spans=False)
+        log = logging.getLogger("worker")
+        """,
+    )
+    assert status == -signal.SIGTERM, err
+    assert users(server) == list(range(EVENTS))
+
+
+def test_an_app_handler_installed_before_is_still_called(
+    server: VibefollowServer, tmp_path: Path
+) -> None:
+    """The app's own SIGTERM handler runs after the delivery and decides the exit status."""
+    status, out, err = terminate_when_ready(
+        server,
+        tmp_path,
+        """
+        import logging
+        import signal
+        import sys
+
+        import vf_otel
+
+        def graceful(signum, frame):
+            print("app handler ran", flush=True)
+            sys.exit(7)
+
+        signal.signal(signal.SIGTERM, graceful)
+        vf_otel.configure(spans=False)
+        log = logging.getLogger("worker")
+        """,
+    )
+    assert status == 7, err
+    assert "app handler ran" in out
+    assert users(server) == list(range(EVENTS))
+
+
+def test_flush_on_sigterm_covers_a_handler_from_dictconfig(
+    server: VibefollowServer, tmp_path: Path
+) -> None:
+    """The one-liner for a handler installed without configure(): same delivery, same status."""
+    status, _, err = terminate_when_ready(
+        server,
+        tmp_path,
+        """
+        import logging
+        import logging.config
+        import signal
+
+        import vf_otel
+
+        logging.config.dictConfig({
+            "version": 1,
+            "handlers": {"vf": {"class": "vf_otel.VibefollowHandler"}},
+            "root": {"handlers": ["vf"]},
+        })
+        vf_otel.flush_on_sigterm()
+        log = logging.getLogger("worker")
+        """,
+    )
+    assert status == -signal.SIGTERM, err
+    assert users(server) == list(range(EVENTS))
+
+
+def test_without_the_hook_sigterm_loses_the_queue(server: VibefollowServer, tmp_path: Path) -> None:
+    """handle_sigterm=False leaves SIGTERM's default: the process dies with its queue."""
+    status, _, err = terminate_when_ready(
+        server,
+        tmp_path,
+        """
+        import logging
+        import signal
+
+        import vf_otel
+
+        vf_otel.configure(spans=False, handle_sigterm=False)
+        log = logging.getLogger("worker")
+        """,
+    )
+    assert status == -signal.SIGTERM, err
+    assert users(server) == []
+
+
+ASGI_APP = """\
+import logging
+
+import vf_otel
+
+vf_otel.configure(spans=False)
+log = logging.getLogger("shop")
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        # Logged during uvicorn's graceful shutdown, after SIGTERM arrived.
+        log.warning("server_stopped", extra={"vf_user": "usr_1000"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    log.warning("page_viewed", extra={"vf_user": scope["path"].strip("/")})
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+"""
+
+
+def test_uvicorn_delivers_every_request_event_at_sigterm(
+    server: VibefollowServer, tmp_path: Path
+) -> None:
+    """A real uvicorn, SIGTERM after serving: every event arrives, the lifespan's last one too;
+    uvicorn re-raises SIGTERM after its graceful shutdown, so the status is -SIGTERM."""
+    pytest.importorskip("uvicorn")
+    (tmp_path / "shop_app.py").write_text(ASGI_APP)
+    # Bound here and inherited: no port race, and requests wait in the backlog until ready.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        port = listener.getsockname()[1]
+        command = [sys.executable, "-m", "uvicorn", "shop_app:app", "--lifespan", "on"]
+        child = subprocess.Popen(  # noqa: S603 - our own interpreter and uvicorn
+            [*command, "--fd", str(listener.fileno())],
+            pass_fds=[listener.fileno()],
+            cwd=tmp_path,
+            env=child_env(server, tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    with child, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=HANG_GUARD) as client:
+        statuses = [client.get(f"/usr_{i}").status_code for i in range(EVENTS)]
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=HANG_GUARD)
+    assert statuses == [200] * EVENTS
+    assert "Finished server process" in err  # uvicorn's own graceful shutdown ran
+    assert child.returncode == -signal.SIGTERM, err
+    assert users(server) == [*range(EVENTS), 1000]
+
+
+# -- the hook itself, in this process --------------------------------------------------
+
+
+def test_shutdown_puts_the_previous_sigterm_handling_back(server: VibefollowServer) -> None:
+    """configure() installs the hook; shutdown() restores exactly what was there."""
+    before = signal.getsignal(signal.SIGTERM)
+    configured = vf_otel.configure(spans=False, api_key=server.api_key, base_url=server.base_url)
+    try:
+        assert signal.getsignal(signal.SIGTERM) is not before
+    finally:
+        configured.shutdown()
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_opt_out_and_ignored_sigterm_are_left_alone(server: VibefollowServer) -> None:
+    """handle_sigterm=False, or SIGTERM ignored (SIG_IGN): SIGTERM's handling is not touched."""
+    options: dict[str, Any] = {
+        "spans": False,
+        "api_key": server.api_key,
+        "base_url": server.base_url,
+    }
+    before = signal.getsignal(signal.SIGTERM)
+    opted_out = vf_otel.configure(handle_sigterm=False, **options)
+    assert signal.getsignal(signal.SIGTERM) is before
+    opted_out.shutdown()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        configured = vf_otel.configure(**options)
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        assert vf_otel.flush_on_sigterm() is False
+        configured.shutdown()
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_configure_off_the_main_thread_installs_no_hook(server: VibefollowServer) -> None:
+    """Only the main thread may install a signal handler: elsewhere configure() just works."""
+    before = signal.getsignal(signal.SIGTERM)
+    made: list[vf_otel.Configuration] = []
+    thread = threading.Thread(
+        target=lambda: made.append(
+            vf_otel.configure(spans=False, api_key=server.api_key, base_url=server.base_url)
+        )
+    )
+    thread.start()
+    thread.join(HANG_GUARD)
+    assert len(made) == 1
+    made[0].shutdown()
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+DJANGO_SETTINGS = """\
+import vf_otel
+
+SECRET_KEY = "test-only"
+ALLOWED_HOSTS = ["127.0.0.1"]
+INSTALLED_APPS = []
+MIDDLEWARE = []
+ROOT_URLCONF = "shop_urls"
+vf_otel.configure(spans=False)
+"""
+DJANGO_URLS = """\
+import logging
+
+from django.http import HttpResponse
+from django.urls import path
+
+log = logging.getLogger("shop")
+
+
+def view(request, user):
+    log.warning("page_viewed", extra={"vf_user": user})
+    return HttpResponse("ok")
+
+
+urlpatterns = [path("<str:user>", view)]
+"""
+
+
+def free_loopback_port() -> int:
+    """A port free on 127.0.0.1 now (runserver takes no socket of ours)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def get_when_listening(client: httpx.Client, path: str) -> int:
+    """GET ``path`` once the server listens (it binds after it starts); the status."""
+    for _ in range(HANG_GUARD * 20):
+        try:
+            return client.get(path).status_code
+        except httpx.ConnectError:
+            time.sleep(0.05)
+    raise AssertionError("the server never listened")
+
+
+def serve_then_sigterm(
+    server: VibefollowServer, tmp_path: Path, *options: str
+) -> subprocess.Popen[str]:
+    """Django's runserver with ``options``: EVENTS requests, then SIGTERM; the ended process."""
+    pytest.importorskip("django")
+    (tmp_path / "shop_settings.py").write_text(DJANGO_SETTINGS)
+    (tmp_path / "shop_urls.py").write_text(DJANGO_URLS)
+    port = free_loopback_port()
+    env = child_env(server, tmp_path) | {"DJANGO_SETTINGS_MODULE": "shop_settings"}
+    command = [sys.executable, "-m", "django", "runserver", *options, f"127.0.0.1:{port}"]
+    child = subprocess.Popen(  # noqa: S603 - our own interpreter and Django
+        command,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    with child, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=HANG_GUARD) as client:
+        statuses = [get_when_listening(client, "/usr_0")]
+        statuses += [client.get(f"/usr_{i}").status_code for i in range(1, EVENTS)]
+        child.send_signal(signal.SIGTERM)
+        child.communicate(timeout=HANG_GUARD)
+    assert statuses == [200] * EVENTS
+    return child
+
+
+def test_runserver_noreload_delivers_every_request_event_at_sigterm(
+    server: VibefollowServer, tmp_path: Path
+) -> None:
+    """Django's runserver --noreload (as run in a container), SIGTERM: every event arrives."""
+    child = serve_then_sigterm(server, tmp_path, "--noreload")
+    assert child.returncode == -signal.SIGTERM
+    assert users(server) == list(range(EVENTS))
+
+
+def test_runserver_autoreloader_kills_its_server_and_the_queue_with_it(
+    server: VibefollowServer, tmp_path: Path
+) -> None:
+    """The documented limit: runserver's reloader answers SIGTERM by SIGKILLing the server."""
+    child = serve_then_sigterm(server, tmp_path)
+    assert child.returncode == 0  # the reloader's own sys.exit(0)
+    assert users(server) == []
