@@ -44,7 +44,7 @@ def test_configuration_doc_lists_every_option() -> None:
     """docs/configuration.md has a row per option and no other, with its env var and default."""
     table = (DOCS / "configuration.md").read_text()
     rows = re.findall(r"^\| `(\w+)` \| `?(?:VIBEFOLLOW_\w+|—)`? \|", table, flags=re.MULTILINE)
-    assert sorted(rows) == sorted([*ENV_VARS, "on_error", "transport"])
+    assert sorted(rows) == sorted([*ENV_VARS, "on_error", "before_send", "transport"])
     for name, env in ENV_VARS.items():
         row = next((line for line in table.splitlines() if line.startswith(f"| `{name}` ")), None)
         assert row is not None, name

@@ -18,8 +18,10 @@ from vf_otel.typing import Options
 
 
 def test_options_name_every_setting_plus_the_hooks() -> None:
-    """vf_otel.typing.Options has exactly the settings' names, on_error and transport."""
-    assert set(typing.get_type_hints(Options)) == set(DEFAULTS) | {"on_error", "transport"}
+    """vf_otel.typing.Options has exactly the settings' names, on_error, before_send and
+    transport."""
+    hooks = {"on_error", "before_send", "transport"}
+    assert set(typing.get_type_hints(Options)) == set(DEFAULTS) | hooks
 
 
 # What an option accepts beyond its resolved Settings type; its check normalises these.

@@ -21,6 +21,7 @@ from ._event.model import Event
 from ._event.validate import CANONICAL_EVENTS
 from ._sources.configure import Configuration, configure
 from ._sources.context import current_user, user
+from ._sources.direct import event, identify
 from ._sources.handler import VibefollowHandler
 from ._sources.logs import VibefollowLogExporter
 from ._sources.sigterm import flush_on_sigterm
@@ -47,7 +48,9 @@ __all__ = [
     "__version__",
     "configure",
     "current_user",
+    "event",
     "flush_on_sigterm",
+    "identify",
     "track",
     "user",
 ]

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from ._errors import VibefollowError
     from ._event.model import Event
 
-__all__ = ["ErrorCallback", "Options"]
+__all__ = ["BeforeSend", "ErrorCallback", "Options"]
 
 
 class ErrorCallback(Protocol):
@@ -26,6 +26,16 @@ class ErrorCallback(Protocol):
     """
 
     def __call__(self, exc: VibefollowError, events: Sequence[Event], /) -> None: ...
+
+
+class BeforeSend(Protocol):
+    """``before_send(event)``: the event to send instead (``dataclasses.replace`` it), or
+    ``None`` to leave it out (counted as ``dropped["filtered"]``). Runs on a vf-otel
+    thread before delivery — for sampling, or scrubbing beyond ``redact``. What it raises
+    drops that event only (``dropped["before_send_failed"]``, reported to ``on_error``).
+    """
+
+    def __call__(self, event: Event, /) -> Event | None: ...
 
 
 class Options(TypedDict, total=False):
@@ -54,4 +64,5 @@ class Options(TypedDict, total=False):
     spool_path: str | os.PathLike[str] | None
     spool_max_bytes: int | None
     on_error: ErrorCallback | None
+    before_send: BeforeSend | None
     transport: httpx.BaseTransport | None

@@ -7,8 +7,10 @@ signature change that would break a strictly typed app fails CI.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -17,7 +19,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
 import vf_otel
 from vf_otel.testing import DEFAULT_API_KEY, FaultKind, RecordedRequest, VibefollowServer
-from vf_otel.typing import ErrorCallback
+from vf_otel.typing import BeforeSend, ErrorCallback
 
 
 def readme() -> None:
@@ -167,6 +169,29 @@ def tracked() -> None:
     Billing().change_plan("pro")
     asyncio.run(complete_step(2))
     print(data)
+
+
+def sample(event: vf_otel.Event, /) -> vf_otel.Event | None:
+    """A ``before_send`` hook: sampling and scrubbing."""
+    if event.name == "noise":
+        return None
+    return dataclasses.replace(event, properties={"scrubbed": True})
+
+
+def beyond_the_bridge() -> None:
+    """docs/configure-and-track.md: event(), identify(), backdated times, before_send."""
+    vf_otel.event("report_exported", user="usr_42", properties={"format": "pdf"})
+    vf_otel.event("report_exported", occurred_at=datetime.now(UTC))
+    vf_otel.event("imported", user=42, occurred_at=1_764_496_800.0)
+    vf_otel.event("imported", user="usr_1", occurred_at="2026-11-30T10:00:00Z")
+    vf_otel.identify("usr_42", {"email": "ada@example.com", "plan": "pro"})
+    hook: BeforeSend = sample
+    config = vf_otel.configure(before_send=hook, spans=False)
+    handler = vf_otel.VibefollowHandler(before_send=sample)
+    exporter = vf_otel.VibefollowSpanExporter(before_send=sample)
+    config.shutdown()
+    handler.close()
+    exporter.shutdown()
 
 
 def testing_server() -> None:

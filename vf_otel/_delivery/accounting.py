@@ -49,6 +49,10 @@ DropReason = Literal[
     "invalid_properties",
     "invalid_traits",
     "missing_required_property",
+    "invalid_occurred_at",
+    # left out by the app's before_send: it returned None, or it raised
+    "filtered",
+    "before_send_failed",
     # refused while preparing a request
     "unserializable",
     "event_too_large",
@@ -226,6 +230,12 @@ class Ledger:
                 with self._lock:
                     self._counts["users_failed"] += 1
 
+    def filtered(self, count: int) -> None:
+        """The app's before_send left ``count`` events out: counted, neither warned about nor
+        reported (it is the app's choice, e.g. sampling)."""
+        with self._lock:
+            self._dropped["filtered"] += count
+
     def reject(self, reason: DropReason, field_name: str, message: str) -> None:
         """The client-side checks refused an event (no Event could be built)."""
         error = ValidationError(message, status=0, code=reason, field=field_name)
@@ -271,9 +281,11 @@ class Ledger:
 
     @property
     def failures(self) -> int:
-        """Events dead-lettered or dropped so far (refusals on the app thread excluded)."""
+        """Events dead-lettered or dropped so far (refusals on the app thread excluded;
+        events the app's before_send left out are its choice, not a loss)."""
         with self._lock:
-            return self._counts["dead_lettered"] + sum(self._dropped.values())
+            lost = sum(self._dropped.values()) - self._dropped["filtered"]
+            return self._counts["dead_lettered"] + lost
 
     @property
     def requests_sent(self) -> int:

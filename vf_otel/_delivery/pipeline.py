@@ -26,7 +26,7 @@ from .._errors import UndeliveredError
 from .._event.model import Event, new_event_ids
 from .._event.validate import PendingEvent, Rejection, build_pending
 from .._spool.store import Spool
-from ..typing import ErrorCallback
+from ..typing import BeforeSend, ErrorCallback
 from .accounting import Ledger, Stats
 from .attempt import Attempts
 from .client import Client
@@ -53,11 +53,13 @@ class Pipeline:
         settings: Settings,
         *,
         on_error: ErrorCallback | None = None,
+        before_send: BeforeSend | None = None,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
         reopenable: bool = False,
     ) -> None:
         self.settings = settings
+        self._before_send = before_send
         self._transport = transport
         self._clock = clock
         self.ledger = Ledger(on_error)
@@ -147,7 +149,13 @@ class Pipeline:
             self.ledger.drop("shutdown", events)
             return False
         wait = self.settings.export_timeout if timeout is None else timeout
-        return self._worker.deliver(events, wait)
+        failures = self.ledger.failures
+        screened = self._screen(events)
+        # Left out by before_send is the app's choice; raising in it is a loss.
+        kept_all = self.ledger.failures == failures
+        if not screened:
+            return kept_all
+        return self._worker.deliver(screened, wait) and kept_all
 
     # -- the worker's half of a log call --------------------------------------
 
@@ -167,7 +175,35 @@ class Pipeline:
                 self.ledger.reject(built.reason, built.field, built.message)  # type: ignore[arg-type]
             else:
                 events.append(built)
-        return events
+        return self._screen(events)
+
+    def _screen(self, events: Sequence[Event]) -> list[Event]:
+        """The events the app's ``before_send`` keeps (as it rewrote them); all without one."""
+        before_send = self._before_send
+        if before_send is None:
+            return list(events)
+        kept: list[Event] = []
+        left_out = 0
+        for event in events:
+            try:
+                result: object = before_send(event)
+            except Exception as exc:  # noqa: BLE001 - the app's hook drops one event, never more
+                self.ledger.error("before_send", "before_send raised", exc_info=True)
+                error = UndeliveredError(f"before_send raised {type(exc).__name__}")
+                self.ledger.drop("before_send_failed", [event], error)
+                continue
+            if result is None:
+                left_out += 1
+            elif isinstance(result, Event):
+                kept.append(result)
+            else:
+                error = UndeliveredError(
+                    f"before_send returned {type(result).__name__}, not an Event or None"
+                )
+                self.ledger.drop("before_send_failed", [event], error)
+        if left_out:
+            self.ledger.filtered(left_out)
+        return kept
 
     # -- control --------------------------------------------------------------
 

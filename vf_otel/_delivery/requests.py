@@ -8,6 +8,7 @@ from typing import Final
 from .._config import Settings
 from .._errors import UndeliveredError, ValidationError
 from .._event.model import Event
+from .._event.validate import IDENTIFY
 from .accounting import Ledger
 from .wire import MAX_EVENT_BYTES, Request, encode_event, event_requests, user_requests
 
@@ -57,7 +58,9 @@ def prepare(
             continue
         encoded.append((event, data))
     kept = [event for event, _ in encoded]
-    return _upserts(kept, ledger) + list(event_requests(encoded, settings.batch_size))
+    # An identify() is only its user upsert: it never goes out as an event.
+    batched = [(event, data) for event, data in encoded if event.name != IDENTIFY]
+    return _upserts(kept, ledger) + list(event_requests(batched, settings.batch_size))
 
 
 def _upserts(events: Sequence[Event], ledger: Ledger) -> list[Request]:

@@ -29,7 +29,7 @@ from .._compat import suppressed_instrumentation
 from .._config import Settings
 from .._errors import UndeliveredError
 from .._event.model import Event
-from .._event.validate import Rejection
+from .._event.validate import IDENTIFY, Rejection
 from .accounting import Ledger
 from .attempt import Attempts
 from .parked import Job, Parked
@@ -147,14 +147,15 @@ class Worker:
 
     def deliver(self, events: Sequence[Event], timeout: float) -> bool:
         """Send ``events`` now from the caller's thread; True once all were accepted."""
-        self._ledger.enqueued(len(events))
+        wanted = sum(event.name != IDENTIFY for event in events)  # identify(): an upsert only
+        self._ledger.enqueued(wanted)
         seq = self._next_seq()
         requests = prepare(events, self._settings, self._ledger)
         jobs = [Job(r, seq) for r in requests]
         # An event dropped while its request was built (too large, no base URL) is not sent.
         kept = sum(len(r.events) for r in requests if r.path == EVENTS_PATH)
         deadline = self._clock() + timeout
-        results: list[bool] = [kept == len(events)]
+        results: list[bool] = [kept == wanted]
         finished = threading.Semaphore(0)
 
         def done(sent: bool) -> None:
@@ -232,8 +233,9 @@ class Worker:
             # Counted in flight from here, so stats() never loses sight of them while
             # they are built (a producer pacing itself on queued + backlog relies on it).
             self._ledger.move(len(items), None, "in_flight")
-            # A refusal rides the queue only to be counted off the app's thread.
-            self._ledger.enqueued(sum(not isinstance(item, Rejection) for item in items))
+            # A refusal rides the queue only to be counted off the app's thread; an
+            # identify() is a user upsert, counted in users_sent, not an event.
+            self._ledger.enqueued(sum(_is_event(item) for item in items))
             try:
                 events = self._build_politely(items)
                 job = self._chain(prepare(events, self._settings, self._ledger, self._pause))
@@ -254,13 +256,18 @@ class Worker:
         return events
 
     def _pause(self) -> None:
-        """Let the app's threads run, unless the queue is filling (then the worker keeps up).
+        """Let the app's threads run, unless someone waits for the worker or the queue fills.
 
         A thread waiting for the GIL gets it only when the holder lets go: at the
         latest after the switch interval (5 ms), a long time on a request path. A
         batch takes a few ms to build and encode, so the worker lets go every
-        PAUSE_EVERY events; a sleep releases the GIL even when it does not wait.
+        PAUSE_EVERY events (a sleep releases the GIL even when it does not wait).
+        Not while a flush() or shutdown waits for the batch: handing the GIL back
+        and forth costs time they would wait; nor when the queue is half full: then
+        the worker takes its share of the GIL, so that the queue drains.
         """
+        if self._flushes or self._stop.is_set():
+            return
         if len(self._queue) * 2 <= self._settings.max_queue_size:
             time.sleep(PAUSE_SECONDS)
 
@@ -427,3 +434,10 @@ class Worker:
             if new > 0:
                 self._warned[reason] = count
                 self._ledger.warn_refused(reason, new)
+
+
+def _is_event(item: object) -> bool:
+    """Whether a queued item stands for an event (not a refusal, not an identify())."""
+    if isinstance(item, tuple):
+        return bool(item[0] != IDENTIFY)
+    return not isinstance(item, Rejection)

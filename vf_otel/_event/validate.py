@@ -16,8 +16,17 @@ from typing import Any, Final, cast
 from .coerce import coerce_mapping, plain_copy, type_name, utf8_text
 from .model import Event, new_event_id
 from .redact import DEFAULT_REDACTOR, Redactor
+from .when import explicit_time
 
-__all__ = ["CANONICAL_EVENTS", "PendingEvent", "Rejection", "build_pending", "make_event"]
+__all__ = [
+    "CANONICAL_EVENTS",
+    "IDENTIFY",
+    "Backdated",
+    "PendingEvent",
+    "Rejection",
+    "build_pending",
+    "make_event",
+]
 
 #: The nine canonical lifecycle events and the properties each one requires
 #: (vibefollow-api.md §6). Other names are custom events with no requirements.
@@ -35,6 +44,10 @@ CANONICAL_EVENTS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
     }
 )
 
+#: The name of a user upsert with no event (``vf_otel.identify()``), as posthog names it:
+#: such an "event" becomes only a ``POST /users``. Reserved: not sent as an event.
+IDENTIFY: Final = "$identify"
+
 # The names alone, for the common event's one membership test.
 _CANONICAL_NAMES: Final = frozenset(CANONICAL_EVENTS)
 _USER_FIELD: Final = "external_user_id"
@@ -43,14 +56,22 @@ _QUOTE_LENGTH: Final = 80
 
 
 #: What a log call leaves in the queue: (name, user, properties, traits, created
-#: [, redactor]). A bare tuple because the logging thread must spend as little as
-#: possible: validation, coercion, redaction, the event id and the timestamp are
+#: [, redactor]); ``created`` is the record's float time, or its ``vf_occurred_at``
+#: as :class:`Backdated`. A bare tuple because the logging thread must spend as little
+#: as possible: validation, coercion, redaction, the event id and the timestamp are
 #: all done on the delivery worker by :func:`build_pending`. Without a sixth item
 #: the default redaction applies.
 PendingEvent = (
-    tuple[object, object, object, object, float]
-    | tuple[object, object, object, object, float, Redactor]
+    tuple[object, object, object, object, object]
+    | tuple[object, object, object, object, object, Redactor]
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Backdated:
+    """An explicit time for a log call's event (``vf_occurred_at``), read on the worker."""
+
+    value: object
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +122,15 @@ def build_pending(pending: PendingEvent, event_id: str | None = None) -> Event |
     """
     name, user_id, properties, traits, created, *rest = pending
     redactor = rest[0] if rest else DEFAULT_REDACTOR
-    occurred_at = _from_timestamp(created)
+    if isinstance(created, Backdated):  # vf_occurred_at: a datetime, epoch seconds or ISO
+        explicit = explicit_time(created.value)
+        if isinstance(explicit, str):
+            return Rejection("invalid_occurred_at", "occurred_at", explicit)
+        occurred_at = explicit
+    else:  # the log record's own time
+        occurred_at = _from_timestamp(created)  # type: ignore[arg-type]
+    if name == IDENTIFY and not isinstance(traits, Mapping):
+        return Rejection("invalid_traits", "traits", "identify() needs a mapping of traits")
     if event_id is None:
         event_id = new_event_id()
     if traits is None:

@@ -8,7 +8,7 @@ from typing import Any, Final
 from typing_extensions import Unpack
 
 from .._delivery.accounting import Stats
-from .._event.validate import Rejection
+from .._event.validate import Backdated, Rejection
 from ..typing import Options
 from .context import current_user
 from .sink import EventSink
@@ -100,6 +100,7 @@ class VibefollowHandler(logging.Handler):
             name = attrs.get("vf_event")
             properties = attrs.get("vf_properties")
             traits = attrs.get("vf_traits")
+            when = attrs.get("vf_occurred_at")
             # A shallow copy, so a dict the caller mutates after logging is sent as
             # it was; anything else is validated (and refused if not a mapping) later.
             self._put(
@@ -108,7 +109,7 @@ class VibefollowHandler(logging.Handler):
                     user,
                     properties.copy() if type(properties) is dict else properties,
                     traits.copy() if type(traits) is dict else traits,
-                    record.created,
+                    record.created if when is None else Backdated(when),
                     self._redactor,
                 )
             )

@@ -34,9 +34,12 @@ class EventSink:
     def __init__(self, options: Options, *, source_kind: str) -> None:
         settings_options: dict[str, Any] = dict(options)
         on_error = settings_options.pop("on_error", None)
+        before_send = settings_options.pop("before_send", None)
         transport = settings_options.pop("transport", None)
         if on_error is not None and not callable(on_error):
             raise ValueError("on_error must be callable")
+        if before_send is not None and not callable(before_send):
+            raise ValueError("before_send must be callable")
         settings = resolve_settings(**settings_options)
         self.has_key = settings.api_key is not None
         if not self.has_key:
@@ -47,6 +50,7 @@ class EventSink:
         self.pipeline = Pipeline(
             settings,
             on_error=on_error,
+            before_send=before_send,
             transport=transport,
             reopenable=source_kind == "handler",
         )

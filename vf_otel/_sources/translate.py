@@ -17,6 +17,7 @@ from opentelemetry.trace import StatusCode
 
 from .._event.model import Event, new_event_id
 from .._event.validate import Rejection, make_event
+from .._event.when import explicit_time
 
 __all__ = [
     "CONTEXT_USER_KEY",
@@ -35,6 +36,9 @@ EVENT_KEY: Final = "vf.event"
 CONTEXT_USER_KEY: Final = "vf.context_user"
 PROPERTIES_PREFIX: Final = "vf.properties."
 TRAITS_PREFIX: Final = "vf.traits."
+#: An explicit time for the event (backfills): epoch seconds or an ISO-8601 string.
+OCCURRED_AT_KEY: Final = "vf.occurred_at"
+LOG_OCCURRED_AT_KEYS: Final = ("vf_occurred_at", OCCURRED_AT_KEY)
 #: The logging ``extra=`` names, as the OTel LoggingHandler copies them into attributes.
 LOG_USER_KEYS: Final = ("vf_user", USER_KEY)
 LOG_EVENT_KEYS: Final = ("vf_event", EVENT_KEY)
@@ -111,12 +115,15 @@ def _from_attrs(
     attrs: Attrs, *, default_name: str, user: object, nanos: int | None, event_id: str
 ) -> Result:
     traits = _prefixed(attrs, TRAITS_PREFIX)
+    occurred_at = _occurred_at(attrs.get(OCCURRED_AT_KEY), nanos)
+    if isinstance(occurred_at, Rejection):
+        return occurred_at
     return make_event(
         name=attrs.get(EVENT_KEY, default_name),
         user_id=user,
         properties=_prefixed(attrs, PROPERTIES_PREFIX),
         traits=traits or None,
-        occurred_at=utc_from_nanos(nanos),
+        occurred_at=occurred_at,
         event_id=event_id,
         redactor=None,  # the exporter redacts with its own settings (EventSink.deliver)
     )
@@ -124,6 +131,17 @@ def _from_attrs(
 
 def _prefixed(attrs: Attrs, prefix: str) -> dict[str, Any]:
     return {key[len(prefix) :]: value for key, value in attrs.items() if key.startswith(prefix)}
+
+
+def _occurred_at(explicit: object, nanos: int | None) -> datetime | Rejection:
+    """The explicit ``vf.occurred_at`` when there is one (refused if unusable), else the
+    span's, span event's or record's own time."""
+    if explicit is None:
+        return utc_from_nanos(nanos)
+    moment = explicit_time(explicit)
+    if isinstance(moment, str):
+        return Rejection("invalid_occurred_at", "occurred_at", moment)
+    return moment
 
 
 def utc_from_nanos(nanos: int | None) -> datetime:
@@ -151,12 +169,16 @@ def translate_log(record: LogRecordLike) -> Result | None:
     if not any(key in attrs for key in (*LOG_USER_KEYS, *LOG_EVENT_KEYS)):
         return None
     name = _first(attrs, LOG_EVENT_KEYS)
+    nanos = record.timestamp or record.observed_timestamp
+    occurred_at = _occurred_at(_first(attrs, LOG_OCCURRED_AT_KEYS), nanos)
+    if isinstance(occurred_at, Rejection):
+        return occurred_at
     return make_event(
         name=record.body if name is None else name,
         user_id=_first(attrs, LOG_USER_KEYS),
         properties=_log_mapping(attrs, "properties"),
         traits=_log_mapping(attrs, "traits") or None,
-        occurred_at=utc_from_nanos(record.timestamp or record.observed_timestamp),
+        occurred_at=occurred_at,
         event_id=new_event_id(),
         redactor=None,  # the exporter redacts with its own settings (EventSink.deliver)
     )
