@@ -177,7 +177,7 @@ def _deep(levels: int) -> dict[str, Any]:
 
 
 COERCED = [
-    ("when", dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC), "2026-01-02T03:04:05+00:00"),
+    ("when", dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC), "2026-01-02T03:04:05.000Z"),
     ("day", dt.date(2026, 1, 2), "2026-01-02"),
     ("tags", {"b", "a"}, ["a", "b"]),
     ("pair", (1, 2), [1, 2]),
@@ -273,3 +273,22 @@ def test_full_queue_drops_new_records_and_counts_them(
     assert [e["external_user_id"] for e in vibefollow_server.events] == [
         f"usr_{i}" for i in range(10)
     ]
+
+
+def test_an_invalid_email_trait_drops_only_the_upsert(
+    vibefollow_server: VibefollowServer, make_handler: HandlerFactory, app_logger: logging.Logger
+) -> None:
+    """An email the API would refuse: the event arrives, the upsert alone is dropped and
+    counted (users_failed), reported to on_error with no events (none was lost)."""
+    reported: list[tuple[str | None, int]] = []
+    handler = make_handler(
+        on_error=lambda exc, events: reported.append((getattr(exc, "field", None), len(events)))
+    )
+    app_logger.addHandler(handler)
+    app_logger.info("user_signed_up", extra={"vf_user": "usr_1", "vf_traits": {"email": "a@"}})
+    assert handler.flush(timeout=10)
+    assert [e["external_user_id"] for e in vibefollow_server.events] == ["usr_1"]
+    assert vibefollow_server.users == []
+    stats = handler.stats()
+    assert (stats.sent, stats.users_failed, stats.dropped_total) == (1, 1, 0)
+    assert reported == [("traits.email", 0)]

@@ -369,3 +369,128 @@ def test_no_option_turns_tls_verification_off() -> None:
         vf_otel.configure,
     ):
         assert not any("verify" in p or "ssl" in p for p in inspect.signature(public).parameters)
+
+
+#: Ordinary product data a SaaS sends (issue 10): none of it may arrive as "[redacted]".
+PRODUCT_KEYS = (
+    "plan",
+    "seats",
+    "session_count",
+    "sessions",
+    "session_length_s",
+    "session_duration",
+    "auth_provider",
+    "auth_method",
+    "oauth_provider",
+    "sso_enabled",
+    "card_brand",
+    "card_last4",
+    "card_country",
+    "card_expiry_month",
+    "cards_added",
+    "tokens_used",
+    "token_count",
+    "max_tokens",
+    "prompt_tokens",
+    "completion_tokens",
+    "token_limit",
+    "author",
+    "author_id",
+    "keyboard_layout",
+    "feature",
+    "step",
+    "to",
+    "from",
+    "daysLeft",
+    "invitedEmail",
+    "trial_days",
+    "mrr",
+    "currency",
+    "amount_cents",
+    "coupon",
+    "referrer",
+    "utm_source",
+    "utm_campaign",
+    "browser",
+    "os",
+    "device_type",
+    "country",
+    "locale",
+    "timezone",
+    "team_size",
+    "role",
+    "workspace_id",
+    "project_count",
+    "invoice_id",
+    "subscription_tier",
+    "billing_interval",
+    "is_admin",
+    "login_count",
+    "last_login_days",
+    "signup_source",
+    "report_format",
+    "export_rows",
+    "api_calls",
+    "api_version",
+    "key_count",
+    "primary_key_type",
+    "sort_key",
+)
+#: Keys whose values are secrets: every one is redacted.
+SECRET_KEYS = (
+    "password",
+    "newPassword",
+    "db_password",
+    "passphrase",
+    "secret",
+    "client_secret",
+    "stripeSecret",
+    "api_key",
+    "apiKey",
+    "X-Api-Key",
+    "access_token",
+    "refreshToken",
+    "bearer_token",
+    "id_token",
+    "auth_token",
+    "csrf_token",
+    "github_token",
+    "token",
+    "session_token",
+    "sessionId",
+    "session",
+    "auth",
+    "authorization",
+    "Authorization",
+    "cookie",
+    "Set-Cookie",
+    "credentials",
+    "card",
+    "card_number",
+    "cardNumber",
+    "cc_number",
+    "cvv",
+    "CVC",
+    "ssn",
+    "private_key",
+    "privateKeyPem",
+    "jwt",
+    "pwd",
+    "otp",
+)
+
+
+def test_at_least_fifty_product_property_names_arrive_as_written() -> None:
+    """Broad words (session, auth, card, token) redact only as the whole key or a
+    credential compound: the product data beside them passes untouched."""
+    assert len(PRODUCT_KEYS) >= 50
+    props = {key: f"value of {key}" for key in PRODUCT_KEYS}
+    assert DEFAULT_REDACTOR.properties(props) == props
+    assert [key for key in PRODUCT_KEYS if DEFAULT_REDACTOR.is_secret(key)] == []
+
+
+def test_the_secret_names_are_all_redacted() -> None:
+    """Passwords, secrets, API keys, tokens, session ids, cookies, card numbers, CVVs,
+    SSNs and private keys are replaced, whatever their casing style."""
+    props = dict.fromkeys(SECRET_KEYS, "s3cr3t")
+    assert set(DEFAULT_REDACTOR.properties(props).values()) == {R}

@@ -8,7 +8,7 @@ from typing import Final
 from .._config import Settings
 from .._errors import UndeliveredError, ValidationError
 from .._event.model import Event
-from .._event.validate import IDENTIFY
+from .._event.validate import IDENTIFY, email_problem
 from .accounting import Ledger
 from .wire import MAX_EVENT_BYTES, Request, encode_event, event_requests, user_requests
 
@@ -71,6 +71,14 @@ def _upserts(events: Sequence[Event], ledger: Ledger) -> list[Request]:
             by_user.setdefault(event.user_id, []).append(event)
     requests: list[Request] = []
     for user_events in by_user.values():
+        merged: dict[str, object] = {}
+        for event in user_events:
+            merged.update(event.traits or {})
+        problem = email_problem(merged)
+        if problem is not None:
+            # The API would refuse the upsert: it alone is lost; the events still go.
+            ledger.upsert_failed(ValidationError(problem, status=0, field="traits.email"))
+            continue
         try:
             requests.extend(user_requests(user_events))
         except Exception as exc:  # noqa: BLE001 - one user's traits must not sink the batch

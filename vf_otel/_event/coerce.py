@@ -122,7 +122,11 @@ def _convert(value: Any, depth: int, active: set[int]) -> Any:
     if isinstance(value, float):
         number = float.__float__(value)
         return number if math.isfinite(number) else None
-    if isinstance(value, _DATES):
+    if isinstance(value, dt.datetime) and value.utcoffset() is not None:
+        # An aware time goes as UTC with "Z", like occurred_at: one form for the API.
+        utc = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return utc.isoformat(timespec="milliseconds") + "Z"
+    if isinstance(value, _DATES):  # naive datetimes (zone unknown: as written), dates, times
         return _clip(utf8_text(str.__str__(value.isoformat())))
     if isinstance(value, _BYTES):
         return _clip(bytes(value).decode("utf-8", errors="replace"))

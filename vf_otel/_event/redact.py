@@ -3,7 +3,10 @@
 A key matches a pattern when the pattern's words appear, in order and next to
 each other, among the key's words: ``userPassword``, ``db-password`` and
 ``password_hash`` all match ``password``; ``x-api-key`` and ``apiKey`` match
-``api_key``; ``author`` does not match ``auth``. Runs on the delivery worker
+``api_key``. Broad words (``token``, ``session``, ``auth``, ``card``) are secret
+only as the whole key or as the last word of a compound that names a credential
+(``csrf_token``), so ordinary product data (``session_count``, ``auth_provider``,
+``card_brand``) arrives as written. Runs on the delivery worker
 (logs) or the SDK export thread (spans), after coercion, so every value is
 already plain JSON.
 """
@@ -21,29 +24,45 @@ from .model import Event
 __all__ = ["DEFAULT_SECRET_KEYS", "REDACTED", "Redactor", "key_words"]
 
 REDACTED: Final = "[redacted]"
-#: Patterns matched by default; ``redact_keys`` adds to them.
+#: Patterns that mark a secret wherever their words stand in a key (``db_password``,
+#: ``x-api-key``, ``stripeClientSecret``); ``redact_keys`` adds to them.
 DEFAULT_SECRET_KEYS: Final = (
     "password",
     "passwd",
-    "pwd",
     "passphrase",
     "secret",
-    "token",
     "api_key",
     "apikey",
+    "access_token",
+    "refresh_token",
+    "bearer_token",
+    "id_token",
+    "auth_token",
+    "session_token",
+    "session_id",
+    "session_key",
+    "session_secret",
     "authorization",
-    "auth",
     "credentials",
     "cookie",
-    "session",
-    "card",
     "card_number",
     "cc_number",
+    "credit_card_number",
     "cvv",
     "cvc",
     "ssn",
+    "social_security_number",
     "private_key",
+    "jwt",
 )
+#: Broad words that are secret only as the whole key (``token``, ``auth``), so
+#: ``session_count``, ``auth_provider``, ``card_brand`` and ``tokens_used`` stay as sent.
+WHOLE_KEY_SECRETS: Final = frozenset(
+    {"session", "auth", "card", "token", "pwd", "pin", "bearer", "otp", "mfa_code"}
+)
+#: A key whose last word is one of these is a credential of some service
+#: (``csrf_token``, ``github_token``, ``stripe_secret``): an unambiguous compound.
+SECRET_LAST_WORDS: Final = frozenset({"token", "secret", "password", "passwd", "apikey"})
 # A product sends the same few keys again and again: deciding once per key keeps
 # the default cost to one dict lookup. Bounded, since keys may be unbounded too.
 _CACHE_SIZE: Final = 4096
@@ -58,6 +77,10 @@ _T = TypeVar("_T")
 def key_words(key: str) -> tuple[str, ...]:
     """The lower-case words of a key: ``"X-Api-Key"``, ``"xAPIKey"`` → ``("x", "api", "key")``."""
     return tuple(word.lower() for word in _SPLIT.split(key) if word)
+
+
+# Whole-key secrets as a key's words run together ("mfa_code" and "mfaCode" alike).
+_WHOLE_KEYS: Final = frozenset("".join(key_words(word)) for word in WHOLE_KEY_SECRETS)
 
 
 class Redactor:
@@ -77,6 +100,10 @@ class Redactor:
 
     def _decide(self, key: str) -> bool:
         words = key_words(key)
+        if not words:
+            return False
+        if "".join(words) in _WHOLE_KEYS or words[-1] in SECRET_LAST_WORDS:
+            return True
         for start in range(len(words)):
             joined = ""
             for word in words[start:]:

@@ -25,6 +25,7 @@ __all__ = [
     "PendingEvent",
     "Rejection",
     "build_pending",
+    "email_problem",
     "make_event",
 ]
 
@@ -120,8 +121,12 @@ def build_pending(pending: PendingEvent, event_id: str | None = None) -> Event |
 
     ``event_id`` is the new event's id when the caller drew ids in bulk; else one is made.
     """
-    name, user_id, properties, traits, created, *rest = pending
-    redactor = rest[0] if rest else DEFAULT_REDACTOR
+    # Not ``*rest``: that builds a list for every event.
+    if len(pending) == 6:
+        name, user_id, properties, traits, created, redactor = pending
+    else:
+        name, user_id, properties, traits, created = pending
+        redactor = DEFAULT_REDACTOR
     if isinstance(created, Backdated):  # vf_occurred_at: a datetime, epoch seconds or ISO
         explicit = explicit_time(created.value)
         if isinstance(explicit, str):
@@ -203,7 +208,9 @@ def _build(
     upsert = None if traits is None else _mapping(traits, "traits")
     if isinstance(upsert, Rejection):
         return upsert
-    problem = _email_problem(upsert) or _missing_required(event_name, props)
+    # An email the API would refuse costs only the upsert (checked in requests.prepare),
+    # never the event.
+    problem = _missing_required(event_name, props)
     if problem is not None:
         return problem
     if redactor is not None and redactor.enabled:
@@ -261,7 +268,8 @@ def _mapping(value: object, what: str) -> dict[str, Any] | Rejection:
     return Rejection(f"invalid_{what}", what, f"{what} must be a mapping, got {type_name(value)}")
 
 
-def _email_problem(traits: Mapping[str, Any] | None) -> Rejection | None:
+def email_problem(traits: Mapping[str, Any] | None) -> str | None:
+    """Why the API would refuse these traits' email in an upsert (None when it would not)."""
     email = None if traits is None else traits.get("email")
     # What the API checks for the top-level email; only a non-empty str goes there.
     if not isinstance(email, str) or not email:
@@ -270,7 +278,7 @@ def _email_problem(traits: Mapping[str, Any] | None) -> Rejection | None:
     if at and local and domain and "@" not in domain:
         return None
     # It would go top-level in the upsert, where the API refuses anything else.
-    return Rejection("invalid_traits", "traits.email", "traits email must look like name@domain")
+    return "traits email must look like name@domain"
 
 
 def _missing_required(name: str, props: Mapping[str, Any]) -> Rejection | None:
