@@ -6,7 +6,9 @@ Prints its base URL, then answers one line per command read from stdin:
 ``events`` (how many events the Vibefollow server accepted), ``fail STATUS COUNT``,
 ``reset COUNT``, ``clear`` (forget faults and recordings), ``requests``. It stops when
 stdin closes. ``sink`` answers every POST with 200 at once and counts requests: a
-stand-in for posthog, Segment and OTLP/HTTP endpoints that never leaves 127.0.0.1.
+stand-in for posthog, Segment and OTLP/HTTP endpoints that never leaves 127.0.0.1, and
+for the Vibefollow API itself (on ``/api/`` paths it answers with the API's envelope,
+which vf-otel requires of a 2xx: a proxy's page is not a delivery).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class _SinkHandler(BaseHTTPRequestHandler):
     lock = threading.Lock()
 
     def do_POST(self) -> None:
-        """Read the body, answer 200: JSON (the API's envelope on its paths), empty protobuf for OTLP."""
+        """Read the body, answer 200: JSON (the API's on its paths), empty protobuf for OTLP."""
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(length)
         with _SinkHandler.lock:

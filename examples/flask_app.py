@@ -3,9 +3,13 @@
 No vf-otel code here: the app only tags its spans (docs/spans.md), and the
 exporter is chosen and configured from the environment (docs/auto-instrumentation.md)::
 
-    pip install vf-otel flask opentelemetry-distro opentelemetry-instrumentation-flask
+    pip install vf-otel flask 'opentelemetry-distro[otlp]' opentelemetry-instrumentation-flask
     export VIBEFOLLOW_API_KEY=sk_live_...
     OTEL_TRACES_EXPORTER=otlp,vibefollow opentelemetry-instrument python examples/flask_app.py
+
+(``[otlp]`` installs the OTLP exporter the distro uses by default; without a tracing
+backend, use ``OTEL_TRACES_EXPORTER=vibefollow OTEL_METRICS_EXPORTER=none
+OTEL_LOGS_EXPORTER=none`` instead.)
 
 Then ``curl -H 'baggage: vf.user=usr_7' http://127.0.0.1:5000/reports/weekly`` sends
 ``report_viewed`` for ``usr_7``: the Flask instrumentation extracts the W3C baggage

@@ -29,6 +29,8 @@ PRECEDENCE: dict[str, tuple[Any, str, Any]] = {
     "redact_keys": (("from_argument",), " b_key, a-key ,", ("a-key", "b_key")),
     "spool_path": ("arg/spool.db", "env/spool.db", "env/spool.db"),
     "spool_max_bytes": (5_000_000, "6000000", 6_000_000),
+    "enabled": (True, "false", False),
+    "debug": (False, "1", True),
 }
 
 
@@ -141,6 +143,9 @@ BAD_ARGUMENTS: list[tuple[str, Any]] = [
     ("spool_max_bytes", 100),
     ("spool_max_bytes", True),
     ("spool_max_bytes", "1000000"),
+    ("enabled", "false"),
+    ("enabled", 0),
+    ("debug", 1),
 ]
 
 
@@ -216,6 +221,8 @@ BAD_ENV: list[tuple[str, str]] = [
     ("allow_insecure_http", "2"),
     ("spool_max_bytes", SECRET),
     ("spool_max_bytes", "12"),
+    ("enabled", "disabled"),
+    ("debug", SECRET),
 ]
 
 

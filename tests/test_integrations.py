@@ -140,6 +140,23 @@ def test_structlog_bound_keys_become_event_tags(vibefollow_server: VibefollowSer
     ]
 
 
+def test_structlog_with_a_renderer_last_sends_through_the_processor(
+    vibefollow_server: VibefollowServer,
+) -> None:
+    """JSONRenderer last, vf_otel.structlog_processor before it: keyword and context-bound
+    tags become events, the untagged line does not, and the JSON lines carry no vf_* key."""
+    pytest.importorskip("structlog")
+    done = run_example("structlog_renderer.py", vibefollow_server)
+    assert received(vibefollow_server) == [
+        ("subscription_changed", "usr_42", {"from": "trial", "to": "pro"}),
+        ("feature_used", "usr_7", {"feature": "share"}),
+    ]
+    rendered = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(rendered) == 3
+    assert all("vf_" not in line for line in rendered)
+    assert done.stderr == ""
+
+
 def test_fileconfig_ini_with_environment_only_settings(
     vibefollow_server: VibefollowServer,
 ) -> None:

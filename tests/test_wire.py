@@ -113,6 +113,25 @@ def test_chunked_by_request_bytes() -> None:
         assert len(request.body) + next_size + 1 > MAX_REQUEST_BYTES
 
 
+@pytest.mark.parametrize(("extra", "requests"), [(0, 1), (1, 2)])
+def test_one_request_shortcut_splits_where_the_loop_does(extra: int, requests: int) -> None:
+    """A batch is one request exactly while the event-by-event packing would keep it one."""
+
+    def padded(index: int, target: int) -> tuple[Event, bytes]:
+        event = make(index, properties={"p": ""})
+        event = make(index, properties={"p": "y" * (target - len(encode_event(event)))})
+        return event, encode_event(event)
+
+    # Packing keeps event i while (bytes so far + a comma each) + its bytes + 16 fit.
+    first = padded(0, 200)
+    second = padded(1, MAX_REQUEST_BYTES - 16 - (200 + 1) + extra)
+    assert len(list(event_requests([first, second], 500))) == requests
+    # The loop alone (a batch over batch_size never takes the shortcut) agrees.
+    alone = [padded(i, 50) for i in range(2, 4)]
+    chunks = list(event_requests([first, second, *alone], 3))
+    assert len(chunks[0].events) == (2 if requests == 1 else 1)
+
+
 def test_request_bytes_limit_at_the_edge() -> None:
     """Events that exactly fill the limit stay in one request; one byte more splits it."""
     overhead = len(b'{"events":[') + len(b"]}")

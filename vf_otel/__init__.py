@@ -26,6 +26,7 @@ from ._sources.handler import VibefollowHandler
 from ._sources.logs import VibefollowLogExporter
 from ._sources.sigterm import flush_on_sigterm
 from ._sources.spans import VibefollowSpanExporter, VibefollowUserSpanProcessor
+from ._sources.structlog_events import structlog_processor
 from ._sources.track import track
 from ._version import __version__
 
@@ -51,6 +52,7 @@ __all__ = [
     "event",
     "flush_on_sigterm",
     "identify",
+    "structlog_processor",
     "track",
     "user",
 ]

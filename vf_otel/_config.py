@@ -138,6 +138,11 @@ class Settings:
     # The durable spool (vf_otel/_spool/store.py): None means off.
     spool_path: str | None = field(default=None, metadata={_CHECK: _path})
     spool_max_bytes: int = field(default=100 * 1024 * 1024, metadata={_CHECK: _int_in(4096, 2**40)})
+    # Off for CI and local runs: events are counted (``stats().disabled``), nothing is sent,
+    # no thread starts, no key is needed (vf_otel/_delivery/modes.py).
+    enabled: bool = field(default=True, metadata={_CHECK: _flag})
+    # Each event is shown on the ``vf_otel.debug`` logger as it is queued (modes.py).
+    debug: bool = field(default=False, metadata={_CHECK: _flag})
 
     @property
     def api_url(self) -> str:
@@ -178,6 +183,12 @@ def resolve_settings(environ: Mapping[str, str] | None = None, **explicit: Any) 
 
 def _checked_base_url(values: Mapping[str, Any], *, from_env: bool) -> str:
     allow = bool(values["allow_insecure_http"])
+    if (
+        from_env
+        and not values["enabled"]
+        and base_url_problem(values["base_url"], allow_insecure=allow)
+    ):
+        return NO_BASE_URL  # delivery is off: nothing goes anywhere, nothing to complain about
     if not from_env or values["base_url"] == DEFAULT_BASE_URL:
         return _base_url(values["base_url"], allow_insecure=allow)  # raises ValueError
     problem = base_url_problem(values["base_url"], allow_insecure=allow)

@@ -42,7 +42,7 @@ class Options(TypedDict, total=False):
     """Keyword options of ``VibefollowHandler``, both exporters and ``configure()``.
 
     Each may be omitted (or None): its ``VIBEFOLLOW_*`` environment variable
-    applies, then the default. docs/configuration.md describes every one. Type
+    applies, then the default. [Configuration](configuration.md) describes every one. Type
     checkers see these names and types through ``**options: Unpack[Options]``;
     at run time an unknown name raises ``TypeError`` and a bad value ``ValueError``.
     """
@@ -63,6 +63,8 @@ class Options(TypedDict, total=False):
     redact_keys: Sequence[str] | str | None
     spool_path: str | os.PathLike[str] | None
     spool_max_bytes: int | None
+    enabled: bool | None
+    debug: bool | None
     on_error: ErrorCallback | None
     before_send: BeforeSend | None
     transport: httpx.BaseTransport | None

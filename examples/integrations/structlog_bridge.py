@@ -10,7 +10,8 @@ bound with ``log.bind(...)``, ``vf_properties`` passed in the call) goes into
 ``extra=``. That is exactly the tagging contract ``VibefollowHandler`` reads. Keep
 ``render_to_log_kwargs`` last: a renderer that turns the dict into a string (JSON,
 console) would hide the keys from the handler; render for humans with
-``ProcessorFormatter`` on the console handler instead.
+``ProcessorFormatter`` on the console handler instead. To keep a renderer last, add
+``vf_otel.structlog_processor`` before it (see structlog_renderer.py).
 """
 
 from __future__ import annotations

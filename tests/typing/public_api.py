@@ -53,6 +53,8 @@ def handler_options() -> vf_otel.VibefollowHandler:
         shutdown_timeout=10.0,
         max_retries=8,
         allow_insecure_http=False,
+        enabled=True,
+        debug=False,
         on_error=callback,
         transport=httpx.MockTransport(lambda request: httpx.Response(202)),
     )
@@ -72,7 +74,8 @@ def handler_methods(handler: vf_otel.VibefollowHandler) -> None:
         stats.backlog,
     )
     missing: int = stats.dropped.get("missing_user", 0)
-    print(delivered, counts, missing, stats.dropped_total)
+    disabled: int = stats.disabled
+    print(delivered, counts, missing, disabled, stats.dropped_total)
     handler.close()
 
 
@@ -224,3 +227,11 @@ def errors(exc: Exception) -> str:
     required: tuple[str, ...] = vf_otel.CANONICAL_EVENTS["feature_used"]
     version: str = vf_otel.__version__
     return f"{required} {version}"
+
+
+def structlog_chain() -> list[Any]:
+    """docs/integrations/structlog.md: the processor before the renderer (no structlog import:
+    a processor is a plain callable)."""
+    event_dict: dict[str, Any] = {"event": "signup", "vf_user": "usr_1"}
+    rest = vf_otel.structlog_processor(logging.getLogger("shop"), "info", event_dict)
+    return [vf_otel.structlog_processor, dict(rest)]

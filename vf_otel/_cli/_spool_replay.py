@@ -1,7 +1,7 @@
 """``vf-otel spool replay``: send what the spool holds now, through the library's delivery.
 
 The requests go out exactly as the app would send them (same Idempotency-Key, same
-bytes, same retries and circuit breaker): a :class:`Pipeline` on the spool claims its
+bytes, same retries and circuit breaker): a ``Pipeline`` on the spool claims its
 rows with a lease and sends them from its worker, so an app replaying the same file at
 the same time never sends a row this command holds. The command only waits (``flush``)
 and reads the outcome as objects: the pipeline's counts and the errors it saw.

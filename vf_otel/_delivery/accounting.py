@@ -11,7 +11,7 @@ The vocabulary, used alike in code, ``stats()``, metrics and the docs:
     dropped      never delivered, for a ``DropReason``     -> ``dropped[reason]``
 
 Every event that is enqueued ends as exactly one of delivered, dead-lettered or
-dropped, or is still queued, in flight, parked or spooled. The :class:`Ledger` is
+dropped, or is still queued, in flight, parked or spooled. The ``Ledger`` is
 the only thing that changes those counts; each loss is also warned about (at most
 once a minute per reason) and reported to ``on_error``.
 """
@@ -82,6 +82,8 @@ class Stats:
     ``dropped`` also counts events refused before they were enqueued.
     ``retried`` counts HTTP retries; ``spooled`` counts events written to the
     spool (cumulative); ``backlog`` is ``in_flight + parked`` (kept from 0.x).
+    ``disabled`` counts what was handed over while delivery is off (``enabled=False``):
+    not enqueued, not sent, and no loss (never in ``dropped``, never reported).
     """
 
     enqueued: int = 0
@@ -96,6 +98,7 @@ class Stats:
     in_flight: int = 0
     parked: int = 0
     users_failed: int = 0
+    disabled: int = 0
 
     @property
     def dropped_total(self) -> int:

@@ -1,6 +1,6 @@
 """What an HTTP answer means for delivery: an error class, and what to do about it.
 
-Every text a server (or a proxy in between) wrote goes through :func:`wire.scrub`
+Every text a server (or a proxy in between) wrote goes through ``wire.scrub``
 before it becomes part of an error: a server that echoes the request's headers
 would otherwise put the API key into ``on_error`` and the warnings.
 """

@@ -13,6 +13,7 @@ from .._config import Settings
 from .._errors import NetworkError, VibefollowError
 from .._version import __version__
 from .answers import error_for, foreign_answer
+from .httplog import own_http, quiet_own_http_logs
 from .wire import Request, accepted_envelope, scrub
 
 __all__ = ["USER_AGENT", "Client"]
@@ -32,6 +33,8 @@ class Client:
         self._client: httpx.Client | None = None
         # Senders share one client (and its connection pool): make it once.
         self._lock = threading.Lock()
+        # Its requests must add no line to the app's logs (httplog.py).
+        quiet_own_http_logs()
 
     def after_fork(self) -> None:
         """Forget the parent's client (its sockets are the parent's)."""
@@ -66,7 +69,7 @@ class Client:
 
     def close(self) -> None:
         """Close this process's client, if it made one."""
-        with self._lock:
+        with self._lock, own_http():  # httpcore logs the close on this (app's) thread
             if self._client is not None and self._pid == os.getpid():
                 self._client.close()
             self._client = None

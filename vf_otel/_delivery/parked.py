@@ -1,6 +1,6 @@
 """Where a request waits for a later attempt: the durable spool when configured, else memory.
 
-A :class:`Job` is a request on its way: the request, the batch it came from
+A ``Job`` is a request on its way: the request, the batch it came from
 (``seq``, for ``flush()``) and, when it was claimed from the spool, its row. A
 job parked again whose row is still its own only gives the row back (it is not
 stored twice); a narrowed one (poison events removed) replaces its row. Memory

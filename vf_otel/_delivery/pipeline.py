@@ -11,6 +11,7 @@ Everything after that is shared: one attempt loop, one circuit, one ledger.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -30,6 +31,7 @@ from ..typing import BeforeSend, ErrorCallback
 from .accounting import Ledger, Stats
 from .attempt import Attempts
 from .client import Client
+from .modes import Discard, enable_debug_output, show, shown
 from .parked import LEASE_MARGIN, Parked
 from .policy import CircuitBreaker
 from .queue import EventQueue
@@ -63,8 +65,12 @@ class Pipeline:
         self._transport = transport
         self._clock = clock
         self.ledger = Ledger(on_error)
+        # Delivery off (enabled=False): items are only counted; no thread, spool or request.
+        self._discard = None if settings.enabled else Discard(debug=settings.debug)
+        if settings.debug:
+            enable_debug_output()
         self._spool: Spool | None = None
-        if settings.spool_path is not None:
+        if settings.spool_path is not None and self._discard is None:
             lease = settings.export_timeout + settings.timeout + LEASE_MARGIN
             self._spool = Spool(settings.spool_path, settings.spool_max_bytes, lease=lease)
             self._spool.open()  # a bad path is reported now, not at the first outage
@@ -75,6 +81,14 @@ class Pipeline:
         self._build_parts()
         if reopenable:
             self.queue.reopen = self.reopen
+        #: What the app's thread calls to hand over an item: the queue's own ``put``
+        #: (the handler binds it once), unless delivery is off or debug shows each item.
+        self.put: Callable[[Item], bool] = self.queue.put
+        if self._discard is not None:
+            self.put = self._discard.put
+            return  # nothing to run: no worker, no fork hook
+        if settings.debug:
+            self.put = shown(self.queue.put)
         self._worker.start()
         if hasattr(os, "register_at_fork"):
             ref = weakref.WeakMethod(self._after_fork)
@@ -137,7 +151,7 @@ class Pipeline:
 
     def submit(self, item: Item) -> bool:
         """Queue an event (or a log call's tags); False, counted, when refused. Never blocks."""
-        return self.queue.put(item)
+        return self.put(item)
 
     def refuse(self, reason: str) -> None:
         """Count an event refused before it was queued (``no_api_key``); lock-free."""
@@ -145,9 +159,16 @@ class Pipeline:
 
     def deliver(self, events: Sequence[Event], timeout: float | None = None) -> bool:
         """Send ``events`` now and wait (exporters); True if all were accepted in time."""
+        if self._discard is not None:
+            for event in events:
+                self._discard.put(event)
+            return True
         if self._closed:
             self.ledger.drop("shutdown", events)
             return False
+        if self.settings.debug:
+            for event in events:
+                show(event, "delivering")
         wait = self.settings.export_timeout if timeout is None else timeout
         failures = self.ledger.failures
         screened = self._screen(events)
@@ -210,6 +231,8 @@ class Pipeline:
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver what is queued so far; True if it all landed by ``timeout`` and nothing
         queued since the previous flush was dropped or dead-lettered."""
+        if self._discard is not None:
+            return True  # delivery is off: nothing waits
         if self._closed or on_delivery_thread():
             # From on_error (a delivery thread) waiting would only wait for itself; this
             # answers without moving the mark the app's own next flush() compares with.
@@ -233,6 +256,8 @@ class Pipeline:
 
         A reopenable pipeline (the logging handler's) starts again at its next item.
         """
+        if self._discard is not None:
+            return True  # delivery is off: nothing runs, nothing waits
         wait = self.settings.shutdown_timeout if timeout is None else timeout
         # Not while another thread's item reopens it (that takes no time to wait for).
         if not self._lifecycle.acquire(timeout=max(0.0, wait)):
@@ -243,7 +268,7 @@ class Pipeline:
             self._lifecycle.release()
 
     def reopen(self) -> bool:
-        """Deliver again after :meth:`shutdown`: FileHandler's convention, for the handler.
+        """Deliver again after ``shutdown``: FileHandler's convention, for the handler.
 
         The same settings, queue, spool and counts (``stats()`` goes on counting);
         a new worker, senders and HTTP client. Called from ``put`` on the closed
@@ -300,7 +325,10 @@ class Pipeline:
 
     def stats(self) -> Stats:
         """The counts now."""
-        return self.ledger.snapshot(queued=len(self.queue), refused=self.queue.refusals())
+        stats = self.ledger.snapshot(queued=len(self.queue), refused=self.queue.refusals())
+        if self._discard is not None:
+            return dataclasses.replace(stats, disabled=self._discard.count)
+        return stats
 
 
 def _call(ref: weakref.WeakMethod[Callable[[], None]]) -> None:

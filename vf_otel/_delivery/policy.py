@@ -7,7 +7,7 @@ Circuit: after ``threshold`` consecutive failed attempts (network error, 5xx,
 429, an answer that is not the API's) it opens and nothing is sent. After a
 cool-down it lets exactly one probe through; success closes it, failure reopens
 it with a longer cool-down (doubling, capped). Every attempt holds a
-:class:`Permit` and settles it exactly once — sent, failed or abandoned — so a
+``Permit`` and settles it exactly once — sent, failed or abandoned — so a
 probe that never went out (a flush with no time left) cannot block the next one.
 A *hold* (``Retry-After``, a refused API key) stops every request until it ends.
 """
@@ -164,11 +164,11 @@ class CircuitBreaker:
             return Permit(self, probe=True)
 
     def ready(self) -> bool:
-        """Whether :meth:`acquire` would give a permit now (without taking it)."""
+        """Whether ``acquire`` would give a permit now (without taking it)."""
         return self.seconds_until_ready() == 0.0
 
     def seconds_until_ready(self) -> float:
-        """How long until :meth:`acquire` may say yes (0 now; inf while a probe is out)."""
+        """How long until ``acquire`` may say yes (0 now; inf while a probe is out)."""
         now = self._clock()
         with self._lock:
             until = self._hold_until

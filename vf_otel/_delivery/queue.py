@@ -110,14 +110,10 @@ class EventQueue(Generic[T]):
 
     def take(self, limit: int) -> list[T]:
         """Up to ``limit`` of the oldest items (worker side)."""
-        items = self._items
-        taken: list[T] = []
-        try:
-            while len(taken) < limit:
-                taken.append(items.popleft())
-        except IndexError:
-            pass
-        return taken
+        # Only the worker takes, so the items counted now are still there below
+        # (app threads only append meanwhile).
+        popleft = self._items.popleft
+        return [popleft() for _ in range(min(limit, len(self._items)))]
 
     def refusals(self) -> dict[str, int]:
         """The refusal counts so far, by reason."""

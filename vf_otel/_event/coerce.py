@@ -25,6 +25,7 @@ __all__ = [
     "MAX_STRING_LENGTH",
     "coerce_mapping",
     "coerce_value",
+    "is_plain",
     "plain_copy",
     "type_name",
     "utf8_text",
@@ -60,31 +61,34 @@ def coerce_mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
 
 
 def plain_copy(value: object) -> dict[str, Any] | None:
-    """A copy of ``value`` when there is nothing to coerce in it, else None.
+    """A copy of ``value`` when there is nothing to coerce in it (:func:`is_plain`), else None."""
+    return value.copy() if type(value) is dict and is_plain(value) else None
 
-    That is an exact dict (a subclass's items() may not show what dict() would
-    copy) of str keys and str/int/float/bool/None values, every one already what
+
+def is_plain(value: dict[Any, Any]) -> bool:
+    """Whether coercion would leave this dict exactly as it is.
+
+    That is str keys and str/int/float/bool/None values, every one already what
     coercion would make of it: text that is short and encodable (keys are clipped
     like values), ints short enough to print, finite floats. The common log call's
-    properties, checked without a function call per item.
+    properties, checked without a function call per item. Only an exact dict is
+    ever asked (a subclass's items() may not show what dict() would copy).
     """
-    if type(value) is not dict:
-        return None
     for key, item in value.items():
         if type(key) is not str or len(key) > MAX_STRING_LENGTH:
-            return None
+            return False
         if not (key.isascii() or _encodable(key)):
-            return None
+            return False
         kind = type(item)
         if kind is str:
             if len(item) > MAX_STRING_LENGTH or not (item.isascii() or _encodable(item)):
-                return None
+                return False
         elif kind is int:
             if not -_PRINTABLE_LIMIT < item < _PRINTABLE_LIMIT:
-                return None
+                return False
         elif not (kind is bool or item is None or (kind is float and math.isfinite(item))):
-            return None
-    return value.copy()
+            return False
+    return True
 
 
 def coerce_value(value: Any) -> Any:

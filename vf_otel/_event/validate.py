@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final, cast
 
-from .coerce import coerce_mapping, plain_copy, type_name, utf8_text
-from .model import Event, new_event_id
+from .coerce import coerce_mapping, is_plain, type_name, utf8_text
+from .model import Event, new_event_id, plain_event
 from .redact import DEFAULT_REDACTOR, Redactor
 from .when import explicit_time
 
@@ -61,7 +61,8 @@ _QUOTE_LENGTH: Final = 80
 #: as :class:`Backdated`. A bare tuple because the logging thread must spend as little
 #: as possible: validation, coercion, redaction, the event id and the timestamp are
 #: all done on the delivery worker by :func:`build_pending`. Without a sixth item
-#: the default redaction applies.
+#: the default redaction applies. A dict in it is the queue's own (the handler
+#: queues a copy of the caller's), so the worker may keep it as the Event's.
 PendingEvent = (
     tuple[object, object, object, object, object]
     | tuple[object, object, object, object, object, Redactor]
@@ -167,23 +168,28 @@ def _plain_event(
     """The common log call's Event, built without the general checks; None if it needs them.
 
     Only exact str name and user (ASCII, not blank), no traits, and properties that
-    are None or :func:`plain_copy` takes: for these every check of :func:`_build`
-    passes and coercion is a copy, so the Event is the one it would build. A
-    canonical event must also have its required properties. Anything else (None)
-    takes the general path, which says what is wrong.
+    are None or an exact dict :func:`is_plain` accepts: for these every check of
+    :func:`_build` passes and coercion is a copy, so the Event is the one it would
+    build (``occurred_at`` must already be UTC, as :func:`_utc` would leave it). A
+    canonical event must also have its required properties. Anything else
+    (None) takes the general path, which says what is wrong. The properties dict
+    is used as it is, not copied again: it is the queue's own (see PendingEvent).
     """
-    if type(name) is not str or type(user_id) is not str:
+    if type(name) is not str or type(user_id) is not str or occurred_at.tzinfo is not UTC:
         return None
     if not (name.isascii() and user_id.isascii() and name.strip() and user_id.strip()):
         return None
-    props = {} if properties is None else plain_copy(properties)
-    if props is None:
+    if properties is None:
+        props: dict[str, Any] = {}
+    elif type(properties) is dict and is_plain(properties):
+        props = properties
+    else:
         return None
     if name in _CANONICAL_NAMES and _missing_required(name, props) is not None:
         return None
     if redactor is not None and redactor.enabled:
-        props = redactor.properties(props)
-    return Event(name, user_id, props, occurred_at, event_id, None)
+        props = redactor.flat_properties(props)  # is_plain: nothing nested in it
+    return plain_event(name, user_id, props, occurred_at, event_id)
 
 
 def _build(

@@ -2,7 +2,7 @@
 
 ``OTEL_TRACES_EXPORTER=vibefollow`` makes the SDK build the exporter, but the SDK
 has no setting for extra span processors, and without
-:class:`VibefollowUserSpanProcessor` a span tagged only with ``vf.event`` could not
+``VibefollowUserSpanProcessor`` a span tagged only with ``vf.event`` could not
 take its user from ``vf_otel.user(...)`` or a W3C ``baggage`` header. So vf-otel
 registers this function in the ``opentelemetry_post_instrument`` entry-point
 group, which ``opentelemetry-instrument`` calls after configuring the SDK. It

@@ -7,8 +7,8 @@ import threading
 from typing import Any, Final
 
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from typing_extensions import Unpack
 
 from ..typing import Options
@@ -23,14 +23,16 @@ _logger = logging.getLogger("vf_otel")
 
 
 class Configuration:
-    """What :func:`configure` installed; :meth:`shutdown` drains and removes it."""
+    """What [`configure()`][vf_otel.configure] installed;
+    [`shutdown()`][vf_otel.Configuration.shutdown] drains and removes it.
+    """
 
     def __init__(
         self,
         handler: VibefollowHandler | None,
         logger: logging.Logger,
         span_exporter: VibefollowSpanExporter | None,
-        span_processor: BatchSpanProcessor | None,
+        span_processor: SpanProcessor | None,
     ) -> None:
         self.handler = handler
         self.span_exporter = span_exporter
@@ -73,7 +75,7 @@ class Configuration:
             self._sigterm.discard(self)
             remove_sigterm_hook(self._sigterm)
         if self._span_processor is not None:
-            self._span_processor.shutdown()  # type: ignore[no-untyped-call]
+            self._span_processor.shutdown()
         if self.handler is not None:
             self._logger.removeHandler(self.handler)
             self.handler.close()
@@ -94,15 +96,23 @@ class Configuration:
             return self.span_exporter._sink.pipeline.settings.shutdown_timeout
         return None
 
+    def _delivers(self) -> bool:
+        """False when delivery is off (``enabled=False``): there is nothing to drain."""
+        if self.handler is not None:
+            return self.handler._pipeline.settings.enabled
+        if self.span_exporter is not None:
+            return self.span_exporter._sink.pipeline.settings.enabled
+        return True
+
     def _watch_sigterm(self) -> None:
-        """Drain at SIGTERM (see :func:`configure`); nothing when SIGTERM must be left alone."""
+        """Drain at SIGTERM (see ``configure``); nothing when SIGTERM must be left alone."""
         self._sigterm = install_sigterm_hook()
         if self._sigterm is not None:
             self._sigterm.add(self)
 
 
 class _Live:
-    """The one Configuration :func:`configure` installed and not yet shut down.
+    """The one Configuration ``configure`` installed and not yet shut down.
 
     Process-wide on purpose, like the root logger it installs on: a second
     ``configure()`` must find the first, or every event would be sent twice.
@@ -138,11 +148,12 @@ def configure(
 ) -> Configuration:
     """Send tagged log records and spans to Vibefollow in one call.
 
-    Adds a :class:`VibefollowHandler` to ``logger`` (default: the root logger)
-    and, on ``tracer_provider`` (default: the global one), a
-    :class:`VibefollowUserSpanProcessor` plus a ``BatchSpanProcessor`` around a
-    :class:`VibefollowSpanExporter`. With no SDK provider set globally, an SDK
-    ``TracerProvider`` is created and made global; a non-SDK provider cannot
+    Adds a [`VibefollowHandler`][vf_otel.VibefollowHandler] to ``logger`` (default: the
+    root logger) and, on ``tracer_provider`` (default: the global one), a
+    [`VibefollowUserSpanProcessor`][vf_otel.VibefollowUserSpanProcessor] plus a
+    ``BatchSpanProcessor`` around a
+    [`VibefollowSpanExporter`][vf_otel.VibefollowSpanExporter]. With no SDK provider
+    set globally, an SDK ``TracerProvider`` is created and made global; a non-SDK provider cannot
     take processors, so spans are then skipped with a warning. Options are
     those of the handler (arguments > ``VIBEFOLLOW_*`` variables > defaults).
     Call ``shutdown()`` on the result to drain both (idempotent).
@@ -161,6 +172,10 @@ def configure(
     before: calls the Python handler installed earlier, or ends the process with
     SIGTERM's status (see ``vf_otel.flush_on_sigterm``). ``shutdown()`` puts the
     previous SIGTERM handling back.
+
+    With delivery off (``enabled=False`` or ``VIBEFOLLOW_ENABLED=false``) events are
+    only counted (``stats().disabled``): no delivery thread, no batching thread for
+    spans (a ``SimpleSpanProcessor`` counts them at once), no SIGTERM handler.
     """
     for name, flag in (
         ("include_error_spans", include_error_spans),
@@ -194,7 +209,7 @@ def configure(
             tracer_provider=tracer_provider,
             options=options,
         )
-        if handle_sigterm:
+        if handle_sigterm and configured._delivers():
             configured._watch_sigterm()
         _LIVE.configuration, _LIVE.arguments = configured, arguments
         return configured
@@ -209,7 +224,7 @@ def _install(
     tracer_provider: trace.TracerProvider | None,
     options: Options,
 ) -> Configuration:
-    """Build the handler and the exporter, then install them (see :func:`configure`)."""
+    """Build the handler and the exporter, then install them (see ``configure``)."""
     # Build both first: a bad option raises before anything global is touched.
     handler = VibefollowHandler(**options) if logs else None
     exporter = (
@@ -236,13 +251,15 @@ def _install(
 
 def _install_exporter(
     exporter: VibefollowSpanExporter, given: trace.TracerProvider | None
-) -> BatchSpanProcessor | None:
+) -> SpanProcessor | None:
     """Add the user processor and a batch processor for ``exporter``; None if impossible."""
     provider = _sdk_provider(given)
     if provider is None:
         exporter.shutdown()
         return None
-    processor = BatchSpanProcessor(exporter)
+    # Delivery off: the exporter only counts, at once, so no batching thread is needed.
+    enabled = exporter._sink.pipeline.settings.enabled
+    processor = BatchSpanProcessor(exporter) if enabled else SimpleSpanProcessor(exporter)
     provider.add_span_processor(VibefollowUserSpanProcessor())
     provider.add_span_processor(processor)
     return processor

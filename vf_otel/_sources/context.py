@@ -45,7 +45,9 @@ def user(user_id: str | int | None) -> Iterator[str | None]:
 
 
 def current_user() -> str | None:
-    """The user set by the innermost :func:`user` block, else baggage ``vf.user``, else None."""
+    """The user set by the innermost [`user()`][vf_otel.user] block, else baggage ``vf.user``,
+    else None.
+    """
     value = _current.get()
     if value is not None:
         return value

@@ -3,7 +3,7 @@
 For scripts, jobs and backfills with no logger at hand. Neither is a second
 delivery path: like ``@track`` each emits a tagged record on the logger
 ``vibefollow.track``, which whatever is installed picks up — the
-:class:`VibefollowHandler` of :func:`vf_otel.configure`, one added by hand, or
+``VibefollowHandler`` of ``vf_otel.configure``, one added by hand, or
 the OTel log pipeline — and which then goes through the same validation,
 redaction, queue, delivery and counters as any tagged record. With no handler
 installed they do nothing (as a log call would). They never raise.

@@ -35,11 +35,13 @@ class VibefollowHandler(logging.Handler):
     cost. On the logging thread the handler only checks the tags, resolves the
     context user and queues a snapshot of them; a worker thread builds the
     Events (validation, JSON coercion), batches and delivers. It never raises
-    into the application and never blocks it, except in :meth:`flush` and
-    :meth:`close`, which wait at most ``shutdown_timeout`` seconds.
+    into the application and never blocks it, except in
+    [`flush()`][vf_otel.VibefollowHandler.flush] and
+    [`close()`][vf_otel.VibefollowHandler.close], which wait at most
+    ``shutdown_timeout`` seconds.
 
     Every option may be omitted: the ``VIBEFOLLOW_*`` environment variable of
-    the same name applies, then the default (see docs/configuration.md).
+    the same name applies, then the default (see [configuration](configuration.md)).
     """
 
     def __init__(self, level: int | str = logging.NOTSET, **options: Unpack[Options]) -> None:
@@ -55,7 +57,8 @@ class VibefollowHandler(logging.Handler):
         self._pipeline = self._sink.pipeline
         # Bound once: emit() queues with one call, not through Pipeline.submit. The
         # pipeline keeps this queue object across a fork, so the method stays valid.
-        self._put = self._pipeline.queue.put
+        # It is the queue's own put(), unless delivery is off or debug is on (modes.py).
+        self._put = self._pipeline.put
         self._has_key = self._sink.has_key
         self._redactor = self._sink.redactor
 

@@ -5,7 +5,7 @@ at all is found for a record, and the root logger's default level, WARNING, stop
 records before any handler. The Vibefollow handler on the root logger would end the
 first and suffer from the second. So, for an unconfigured app, ``configure()`` lowers
 the root logger to INFO (tagged ``log.info(...)`` calls become events) and adds
-:class:`LastResort`, which prints what Python would have printed: WARNING and above,
+``LastResort``, which prints what Python would have printed: WARNING and above,
 for records no other handler takes. An app that configures logging later is left to
 its own handlers.
 """
@@ -39,7 +39,7 @@ class LastResort(logging.Handler):
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Unused: :meth:`handle` decides and prints."""
+        """Unused: ``handle`` decides and prints."""
 
 
 def _app_handles(name: str) -> bool:
@@ -58,7 +58,7 @@ def is_configured(root: logging.Logger) -> bool:
 
 
 class UnconfiguredRoot:
-    """The changes made to the root logger of an unconfigured app; :meth:`undo` reverts them."""
+    """The changes made to the root logger of an unconfigured app; ``undo`` reverts them."""
 
     def __init__(self, root: logging.Logger) -> None:
         self._root = root

@@ -28,7 +28,7 @@ class VibefollowLogExporter(LogExporterBase):
     ``OTEL_LOGS_EXPORTER=vibefollow``. The event name defaults to the record's
     body — the *formatted* message, since the OTel handler formats it; pass
     ``vf_event`` when the message has arguments. Apps without an OTel log
-    pipeline should use :class:`VibefollowHandler`, which is much cheaper.
+    pipeline should use [`VibefollowHandler`][vf_otel.VibefollowHandler], which is much cheaper.
     """
 
     def __init__(self, **options: Unpack[Options]) -> None:

@@ -41,7 +41,9 @@ class EventSink:
         if before_send is not None and not callable(before_send):
             raise ValueError("before_send must be callable")
         settings = resolve_settings(**settings_options)
-        self.has_key = settings.api_key is not None
+        # Whether events may go on: a key is set, or delivery is off (enabled=False), when
+        # they are only counted and nothing needs a key (so nothing warns about one).
+        self.has_key = settings.api_key is not None or not settings.enabled
         if not self.has_key:
             _logger.warning("VIBEFOLLOW_API_KEY is not set: vf-otel will count and drop events")
         self.redactor = redactor_for(settings)
@@ -65,11 +67,17 @@ class EventSink:
 
     @property
     def is_shut_down(self) -> bool:
-        """Whether :meth:`shutdown` was called."""
+        """Whether ``shutdown`` was called."""
         return self._shut_down
 
     def deliver(self, results: Iterable[Event | Rejection]) -> bool:
         """Deliver the events now, count the rejections; True only if every event landed."""
+        if not self.pipeline.settings.enabled:  # counted in stats().disabled, never sent
+            for result in results:
+                self.pipeline.submit(
+                    self.redactor.event(result) if isinstance(result, Event) else result
+                )
+            return True
         events: list[Event] = []
         ledger = self.pipeline.ledger
         refused = False

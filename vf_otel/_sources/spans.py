@@ -29,7 +29,7 @@ class VibefollowSpanExporter(SpanExporter):
     ``OTEL_TRACES_EXPORTER=vibefollow``. Untagged spans are skipped after two
     dictionary lookups; spans with status ERROR emit nothing unless
     ``include_error_spans`` is set. Translated events go through the same
-    delivery as :class:`VibefollowHandler`, with an ``event_id``
+    delivery as [`VibefollowHandler`][vf_otel.VibefollowHandler], with an ``event_id``
     derived from the trace id, span id and event index, so a span exported
     twice is delivered once. Options are those of the handler; every one may
     come from its ``VIBEFOLLOW_*`` environment variable instead.

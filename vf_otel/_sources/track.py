@@ -2,9 +2,9 @@
 
 Where the event goes: ``track`` emits a tagged log record on the logger
 ``vibefollow.track`` (``TRACK_LOGGER``), exactly what an app would write by
-hand. Whatever is installed picks it up — the :class:`VibefollowHandler` that
-:func:`vf_otel.configure` puts on the root logger, one added by hand, or the
-OTel log pipeline with :class:`VibefollowLogExporter` — with no registry of
+hand. Whatever is installed picks it up — the ``VibefollowHandler`` that
+``vf_otel.configure`` puts on the root logger, one added by hand, or the
+OTel log pipeline with ``VibefollowLogExporter`` — with no registry of
 handlers (no mutable module state) and one delivery path. Not a ``vf_otel.*``
 logger: the handler ignores those so the library can never feed itself.
 
@@ -42,7 +42,7 @@ def track(name: str, *, user: UserArg = None, properties: PropertiesArg = None) 
     the awaited result); nothing is emitted when the call raises. ``user`` and
     ``properties`` are values, or callables that receive the call's arguments
     (``self``/``cls`` included for methods). ``user`` defaults to
-    :func:`vf_otel.current_user`. Signature and docstring are preserved, and a
+    [`vf_otel.current_user()`][vf_otel.current_user]. Signature and docstring are preserved, and a
     failing ``user``/``properties`` callable is logged, never raised.
     """
     if not isinstance(name, str) or not name.strip():

@@ -4,7 +4,7 @@ telling whether the file at the path is still the one a connection has open.
 A spool file deleted while in use is not an error to SQLite: a connection keeps
 writing to the unlinked file and everything stored from then on is lost with it.
 So the spool compares the path's device and inode with the ones it opened before
-each use (:func:`same_file`), and opens the path anew when they differ.
+each use (``same_file``), and opens the path anew when they differ.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ class SpoolSummary:
 
 @dataclass(frozen=True, slots=True)
 class Purged:
-    """What :meth:`Spool.purge` deleted, and the leases it spared (their rows stay)."""
+    """What ``Spool.purge`` deleted, and the leases it spared (their rows stay)."""
 
     rows: int
     events: int

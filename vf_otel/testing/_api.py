@@ -1,6 +1,6 @@
 """The Vibefollow API behaviour behind the test server, free of any socket code.
 
-:class:`InMemoryApi` turns one :class:`Incoming` request into one :class:`Reply`, applying the
+``InMemoryApi`` turns one ``Incoming`` request into one ``Reply``, applying the
 contract checks in the documented order and recording what it saw. All state lives behind one
 re-entrant condition so user callbacks (``reject_event`` predicates) may read the server.
 """
@@ -58,7 +58,7 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """A :meth:`VibefollowServer.reject_event` rule; ``name_field`` False names no field."""
+    """A ``VibefollowServer.reject_event`` rule; ``name_field`` False names no field."""
 
     predicate: EventPredicate
     name_field: bool = True

@@ -67,7 +67,7 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
         self.socket.setblocking(False)
 
     def serve_until_stopped(self) -> None:
-        """Accept connections until :meth:`stop_serving`; runs in the server thread."""
+        """Accept connections until ``stop_serving``; runs in the server thread."""
         with selectors.DefaultSelector() as selector:
             selector.register(self.socket, selectors.EVENT_READ)
             selector.register(self._wake_reader, selectors.EVENT_READ)
@@ -77,7 +77,7 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
                     self._accept_one()
 
     def stop_serving(self) -> None:
-        """Make :meth:`serve_until_stopped` return; call from any other thread."""
+        """Make ``serve_until_stopped`` return; call from any other thread."""
         self._stopped.set()
         with contextlib.suppress(OSError):
             self._wake_writer.send(b"\0")
@@ -127,7 +127,7 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
 
 
 class RequestHandler(BaseHTTPRequestHandler):
-    """Reads one request, asks the :class:`InMemoryApi` for a reply and writes it."""
+    """Reads one request, asks the ``InMemoryApi`` for a reply and writes it."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, so pooled httpx connections get reused
     server_version = "vf-otel-testing"

@@ -42,9 +42,13 @@ class VibefollowServer:
     It enforces the public contract strictly (auth, content type, version-4 idempotency
     keys, strict JSON, validation with every invalid event of a batch reported, the
     canonical events' required properties, a per-event size limit) and records what it
-    accepted. Faults are scripted per request with :meth:`fail_next`, :meth:`respond_next`
-    (any status, body and content type), :meth:`redirect_next`, :meth:`reset_next`,
-    :meth:`delay_next` and :meth:`lose_response_next`.
+    accepted. Faults are scripted per request with
+    [`fail_next()`][vf_otel.testing.VibefollowServer.fail_next],
+    [`respond_next()`][vf_otel.testing.VibefollowServer.respond_next] (any status, body and
+    content type), [`redirect_next()`][vf_otel.testing.VibefollowServer.redirect_next],
+    [`reset_next()`][vf_otel.testing.VibefollowServer.reset_next],
+    [`delay_next()`][vf_otel.testing.VibefollowServer.delay_next] and
+    [`lose_response_next()`][vf_otel.testing.VibefollowServer.lose_response_next].
 
     ``max_body_bytes`` makes larger requests get a 413, as a proxy's body limit would;
     ``max_event_bytes`` refuses larger events (their compact JSON) with a 422 naming them.
@@ -218,7 +222,8 @@ class VibefollowServer:
 
     def clear(self) -> None:
         """Forget received events, users and requests, idempotency keys, counters,
-        pending faults and :meth:`reject_event` rules."""
+        pending faults and
+        [`reject_event()`][vf_otel.testing.VibefollowServer.reject_event] rules."""
         self._api.clear()
 
     def clear_faults(self) -> None:
@@ -247,7 +252,8 @@ class VibefollowServer:
         ``auth_required``, 403 ``forbidden``, 429 ``rate_limited``, 5xx ``server_error``,
         else ``error``). ``retry_after`` is sent verbatim as ``Retry-After``, so malformed
         values can be tested too; a 429 carries ``Retry-After: 1`` unless told otherwise,
-        as the API's always does (:meth:`respond_next` sends one without). ``path`` is a
+        as the API's always does ([`respond_next()`][vf_otel.testing.VibefollowServer.respond_next]
+        sends one without). ``path`` is a
         route such as ``"/events/batch"`` (the ``/api/v1`` prefix is optional); ``None``
         matches any route.
         """
@@ -329,7 +335,8 @@ class VibefollowServer:
     def delay_next(self, seconds: float, *, count: int = 1, path: str | None = None) -> None:
         """Hold the next ``count`` matching requests for ``seconds``, then process them.
 
-        The delay is capped at 30 s and cut short by :meth:`stop`.
+        The delay is capped at 30 s and cut short by
+        [`stop()`][vf_otel.testing.VibefollowServer.stop].
         """
         if not 0 <= seconds <= MAX_DELAY_SECONDS:
             raise ValueError(f"seconds must be in 0..{MAX_DELAY_SECONDS:g}, got {seconds}")

@@ -1,6 +1,6 @@
 """The request checks of the Vibefollow contract (vibefollow-api.md §1-§4), as pure functions.
 
-Each check returns an :class:`ApiError` describing the first problem, or ``None``.
+Each check returns an ``ApiError`` describing the first problem, or ``None``.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from vf_otel.testing._server import VibefollowServer
 
 @pytest.fixture
 def vibefollow_server() -> Iterator[VibefollowServer]:
-    """A started :class:`~vf_otel.testing.VibefollowServer` on loopback, stopped afterwards."""
+    """A started [`VibefollowServer`][vf_otel.testing.VibefollowServer] on loopback, stopped
+    afterwards."""
     with VibefollowServer() as server:
         yield server

@@ -1,0 +1,147 @@
+"""Jobs on their way: handed to a sender, run there, and settled or parked.
+
+A job is dispatched to one of the :class:`Senders` unless the circuit keeps
+requests back, or every sender is busy while the queue fills past half: then it
+is parked at once (to the spool when there is one) so the worker keeps draining.
+On its sender the job runs the attempt loop; its outcome is settled here, in one
+place: delivered or refused (its spool row goes), or parked for a later attempt.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Final
+
+from .._compat import suppressed_instrumentation
+from .._errors import UndeliveredError
+from .accounting import Ledger
+from .attempt import Attempts
+from .batches import Batches
+from .parked import Job, Parked
+from .policy import CircuitBreaker
+from .senders import MAX_CONCURRENT_REQUESTS, Senders
+
+__all__ = ["SLOT_POLL", "JobRunner"]
+
+#: How long dispatch waits for a free sender before checking the queue again (seconds).
+SLOT_POLL: Final = 0.05
+
+
+class JobRunner:
+    """Dispatches, runs and settles the jobs of one pipeline."""
+
+    def __init__(
+        self,
+        *,
+        attempts: Attempts,
+        parked: Parked,
+        circuit: CircuitBreaker,
+        ledger: Ledger,
+        batches: Batches,
+        wake: threading.Event,
+        stop: threading.Event,
+        queue_filling: Callable[[], bool],
+        when_stopped: Callable[[], None],
+        clock: Callable[[], float],
+    ) -> None:
+        self._attempts = attempts
+        self._parked = parked
+        self._circuit = circuit
+        self._ledger = ledger
+        self._batches = batches
+        self._wake = wake
+        self._stop = stop
+        self._queue_filling = queue_filling
+        self._when_stopped = when_stopped  # e.g. close the HTTP client
+        self._clock = clock
+        self.senders: Senders[Job] = Senders(self._run)
+
+    def after_fork(self, batches: Batches) -> None:
+        """In a forked child: no sender threads, the child's own batch numbers."""
+        self.senders.after_fork()
+        self._batches = batches
+
+    @property
+    def concurrency(self) -> int:
+        """Requests allowed out at once: one after a failure (a slow start), else all."""
+        return 1 if self._circuit.failing else MAX_CONCURRENT_REQUESTS
+
+    def dispatch(
+        self, job: Job, deadline: float, *, source: str | None = None, tracked: bool = False
+    ) -> None:
+        """Hand ``job`` to a sender, or park it (circuit closed to it, senders all busy)."""
+        if not tracked:
+            self._batches.opened(job.seq)
+        job.deadline = deadline
+        self._ledger.move(job.weight, source, "in_flight")
+        while not self._stop.is_set() and self._circuit.ready():
+            if self.senders.submit(job, SLOT_POLL, limit=self.concurrency):
+                return
+            if self._queue_filling() or self._clock() >= deadline:
+                break  # the queue is filling while every sender is busy: park, keep draining
+        self.park(job, source="in_flight")
+        for current in job.then:
+            self.park(current)
+        job.then = []
+
+    def park(self, job: Job, *, source: str | None = None, narrowed: bool = False) -> None:
+        """Keep ``job`` for a later attempt (memory or spool); dropped, counted, if stopping."""
+        stopping = self._stop.is_set()
+        where = self._parked.park(job, source=source, narrowed=narrowed, stopping=stopping)
+        if where == "dropped":
+            # With the last error as its cause: held by a refused key, a redirect, an outage.
+            error = self._ledger.undelivered("not delivered before shutdown")
+            self._ledger.drop_requests("shutdown", [job.request], error)
+        if where != "parked":
+            self._settle(job, sent=False)
+            return
+        if job.done is not None:
+            # deliver() waits for an answer, and "parked for later" is one: not sent now.
+            job.done(False)
+            job.done = None
+        self._wake.set()  # a flush waiting on it may want it tried again
+
+    def park_everything(self) -> None:
+        """Stopping: what memory holds goes to the spool, or is dropped (counted)."""
+        for job in self._parked.take():
+            self.park(job, source="parked")
+
+    # -- on a sender thread ---------------------------------------------------
+
+    def _run(self, job: Job) -> None:
+        """The job, then the jobs chained after it, in order."""
+        for current in [job, *job.then]:
+            if current is not job:
+                current.deadline = job.deadline
+                self._ledger.move(current.weight, None, "in_flight")
+            self._run_one(current)
+        job.then = []
+        if self._stop.is_set() and self.senders.busy <= 1:
+            self._when_stopped()  # the last request out at shutdown has its answer
+
+    def _run_one(self, job: Job) -> None:
+        with suppressed_instrumentation():
+            try:
+                outcome, request = self._attempts.run(job.request, job.deadline)
+            except Exception:  # noqa: BLE001 - counted and reported, never raised
+                self._ledger.error("internal", "vf-otel delivery failed", exc_info=True)
+                error = UndeliveredError("internal error in delivery")
+                self._ledger.drop("internal_error", job.request.events, error)
+                outcome, request = "refused", job.request
+        narrowed = request is not job.request
+        weight = job.weight
+        job.request = request
+        if outcome == "parked":
+            self._ledger.move(weight - job.weight, "in_flight", None)  # dead-lettered meanwhile
+            self.park(job, source="in_flight", narrowed=narrowed)
+        else:
+            self._ledger.move(weight, "in_flight", None)
+            self._parked.done(job)
+            self._settle(job, sent=outcome == "sent")
+
+    def _settle(self, job: Job, *, sent: bool) -> None:
+        self._batches.settled(job.seq)
+        if job.done is not None:
+            job.done(sent)
+        self._wake.set()
