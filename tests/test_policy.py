@@ -415,14 +415,30 @@ def test_failing_tracks_the_last_attempt() -> None:
     assert seen == [False, True, False]
 
 
+def test_cautious_until_the_api_first_answers_and_after_a_failure() -> None:
+    """One request at a time before the first success (a slow start) and after a failure."""
+    circuit = CircuitBreaker(clock=Clock())
+    seen = [circuit.cautious]
+    take(circuit).succeeded()
+    seen.append(circuit.cautious)
+    fail(circuit, 1)
+    seen.append(circuit.cautious)
+    take(circuit).succeeded()
+    seen.append(circuit.cautious)
+    assert seen == [True, False, True, False]
+
+
 def test_on_change_called_when_the_circuit_closes() -> None:
-    """A successful probe reports the change; a success while closed does not."""
+    """A successful probe reports the change, and so does the first success (the slow
+    start ends); another success while closed does not."""
     clock = Clock()
     changes = Changes()
     circuit = CircuitBreaker(clock=clock, on_change=changes)
     take(circuit).succeeded()
-    assert changes.calls == 0
+    assert changes.calls == 1
+    take(circuit).succeeded()
+    assert changes.calls == 1
     fail(circuit, FAILURE_THRESHOLD)
     clock.now += COOLDOWN_BASE
     take(circuit).succeeded()
-    assert changes.calls == 1
+    assert changes.calls == 2

@@ -335,6 +335,10 @@ def test_plain_copy_takes_the_common_values() -> None:
     properties=plain_mappings | st.none() | mappings,
     created=st.floats(min_value=0, max_value=4e9),
 )
+@example(name="signup", user="usr_1", properties={"apiKey": "k", "plan": "a"}, created=1e9)
+@example(name="feature_used", user="usr_1", properties={"plan": "a"}, created=1e9)
+@example(name="signup", user="usr é", properties={"plan": "a"}, created=1e9)
+@example(name="signup", user="usr_1", properties={"n": math.nan}, created=1e9)
 def test_build_pending_builds_what_make_event_builds(
     name: Any, user: Any, properties: Any, created: float
 ) -> None:

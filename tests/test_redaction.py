@@ -54,6 +54,20 @@ def _log_event(api: VibefollowServer, app_logger: logging.Logger, **extra: Any) 
 # -- matching -----------------------------------------------------------------------------
 
 
+def test_flat_properties_redacts_as_properties_does_after_keys_are_learnt() -> None:
+    """The shortcut for flat dicts (keys found clean before) still catches a new secret key."""
+    redactor = Redactor(["plan_code"])
+    clean = {"plan": "pro", "seats": 3}
+    assert redactor.flat_properties(clean) is clean
+    assert redactor.flat_properties(dict(clean)) == clean  # now from the learnt keys
+    mixed = {"plan": "pro", "apiKey": SECRET, "plan_code": "x"}
+    assert redactor.flat_properties(mixed) == redactor.properties(mixed)
+    assert redactor.flat_properties(mixed) == {"plan": "pro", "apiKey": R, "plan_code": R}
+    assert mixed["apiKey"] == SECRET  # the caller's dict is not changed
+    off = Redactor(enabled=False)
+    assert off.flat_properties(mixed) is mixed
+
+
 @pytest.mark.parametrize(
     ("key", "words"),
     [

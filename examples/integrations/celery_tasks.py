@@ -12,8 +12,10 @@ Four signal handlers do the work:
 - ``worker_process_shutdown`` flushes the handler: prefork pool processes end with
   ``os._exit()``, which skips ``logging.shutdown()`` and would lose queued events.
 
-Run a worker with ``celery -A celery_tasks worker`` (from this directory); ``after_setup_logger``
-adds the handler to the root logger Celery sets up.
+Run a worker with ``celery -A celery_tasks worker --loglevel INFO`` (from this directory, with
+your broker in ``broker_url``); ``after_setup_logger`` adds the handler to the root logger Celery
+sets up. Without ``--loglevel INFO`` that logger stays at WARNING and filters the tasks' events.
+tests/test_celery_worker.py runs this app in a real prefork worker and stops it with SIGTERM.
 """
 
 from __future__ import annotations

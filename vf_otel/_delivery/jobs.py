@@ -64,8 +64,9 @@ class JobRunner:
 
     @property
     def concurrency(self) -> int:
-        """Requests allowed out at once: one after a failure (a slow start), else all."""
-        return 1 if self._circuit.failing else MAX_CONCURRENT_REQUESTS
+        """Requests allowed out at once: one until the API answered and after a failure
+        (a slow start), else all."""
+        return 1 if self._circuit.cautious else MAX_CONCURRENT_REQUESTS
 
     def dispatch(
         self, job: Job, deadline: float, *, source: str | None = None, tracked: bool = False

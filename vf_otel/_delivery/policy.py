@@ -138,6 +138,7 @@ class CircuitBreaker:
         self._open_until = 0.0
         self._hold_until = 0.0
         self._probing = False
+        self._proven = False  # no answer from the API yet
 
     @property
     def state(self) -> State:
@@ -186,6 +187,15 @@ class CircuitBreaker:
                 self._failures > 0 or self._state != "closed" or (self._clock() < self._hold_until)
             )
 
+    @property
+    def cautious(self) -> bool:
+        """Whether requests should go one at a time: until the API first answered as the
+        API does (a slow start: a hung or rate-limiting API is met by one request, not
+        by every sender at once), and again whenever :attr:`failing`."""
+        with self._lock:
+            proven = self._proven
+        return not proven or self.failing
+
     def hold(self, seconds: float) -> None:
         """Send nothing for ``seconds`` (a Retry-After, or a refused key), whatever the state."""
         with self._lock:
@@ -199,7 +209,8 @@ class CircuitBreaker:
 
     def _succeeded(self) -> None:
         with self._lock:
-            changed = self._state != "closed"
+            changed = self._state != "closed" or not self._proven
+            self._proven = True
             self._state = "closed"
             self._failures = 0
             self._cooldown = self._base

@@ -42,8 +42,6 @@ __all__ = ["Worker"]
 T = TypeVar("T")
 #: Parked requests are tried again at most this often, whatever flush_interval says.
 MIN_REPLAY_INTERVAL: Final = 0.1
-#: How long the worker pauses every PAUSE_EVERY events of a batch (see _pause).
-PAUSE_SECONDS: Final = 0.0
 
 
 class Worker:
@@ -241,15 +239,14 @@ class Worker:
         A thread waiting for the GIL gets it only when the holder lets go: at the
         latest after the switch interval (5 ms), a long time on a request path. A
         batch takes a few ms to build and encode, so the worker lets go every
-        PAUSE_EVERY events (a sleep releases the GIL even when it does not wait).
-        Not while a flush() or shutdown waits for the batch: handing the GIL back
-        and forth costs time they would wait; nor when the queue is half full: then
-        the worker takes its share of the GIL, so that the queue drains.
+        PAUSE_EVERY events. Not while a flush() or shutdown waits for the batch:
+        handing the GIL back and forth costs time they would wait; nor when the
+        queue is half full: then the worker takes its share, so the queue drains.
         """
         if self._batches.waiting or self._stop.is_set():
             return
         if len(self._queue) * 2 <= self._settings.max_queue_size:
-            time.sleep(PAUSE_SECONDS)
+            _yield_gil()
 
     def _chain(self, requests: list[Request]) -> Job | None:
         """One job for a batch's requests, sent in order (upserts first), tracked each."""
@@ -267,7 +264,7 @@ class Worker:
         if not self._circuit.ready():
             return False
         self._replay_now = False
-        # Half-open or after a failure: one at a time (the probe, then a slow start).
+        # Half-open, at first, or after a failure: one at a time (the probe, a slow start).
         busy = self._jobs.senders.busy
         free = self._jobs.concurrency - busy
         if free <= 0:
@@ -293,6 +290,11 @@ class Worker:
             if new > 0:
                 self._warned[reason] = count
                 self._ledger.warn_refused(reason, new)
+
+
+def _yield_gil() -> None:
+    """Let a thread waiting for the GIL take it: a sleep releases it, even for 0 s."""
+    time.sleep(0)
 
 
 def _is_event(item: object) -> bool:

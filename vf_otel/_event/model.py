@@ -99,14 +99,14 @@ def wire_time(moment: datetime) -> str:
     runs once per event on the delivery worker, and the general method costs 3x more.
     """
     utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
-    second = _wire_second(utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second)
+    second = _wire_second((utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second))
     return second + _WIRE_MILLIS[utc.microsecond // 1000]
 
 
 @functools.lru_cache(maxsize=16)
-def _wire_second(year: int, month: int, day: int, hour: int, minute: int, second: int) -> str:
+def _wire_second(fields: tuple[int, int, int, int, int, int]) -> str:
     # Events logged together share their second: written once, not once per event.
-    return _WIRE_SECOND % (year, month, day, hour, minute, second)
+    return _WIRE_SECOND % fields
 
 
 def new_event_id() -> str:
@@ -132,8 +132,9 @@ def idempotency_key(scope: str, event_ids: Iterable[str]) -> str:
     request (in this process or after a restart) is deduplicated by the server,
     while any other set of events gets a different key.
     """
-    # One update of scope + (separator + id) for each id: the bytes hashed one
-    # update per part before, so keys made by earlier versions still match.
-    text = scope + "".join(_KEY_SEPARATOR + event_id for event_id in event_ids)
+    # scope, then separator + id for each id: the bytes earlier versions hashed one
+    # update per part, so their keys still match (a spooled request is deduplicated).
+    ids = list(event_ids)
+    text = scope + _KEY_SEPARATOR + _KEY_SEPARATOR.join(ids) if ids else scope
     digest = hashlib.sha256(text.encode())
     return str(uuid.UUID(bytes=digest.digest()[:16], version=4))

@@ -139,13 +139,15 @@ def build_pending(pending: PendingEvent, event_id: str | None = None) -> Event |
         return Rejection("invalid_traits", "traits", "identify() needs a mapping of traits")
     if event_id is None:
         event_id = new_event_id()
-    if traits is None:
+    # The common log call, checked in a few steps (the Event is the one make_event makes):
+    # exact str name and user, no traits, a time already what _utc() would make it.
+    if type(name) is str and type(user_id) is str and traits is None:
         try:
-            event = _plain_event(name, user_id, properties, occurred_at, event_id, redactor)
+            props = _plain_properties(name, user_id, properties, redactor)
         except Exception:  # noqa: BLE001 - a redactor's failure: make_event reports it
-            event = None
-        if event is not None:
-            return event
+            props = None
+        if props is not None and occurred_at.tzinfo is UTC:
+            return plain_event(name, user_id, props, occurred_at, event_id)
     return make_event(
         name=name,
         user_id=user_id,
@@ -157,26 +159,19 @@ def build_pending(pending: PendingEvent, event_id: str | None = None) -> Event |
     )
 
 
-def _plain_event(
-    name: object,
-    user_id: object,
-    properties: object,
-    occurred_at: datetime,
-    event_id: str,
-    redactor: Redactor | None,
-) -> Event | None:
-    """The common log call's Event, built without the general checks; None if it needs them.
+def _plain_properties(
+    name: str, user_id: str, properties: object, redactor: Redactor | None
+) -> dict[str, Any] | None:
+    """The common log call's properties, redacted, found without the general checks.
 
-    Only exact str name and user (ASCII, not blank), no traits, and properties that
-    are None or an exact dict :func:`is_plain` accepts: for these every check of
-    :func:`_build` passes and coercion is a copy, so the Event is the one it would
-    build (``occurred_at`` must already be UTC, as :func:`_utc` would leave it). A
-    canonical event must also have its required properties. Anything else
-    (None) takes the general path, which says what is wrong. The properties dict
-    is used as it is, not copied again: it is the queue's own (see PendingEvent).
+    None when the call needs those checks. Only an exact str name and user (ASCII,
+    not blank), and properties that are None or an exact dict :func:`is_plain`
+    accepts: for these every check of :func:`_build` passes and coercion is a copy,
+    so with them (no traits, a UTC time) the Event is the one it would build. A
+    canonical event must also have its required properties. Anything else (None)
+    takes the general path, which says what is wrong. The properties dict is used
+    as it is, not copied again: it is the queue's own (see PendingEvent).
     """
-    if type(name) is not str or type(user_id) is not str or occurred_at.tzinfo is not UTC:
-        return None
     if not (name.isascii() and user_id.isascii() and name.strip() and user_id.strip()):
         return None
     if properties is None:
@@ -188,8 +183,8 @@ def _plain_event(
     if name in _CANONICAL_NAMES and _missing_required(name, props) is not None:
         return None
     if redactor is not None and redactor.enabled:
-        props = redactor.flat_properties(props)  # is_plain: nothing nested in it
-    return plain_event(name, user_id, props, occurred_at, event_id)
+        return redactor.flat_properties(props)  # is_plain: nothing nested in it
+    return props
 
 
 def _build(
