@@ -105,9 +105,9 @@ def test_one_hung_request_does_not_cost_the_rest_under_default_flush_and_close(
 def test_an_api_that_never_answers_overflows_to_the_spool_not_to_drops(
     server: VibefollowServer, tmp_path: Path
 ) -> None:
-    """Requests held past the client timeout while the app logs 1,000 events/s into a queue of
-    1,000: the worker keeps draining into the spool, nothing is dropped, and once the API
-    answers again every event lands exactly once."""
+    """Requests held past the client timeout while the app logs 10,000 events at 1,000/s into
+    a queue of 1,000: the worker keeps draining into the spool, nothing is dropped, and once
+    the API answers again every event lands exactly once."""
     handler = vf_otel.VibefollowHandler(
         api_key=server.api_key,
         base_url=server.base_url,
@@ -124,7 +124,7 @@ def test_an_api_that_never_answers_overflows_to_the_spool_not_to_drops(
     server.delay_next(2.0, count=10_000, path="/events/batch")
     try:
         seq = 0
-        for _ in range(80):  # 80 x 50 events, paced at 50 ms: 1,000 events/s for 4 s
+        for _ in range(200):  # 200 x 50 events, paced at 50 ms: 1,000 events/s for 10 s
             for _ in range(50):
                 log.warning("hung", extra={"vf_user": "usr_1", "vf_properties": {"seq": seq}})
                 seq += 1
