@@ -54,8 +54,11 @@ LABELS: Final = {
 
 
 def spool_supported() -> bool:
-    """Whether this vf-otel's handler takes ``spool_path``."""
-    return "spool_path" in inspect.signature(vf_otel.VibefollowHandler).parameters
+    """Whether this vf-otel's handler takes ``spool_path`` (a parameter, or one of its Options)."""
+    if "spool_path" in inspect.signature(vf_otel.VibefollowHandler).parameters:
+        return True
+    options = getattr(vf_otel.typing, "Options", None)  # **options: Unpack[Options]
+    return "spool_path" in getattr(options, "__annotations__", {})
 
 
 def run_variant(variant: str, sizes_name: str) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Run every benchmark, each comparison in its own process, and regenerate the docs.
 
-    python benchmarks/run.py            # full run (~8 minutes); rewrites docs/benchmarks.md
+    python benchmarks/run.py            # full run (~6 minutes); rewrites docs/benchmarks.md
     python benchmarks/run.py --quick    # shorter (10 s outage), for CI smoke runs
 
 Writes benchmarks/results.json, docs/benchmarks.md and docs/benchmarks-hot-path.png

@@ -14,7 +14,7 @@ import pytest
 from vf_otel._config import Settings, resolve_settings
 from vf_otel._delivery.accounting import DROP_REASONS, Ledger
 from vf_otel._delivery.parked import Job, Parked
-from vf_otel._delivery.queue import REFUSALS, EventQueue
+from vf_otel._delivery.queue import RECORD_FIELDS, REFUSALS, EventQueue
 from vf_otel._delivery.requests import prepare
 from vf_otel._delivery.wire import (
     EVENTS_PATH,
@@ -431,6 +431,18 @@ def test_take_is_fifo_and_bounded() -> None:
     assert queue.take(2) == [0, 1]
     assert queue.take(10) == [2, 3, 4]
     assert queue.take(10) == []
+
+
+def test_queue_keeps_records_flat_and_gives_items_back_as_they_were() -> None:
+    """Records (RECORD_FIELDS-tuples) and other items come back in order, each counting once."""
+    record = tuple(range(RECORD_FIELDS))
+    short, box = (1, 2), {"an": "object"}
+    queue: EventQueue[object] = EventQueue(4, 100, Wakes())
+    assert [queue.put(item) for item in (record, short, box, None, record)] == [True] * 4 + [False]
+    assert len(queue) == 4
+    assert queue.refusals()["queue_full"] == 1
+    assert queue.take(3) == [record, short, box]
+    assert queue.take(3) == [None]
 
 
 def test_queue_after_fork_is_empty_with_zero_counts() -> None:

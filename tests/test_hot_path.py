@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import pytest
@@ -108,3 +109,17 @@ def test_the_worker_keeps_up_once_the_queue_is_half_full(
     handler.close()
     worker._pause()
     assert len(yields) == 2  # stopping: nothing to wait for
+
+
+def test_a_queued_log_call_leaves_nothing_for_the_garbage_collector(
+    make_handler: HandlerFactory, app_logger: logging.Logger
+) -> None:
+    """A tagged record waits as plain fields: no object of its own for the GC to track."""
+    handler = make_handler(batch_size=100)  # nothing is taken meanwhile
+    app_logger.addHandler(handler)
+    app_logger.info("e", extra={"vf_user": "usr_1", "vf_properties": {"plan": "pro"}})
+    queue = handler._pipeline.queue
+    assert len(queue) == 1
+    fields = gc.get_referents(queue._items)
+    # The one tracked field is the handler's redactor, shared by every record.
+    assert [field for field in fields if gc.is_tracked(field)] == [handler._redactor]

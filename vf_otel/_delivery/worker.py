@@ -227,6 +227,8 @@ class Worker:
 
     def _build_politely(self, items: list[Any]) -> list[Event]:
         """The batch's Events, built PAUSE_EVERY items at a time with a pause after each."""
+        if self._hurried():
+            return self._build(items)
         events: list[Event] = []
         for start in range(0, len(items), PAUSE_EVERY):
             events += self._build(items[start : start + PAUSE_EVERY])
@@ -234,19 +236,27 @@ class Worker:
         return events
 
     def _pause(self) -> None:
-        """Let the app's threads run, unless someone waits for the worker or the queue fills.
+        """Let the app's threads run, unless the worker is hurried (see _hurried).
 
         A thread waiting for the GIL gets it only when the holder lets go: at the
         latest after the switch interval (5 ms), a long time on a request path. A
         batch takes a few ms to build and encode, so the worker lets go every
-        PAUSE_EVERY events. Not while a flush() or shutdown waits for the batch:
-        handing the GIL back and forth costs time they would wait; nor when the
-        queue is half full: then the worker takes its share, so the queue drains.
+        PAUSE_EVERY events.
         """
-        if self._batches.waiting or self._stop.is_set():
-            return
-        if len(self._queue) * 2 <= self._settings.max_queue_size:
+        if not self._hurried():
             _yield_gil()
+
+    def _hurried(self) -> bool:
+        """Whether to build without pausing: a flush() or shutdown waits, or the queue fills.
+
+        Handing the GIL back and forth costs time a flush() or shutdown would wait;
+        past half of ``max_queue_size`` the worker takes its share, so the queue drains.
+        """
+        return (
+            self._batches.waiting
+            or self._stop.is_set()
+            or len(self._queue) * 2 > self._settings.max_queue_size
+        )
 
     def _chain(self, requests: list[Request]) -> Job | None:
         """One job for a batch's requests, sent in order (upserts first), tracked each."""
