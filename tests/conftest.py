@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,3 +66,25 @@ def app_logger(request: pytest.FixtureRequest) -> Iterator[logging.Logger]:
     yield logger
     for handler in logger.handlers[:]:
         logger.removeHandler(handler)
+
+
+def server_env(server: VibefollowServer) -> dict[str, str]:
+    """This process's environment, its VIBEFOLLOW_* replaced by ``server``'s key and URL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIBEFOLLOW_")}
+    return env | {"VIBEFOLLOW_API_KEY": server.api_key, "VIBEFOLLOW_BASE_URL": server.base_url}
+
+
+def run_python(
+    server: VibefollowServer, args: list[str], *, timeout: float, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run this interpreter with ``args``, configured from VIBEFOLLOW_* for ``server``;
+    ``timeout`` is a hang guard, not a timing assertion."""
+    return subprocess.run(  # noqa: S603 - our own interpreter and scripts
+        [sys.executable, *args],
+        env=server_env(server),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -265,7 +265,7 @@ def test_park_moves_events_from_in_flight_in_one_step() -> None:
     assert parked.park(job, source="in_flight") == "parked"
     counts = stats(ledger)
     assert (counts.in_flight, counts.parked, len(parked)) == (0, 3, 3)
-    assert parked.oldest_seq() == 1
+    assert [held.seq for held in parked.take()] == [1]
 
 
 def test_backlog_bounded_oldest_evicted_as_backlog_full() -> None:
@@ -322,7 +322,7 @@ def test_take_returns_oldest_first_up_to_the_limit() -> None:
     taken = parked.take(2)
     assert [job.seq for job in taken] == [1, 2]
     assert len(parked) == 2
-    assert parked.oldest_seq() == 3
+    assert [job.seq for job in parked.take()] == [3, 4]
 
 
 def test_park_while_stopping_without_spool_reports_dropped() -> None:

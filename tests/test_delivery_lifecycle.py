@@ -11,9 +11,7 @@ which calls ``flush()`` then ``close()`` with their default timeouts.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -27,6 +25,8 @@ import pytest
 
 import vf_otel
 from vf_otel.testing import VibefollowServer
+
+from .conftest import run_python
 
 #: Bounds every subprocess (seconds); a deadlock shows up as this timeout.
 CHILD_LIMIT = 90.0
@@ -55,16 +55,7 @@ def server() -> Iterator[VibefollowServer]:
 def _run_child(
     server: VibefollowServer, script: str, *args: str
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIBEFOLLOW_")}
-    env |= {"VIBEFOLLOW_API_KEY": server.api_key, "VIBEFOLLOW_BASE_URL": server.base_url}
-    return subprocess.run(  # noqa: S603 - our own interpreter and script
-        [sys.executable, "-c", textwrap.dedent(script), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=CHILD_LIMIT,
-        check=False,
-    )
+    return run_python(server, ["-c", textwrap.dedent(script), *args], timeout=CHILD_LIMIT)
 
 
 def _seqs(server: VibefollowServer) -> Counter[int]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,8 @@ import pytest
 import vf_otel
 from vf_otel._delivery.httplog import HTTP_LOGGERS
 from vf_otel.testing import VibefollowServer
+
+from .conftest import run_python
 
 #: A hang guard for a child process, not a timing assertion.
 HANG_GUARD = 120
@@ -59,16 +60,7 @@ def run(server: VibefollowServer, tmp_path: Path, source: str) -> subprocess.Com
     """Run ``source`` in a fresh interpreter configured from VIBEFOLLOW_*; argv[1] is the URL."""
     script = tmp_path / "app.py"
     script.write_text(textwrap.dedent(source))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIBEFOLLOW_")}
-    env |= {"VIBEFOLLOW_API_KEY": server.api_key, "VIBEFOLLOW_BASE_URL": server.base_url}
-    return subprocess.run(  # noqa: S603 - our own interpreter and script
-        [sys.executable, str(script), server.base_url],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=HANG_GUARD,
-        check=False,
-    )
+    return run_python(server, [str(script), server.base_url], timeout=HANG_GUARD)
 
 
 def app(level: str) -> str:

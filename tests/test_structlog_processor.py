@@ -7,9 +7,7 @@ The common set-ups run in a fresh interpreter, as written in docs/integrations/s
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,7 @@ import pytest
 import vf_otel
 from vf_otel.testing import VibefollowServer
 
-from .conftest import HandlerFactory
+from .conftest import HandlerFactory, run_python
 
 structlog = pytest.importorskip("structlog")
 
@@ -38,16 +36,7 @@ def run(server: VibefollowServer, tmp_path: Path, source: str) -> subprocess.Com
     """Run ``source`` in a fresh interpreter configured from VIBEFOLLOW_*."""
     script = tmp_path / "app.py"
     script.write_text(textwrap.dedent(source))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIBEFOLLOW_")}
-    env |= {"VIBEFOLLOW_API_KEY": server.api_key, "VIBEFOLLOW_BASE_URL": server.base_url}
-    return subprocess.run(  # noqa: S603 - our own interpreter and script
-        [sys.executable, str(script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=HANG_GUARD,
-        check=False,
-    )
+    return run_python(server, [str(script)], timeout=HANG_GUARD)
 
 
 def test_structlog_defaults_with_the_processor_before_console_renderer(

@@ -8,9 +8,7 @@ tagged INFO records. Each case runs in a fresh interpreter, as the app would.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from vf_otel.testing import VibefollowServer
+
+from .conftest import run_python
 
 #: A hang guard for a child process, not a timing assertion.
 HANG_GUARD = 120
@@ -45,16 +45,7 @@ def run_app(
     script.write_text(
         "import logging\nimport sys\n\nimport vf_otel\n" + textwrap.dedent(setup) + APP
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIBEFOLLOW_")}
-    env |= {"VIBEFOLLOW_API_KEY": server.api_key, "VIBEFOLLOW_BASE_URL": server.base_url}
-    return subprocess.run(  # noqa: S603 - our own interpreter and script
-        [sys.executable, str(script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=HANG_GUARD,
-        check=False,
-    )
+    return run_python(server, [str(script)], timeout=HANG_GUARD)
 
 
 def names(server: VibefollowServer) -> list[str]:

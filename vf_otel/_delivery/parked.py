@@ -72,11 +72,6 @@ class Parked:
         """Events parked in memory."""
         return self._weight
 
-    def oldest_seq(self) -> int | None:
-        """The lowest batch number parked in memory, if any."""
-        with self._lock:
-            return min((job.seq for job in self._memory), default=None)
-
     def park(
         self,
         job: Job,

@@ -157,11 +157,6 @@ class Worker:
             thread.join(max(0.0, timeout))
         self._jobs.senders.stop(timeout=0.5)
 
-    @property
-    def in_flight_requests(self) -> int:
-        """Requests being sent now."""
-        return self._jobs.senders.busy
-
     # -- the loop -------------------------------------------------------------
 
     def _loop(self) -> None:
