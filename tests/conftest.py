@@ -6,9 +6,10 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 import pytest
 
@@ -68,20 +69,44 @@ def app_logger(request: pytest.FixtureRequest) -> Iterator[logging.Logger]:
         logger.removeHandler(handler)
 
 
-def server_env(server: VibefollowServer) -> dict[str, str]:
-    """This process's environment, its VIBEFOLLOW_* replaced by ``server``'s key and URL."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIBEFOLLOW_")}
-    return env | {"VIBEFOLLOW_API_KEY": server.api_key, "VIBEFOLLOW_BASE_URL": server.base_url}
+#: For a child that must not send on a timer: only its flushes and its exit deliver.
+NO_FLUSH_TIMER: Final[Mapping[str, str]] = MappingProxyType({"VIBEFOLLOW_FLUSH_INTERVAL": "3600"})
+
+
+def server_env(
+    server: VibefollowServer,
+    *,
+    drop: tuple[str, ...] = (),
+    app_env: Mapping[str, str] | None = None,
+    **extra: str,
+) -> dict[str, str]:
+    """This process's environment for a child configured from VIBEFOLLOW_* for ``server``.
+
+    Without the variables named VIBEFOLLOW_* or starting with a ``drop`` prefix; then
+    ``app_env`` (the app's own settings, as a page writes them); then ``server``'s
+    VIBEFOLLOW_API_KEY and VIBEFOLLOW_BASE_URL; then ``extra``.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIBEFOLLOW_", *drop))}
+    env |= app_env or {}
+    env |= {"VIBEFOLLOW_API_KEY": server.api_key, "VIBEFOLLOW_BASE_URL": server.base_url}
+    return env | extra
 
 
 def run_python(
-    server: VibefollowServer, args: list[str], *, timeout: float, cwd: Path | None = None
+    server: VibefollowServer,
+    args: list[str],
+    *,
+    timeout: float,
+    cwd: Path | None = None,
+    drop: tuple[str, ...] = (),
+    **extra: str,
 ) -> subprocess.CompletedProcess[str]:
-    """Run this interpreter with ``args``, configured from VIBEFOLLOW_* for ``server``;
-    ``timeout`` is a hang guard, not a timing assertion."""
+    """Run this interpreter with ``args``, configured from VIBEFOLLOW_* for ``server``
+    (``drop`` and ``extra`` as for ``server_env``); ``timeout`` is a hang guard, not a
+    timing assertion."""
     return subprocess.run(  # noqa: S603 - our own interpreter and scripts
         [sys.executable, *args],
-        env=server_env(server),
+        env=server_env(server, drop=drop, **extra),
         cwd=cwd,
         capture_output=True,
         text=True,

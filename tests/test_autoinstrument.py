@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -24,6 +23,8 @@ from opentelemetry.util._once import Once
 import vf_otel
 from vf_otel._sources.autoinstrument import install_user_span_processor
 from vf_otel.testing import VibefollowServer
+
+from .conftest import server_env
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 READY_ATTEMPTS = 300  # x 0.05 s: the app imports Flask and the SDK first
@@ -174,16 +175,14 @@ def test_opentelemetry_instrument_delivers_tagged_request_spans(
     """The Flask example under opentelemetry-instrument sends its tagged spans on SIGTERM."""
     command = _instrument_command()
     port = _free_port()
-    env = {
-        **os.environ,
-        "VIBEFOLLOW_API_KEY": server.api_key,
-        "VIBEFOLLOW_BASE_URL": server.base_url,
-        "OTEL_TRACES_EXPORTER": "vibefollow",
-        "OTEL_METRICS_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
-        "OTEL_SERVICE_NAME": "vf-otel-flask-example",
-        "PORT": str(port),
-    }
+    env = server_env(
+        server,
+        OTEL_TRACES_EXPORTER="vibefollow",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="none",
+        OTEL_SERVICE_NAME="vf-otel-flask-example",
+        PORT=str(port),
+    )
     log = tmp_path / "app.log"
     base = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:

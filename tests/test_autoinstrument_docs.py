@@ -31,6 +31,8 @@ import pytest
 
 from vf_otel.testing import VibefollowServer
 
+from .conftest import server_env
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "auto-instrumentation.md"
 #: A hang guard for a child process, not a timing assertion.
@@ -164,15 +166,14 @@ def run_documented(
     """Run the setup's command as written, from ``tmp_path`` holding app.py, with
     ``bin_dir`` first on PATH (where ``opentelemetry-instrument`` and ``python`` are)."""
     (tmp_path / "app.py").write_text(APP)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "VIBEFOLLOW_"))}
-    env |= setup.env
-    assert env["VIBEFOLLOW_API_KEY"] == "sk_live_..."  # the page's placeholder, replaced:
-    env |= {
-        "VIBEFOLLOW_API_KEY": server.api_key,
-        "VIBEFOLLOW_BASE_URL": server.base_url,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}",
-        "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
-    }
+    assert setup.env["VIBEFOLLOW_API_KEY"] == "sk_live_..."  # the page's placeholder, replaced
+    env = server_env(
+        server,
+        drop=("OTEL_",),
+        app_env=setup.env,
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{collector.port}",
+    )
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     return subprocess.run(  # noqa: S603 - the documented command, no shell
         setup.command,
         env=env,

@@ -24,6 +24,8 @@ import pytest
 
 from vf_otel.testing import VibefollowServer
 
+from .conftest import NO_FLUSH_TIMER, run_python, server_env
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "integrations"
 #: Tasks sent; every third one outside any ``vf_otel.user(...)``.
 TASKS = 12
@@ -78,16 +80,15 @@ print(json.dumps([result.get(timeout=float(sys.argv[2])) for result in sent]))
 """
 
 
-def _child_env(server: VibefollowServer, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIBEFOLLOW_", "OTEL_"))}
-    return env | {
-        "VIBEFOLLOW_API_KEY": server.api_key,
-        "VIBEFOLLOW_BASE_URL": server.base_url,
-        # Nothing leaves a process on a timer: only flushes deliver.
-        "VIBEFOLLOW_FLUSH_INTERVAL": "3600",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(EXAMPLES), env.get("PYTHONPATH")])),
-        **extra,
-    }
+#: Every child: none of this run's OTEL_* settings.
+_DROP = ("OTEL_",)
+
+
+def _child_settings(**extra: str) -> dict[str, str]:
+    """What the worker and the sender get beside the server's key and URL: no flush timer
+    (only flushes deliver), the examples importable, and ``extra``."""
+    paths = [str(EXAMPLES), os.environ.get("PYTHONPATH")]
+    return {**NO_FLUSH_TIMER, "PYTHONPATH": os.pathsep.join(filter(None, paths)), **extra}
 
 
 def _write_app(tmp_path: Path) -> None:
@@ -133,16 +134,15 @@ def _celery_worker(
             worker.wait(timeout=KILL_TIMEOUT)
 
 
-def _send_tasks(env: dict[str, str], tmp_path: Path) -> list[str]:
+def _send_tasks(server: VibefollowServer, settings: dict[str, str], tmp_path: Path) -> list[str]:
     """Send TASKS tasks from a fresh interpreter; return their results, once all have run."""
-    done = subprocess.run(  # noqa: S603 - our own interpreter and script
-        [sys.executable, "send_tasks.py", str(TASKS), str(SEND_TIMEOUT)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
+    done = run_python(
+        server,
+        ["send_tasks.py", str(TASKS), str(SEND_TIMEOUT)],
         timeout=SEND_TIMEOUT + 30,
-        check=False,
+        cwd=tmp_path,
+        drop=_DROP,
+        **settings,
     )
     worker_log = (tmp_path / "worker.log").read_text()
     assert done.returncode == 0, f"{done.stderr}\n--- worker log ---\n{worker_log}"
@@ -156,9 +156,10 @@ def _run_and_stop(
     """Run TASKS tasks on a worker, check none was sent yet, stop it with SIGTERM; its log."""
     pytest.importorskip("celery")
     _write_app(tmp_path)
-    env = _child_env(server, **extra)
+    settings = _child_settings(**extra)
+    env = server_env(server, drop=_DROP, **settings)
     with _celery_worker(env, tmp_path, loglevel) as worker:
-        results = _send_tasks(env, tmp_path)
+        results = _send_tasks(server, settings, tmp_path)
         assert results == [f"r{n}.pdf" for n in range(TASKS)]
         assert server.events == []  # every event is still queued in a pool process
         worker.send_signal(signal.SIGTERM)  # warm shutdown

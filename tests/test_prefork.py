@@ -23,6 +23,8 @@ import pytest
 
 from vf_otel.testing import VibefollowServer
 
+from .conftest import NO_FLUSH_TIMER, run_python, server_env
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 REQUESTS = 200
 #: Concurrent clients: sync workers take one request at a time, so the others get some.
@@ -49,15 +51,8 @@ logging.getLogger("shop.boot").info(
 """
 
 
-def _child_env(server: VibefollowServer, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIBEFOLLOW_", "OTEL_"))}
-    return env | {
-        "VIBEFOLLOW_API_KEY": server.api_key,
-        "VIBEFOLLOW_BASE_URL": server.base_url,
-        # Nothing leaves a process on a timer: only flushes and exits deliver.
-        "VIBEFOLLOW_FLUSH_INTERVAL": "3600",
-        **extra,
-    }
+#: Every child: none of this run's OTEL_* settings, and no flush timer.
+_DROP = ("OTEL_",)
 
 
 def _wait_for_port(master: subprocess.Popen[bytes], log_path: Path) -> int:
@@ -94,7 +89,7 @@ def _gunicorn(
     with log_path.open("wb") as log:
         master = subprocess.Popen(  # noqa: S603 - our own interpreter and example
             [*command, "master_app:app"],
-            env=_child_env(server, PORT="0"),
+            env=server_env(server, drop=_DROP, **NO_FLUSH_TIMER, PORT="0"),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: the finally reaches every worker
@@ -245,14 +240,8 @@ def _run_pool_script(
 ) -> dict[str, Any]:
     script = tmp_path / "jobs.py"
     script.write_text(textwrap.dedent(_POOL_SCRIPT))
-    done = subprocess.run(  # noqa: S603 - our own interpreter and script
-        [sys.executable, str(script), method, kind],
-        env=_child_env(server),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    done = run_python(
+        server, [str(script), method, kind], timeout=120, cwd=tmp_path, drop=_DROP, **NO_FLUSH_TIMER
     )
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])

@@ -9,9 +9,7 @@ an app does, against a ``VibefollowServer`` started by the test.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
-import sys
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 import vf_otel
 from vf_otel.testing import VibefollowServer
 
-from .conftest import HandlerFactory
+from .conftest import NO_FLUSH_TIMER, HandlerFactory, run_python
 
 #: A hang guard for a child process, not a timing assertion.
 HANG_GUARD = 120
@@ -47,21 +45,14 @@ def run_script(
     for name, text in files.items():
         (tmp_path / name).write_text(textwrap.dedent(text))
     (tmp_path / "main.py").write_text(textwrap.dedent(body))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIBEFOLLOW_", "DJANGO_"))}
-    env |= {
-        "VIBEFOLLOW_API_KEY": server.api_key,
-        "VIBEFOLLOW_BASE_URL": server.base_url,
-        "VIBEFOLLOW_FLUSH_INTERVAL": "3600",
-        "PYTHONPATH": str(tmp_path),
-    }
-    return subprocess.run(  # noqa: S603 - our own interpreter and script
-        [sys.executable, str(tmp_path / "main.py")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
+    return run_python(
+        server,
+        [str(tmp_path / "main.py")],
         timeout=HANG_GUARD,
-        check=False,
+        cwd=tmp_path,
+        drop=("DJANGO_",),
+        **NO_FLUSH_TIMER,
+        PYTHONPATH=str(tmp_path),
     )
 
 

@@ -8,7 +8,6 @@ deliver every event and end with the status SIGTERM gives it.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -25,6 +24,8 @@ import pytest
 
 import vf_otel
 from vf_otel.testing import VibefollowServer
+
+from .conftest import NO_FLUSH_TIMER, server_env
 
 pytestmark = pytest.mark.skipif(
     not hasattr(signal, "SIGKILL"), reason="POSIX signals: SIGTERM's default action"
@@ -50,15 +51,9 @@ signal.pause()
 """
 
 
-def child_env(server: VibefollowServer, tmp_path: Path) -> dict[str, str]:
+def child_env(server: VibefollowServer, tmp_path: Path, **extra: str) -> dict[str, str]:
     """The environment of a child configured from VIBEFOLLOW_*; only an exit can deliver."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIBEFOLLOW_")}
-    return env | {
-        "VIBEFOLLOW_API_KEY": server.api_key,
-        "VIBEFOLLOW_BASE_URL": server.base_url,
-        "VIBEFOLLOW_FLUSH_INTERVAL": "3600",
-        "PYTHONPATH": str(tmp_path),
-    }
+    return server_env(server, **NO_FLUSH_TIMER, PYTHONPATH=str(tmp_path), **extra)
 
 
 def terminate_when_ready(
@@ -341,7 +336,7 @@ def serve_then_sigterm(
     (tmp_path / "shop_settings.py").write_text(DJANGO_SETTINGS)
     (tmp_path / "shop_urls.py").write_text(DJANGO_URLS)
     port = free_loopback_port()
-    env = child_env(server, tmp_path) | {"DJANGO_SETTINGS_MODULE": "shop_settings"}
+    env = child_env(server, tmp_path, DJANGO_SETTINGS_MODULE="shop_settings")
     command = [sys.executable, "-m", "django", "runserver", *options, f"127.0.0.1:{port}"]
     child = subprocess.Popen(  # noqa: S603 - our own interpreter and Django
         command,

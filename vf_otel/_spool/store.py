@@ -1,13 +1,9 @@
 """The durable spool: undeliverable requests in SQLite, replayed later with the same key and body.
 
-Several processes (gunicorn workers) may share one file. A process *claims* rows
-inside a ``BEGIN IMMEDIATE`` transaction by writing its pid and a lease expiry; a
-claimed row is deleted once sent or refused for good, released when the attempt is
-parked again or the handle closed, and claimable by anyone once the lease runs out
-or its holder is known to have ended (vf_otel/_spool/holders.py). So each row is
-sent by one process at a time, and a request that landed before a crash is
-deduplicated by the server (same key). The cap evicts the oldest rows nobody is
-sending; a request that cannot fit even so is refused (it stays in memory).
+Several processes (gunicorn workers) may share one file; each row is sent by one
+process at a time, under a lease (vf_otel/_spool/leases.py). The cap evicts the
+oldest rows nobody is sending; a request that cannot fit even so is refused (it
+stays in memory).
 
 A file deleted or replaced while in use is opened anew with one warning
 (vf_otel/_spool/database.py). A file that cannot be opened, is not a database or
@@ -32,8 +28,9 @@ from typing import Final, TypeVar
 from .._delivery.wire import Request
 from .._observe.ratelimit import RateLimitedLog
 from .database import BUSY_TIMEOUT, FileId, connect, immediate, same_file
-from .holders import Identity, gone_holders, reap, register, this_process
+from .holders import Identity, gone_holders, this_process
 from .inspect import Lease, Purged, SpoolSummary, purge_rows, spool_file_problem, summarize
+from .leases import CLAIM_LIMIT, claim_rows, claimable_weight, release_rows
 from .rows import DELETE, decoded, event_weight, make_room, row_values
 
 __all__ = [
@@ -48,21 +45,9 @@ __all__ = [
 ]
 
 _logger = logging.getLogger("vf_otel.spool")
-#: Requests one claim takes at most (each holds up to 500 events).
-CLAIM_LIMIT: Final = 20
 _INSERT: Final = (
     "INSERT INTO vf_requests (path, key, body, events, weight, size) VALUES (?, ?, ?, ?, ?, ?)"
 )
-_ANY_FREE: Final = "SELECT 1 FROM vf_requests WHERE lease_until <= ? LIMIT 1"
-_FREE_ROWS: Final = (
-    "SELECT id, path, key, body, events FROM vf_requests WHERE lease_until <= ? ORDER BY id LIMIT ?"
-)
-_FREE_WEIGHT: Final = "SELECT COALESCE(SUM(weight), 0) FROM vf_requests WHERE lease_until <= ?"
-_HELD_WEIGHT: Final = (
-    "SELECT COALESCE(SUM(weight), 0) FROM vf_requests WHERE owner = ? AND lease_until > ?"
-)
-_LEASE: Final = "UPDATE vf_requests SET owner = ?, lease_until = ? WHERE id = ?"
-_RELEASE: Final = "UPDATE vf_requests SET owner = NULL, lease_until = 0 WHERE id = ? AND owner = ?"
 _WEIGHT: Final = "SELECT COALESCE(SUM(weight), 0) FROM vf_requests"
 # SQLITE_BUSY and SQLITE_LOCKED: another connection holds the lock; try again later.
 _BUSY_CODES: Final = frozenset({5, 6})
@@ -157,20 +142,7 @@ class Spool:
         now = self._now()
 
         def lease(conn: sqlite3.Connection) -> list[tuple[Request, int]]:
-            me = self._identity()
-            # A plain read first: the common case (nothing spooled) takes no write lock.
-            if conn.execute(_ANY_FREE, (now,)).fetchone() is None and not gone_holders(
-                conn, now, me
-            ):
-                return []
-            with immediate(conn):
-                reap(conn, now, me)
-                found = conn.execute(_FREE_ROWS, (now, limit)).fetchall()
-                if found:
-                    register(conn, me)
-                    until = now + self._lease
-                    conn.executemany(_LEASE, [(me.pid, until, row[0]) for row in found])
-                claimed = decoded(conn, found)
+            claimed = claim_rows(conn, now, self._identity(), limit, now + self._lease)
             self._held.update(row for _, row in claimed)
             return claimed
 
@@ -198,7 +170,7 @@ class Spool:
         def give_back(conn: sqlite3.Connection) -> bool:
             if row_id not in self._held:
                 return False
-            conn.execute(_RELEASE, (row_id, self._pid))
+            release_rows(conn, [row_id], self._pid)
             self._held.discard(row_id)
             return True
 
@@ -216,14 +188,7 @@ class Spool:
         """
         now = self._now()
 
-        def count(conn: sqlite3.Connection) -> int:
-            (total,) = conn.execute(_FREE_WEIGHT, (now,)).fetchone()
-            for pid in gone_holders(conn, now, self._identity()):
-                (held,) = conn.execute(_HELD_WEIGHT, (pid, now)).fetchone()
-                total += held
-            return int(total)
-
-        return self._run(count, 0)
+        return self._run(lambda conn: claimable_weight(conn, now, self._identity()), 0)
 
     def summary(self) -> SpoolSummary | None:
         """Rows, events, bytes, event ages and running leases; None if the spool is off."""
@@ -258,7 +223,7 @@ class Spool:
             with contextlib.suppress(sqlite3.Error):
                 if held:
                     with immediate(conn):
-                        conn.executemany(_RELEASE, [(row, self._pid) for row in sorted(held)])
+                        release_rows(conn, sorted(held), self._pid)
             conn.close()
 
     # -- internals ------------------------------------------------------------

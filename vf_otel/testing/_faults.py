@@ -1,8 +1,13 @@
-"""Scripted faults: what the test server does instead of (or before) answering normally."""
+"""Scripted faults: what the test server does instead of (or before) answering normally.
+
+The ``*_fault`` functions check the arguments of ``VibefollowServer.fail_next()`` and
+its siblings and build the fault they script.
+"""
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -15,6 +20,10 @@ ROUTES: Final = frozenset({"/api/v1/events", "/api/v1/events/batch", "/api/v1/us
 MAX_DELAY_SECONDS: Final = 30.0
 # The real API always sends Retry-After with a 429 (vibefollow-api.md §5).
 DEFAULT_RETRY_AFTER: Final = "1"
+
+# Statuses whose answers carry no body (RFC 9110 §15.3.5, §15.4.5).
+_NO_BODY_STATUSES: Final = frozenset({204, 304})
+_REDIRECT_BODY: Final = b"<html><body><h1>Moved</h1></body></html>"
 
 # Default error code per status when fail_next() is not given one; 5xx is handled by range.
 _DEFAULT_CODES: Final[dict[int, str]] = {
@@ -64,6 +73,77 @@ def normalise_route(path: str | None) -> str | None:
     if full not in ROUTES:
         raise ValueError(f"unknown route {path!r}; expected one of {sorted(ROUTES)}")
     return full
+
+
+def status_fault(
+    status: int, *, retry_after: str | None, code: str | None, path: str | None
+) -> Fault:
+    """``fail_next()``'s fault: an error status with the API's envelope, unprocessed."""
+    if not 400 <= status <= 599:
+        raise ValueError(f"status must be an HTTP error status (400..599), got {status}")
+    if retry_after is None and status == 429:
+        retry_after = DEFAULT_RETRY_AFTER
+    _check_header_value("retry_after", retry_after)
+    return Fault("status", normalise_route(path), status, code or default_code(status), retry_after)
+
+
+def respond_fault(
+    status: int,
+    body: bytes | str,
+    *,
+    content_type: str | None,
+    headers: Mapping[str, str] | None,
+    path: str | None,
+    process: bool,
+) -> Fault:
+    """``respond_next()``'s fault: exactly this answer (a 3xx is a ``redirect`` fault)."""
+    if not 200 <= status <= 599:
+        raise ValueError(f"status must be a final HTTP status (200..599), got {status}")
+    data = body.encode() if isinstance(body, str) else bytes(body)
+    if data and status in _NO_BODY_STATUSES:
+        raise ValueError(f"a {status} answer cannot have a body")
+    pairs = tuple((headers or {}).items())
+    for name, value in pairs:
+        _check_header_value(name, value)
+    _check_header_value("content_type", content_type)
+    kind: FaultKind = "redirect" if 300 <= status <= 399 else "respond"
+    return Fault(
+        kind,
+        normalise_route(path),
+        status,
+        body=data,
+        content_type=content_type,
+        headers=pairs,
+        process=process,
+    )
+
+
+def redirect_fault(location: str, *, status: int, path: str | None) -> Fault:
+    """``redirect_next()``'s fault: a 3xx to ``location`` with a small HTML body."""
+    if not 300 <= status <= 399:
+        raise ValueError(f"status must be a redirect (300..399), got {status}")
+    _check_header_value("location", location)
+    return respond_fault(
+        status,
+        _REDIRECT_BODY,
+        content_type="text/html",
+        headers={"Location": location},
+        path=path,
+        process=False,
+    )
+
+
+def delay_fault(seconds: float, *, path: str | None) -> Fault:
+    """``delay_next()``'s fault: hold the request, then process it."""
+    if not 0 <= seconds <= MAX_DELAY_SECONDS:
+        raise ValueError(f"seconds must be in 0..{MAX_DELAY_SECONDS:g}, got {seconds}")
+    return Fault("delay", normalise_route(path), seconds=seconds)
+
+
+def _check_header_value(name: str, value: str | None) -> None:
+    """A header value must be one line: anything else would let a test forge headers."""
+    if value is not None and ("\r" in value or "\n" in value):
+        raise ValueError(f"{name} must be a single header line")
 
 
 def check_count(count: int) -> None:

@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import copy
-import ipaddress
-import socket
 import threading
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Final
 
+from vf_otel.testing import _faults as faults
 from vf_otel.testing._api import EventPredicate, InMemoryApi, Rejection
-from vf_otel.testing._faults import (
-    DEFAULT_RETRY_AFTER,
-    MAX_DELAY_SECONDS,
-    Fault,
-    default_code,
-    normalise_route,
-)
-from vf_otel.testing._http import LoopbackHTTPServer
-from vf_otel.testing._records import FaultKind, RecordedRequest
+from vf_otel.testing._records import RecordedRequest
+from vf_otel.testing._serving import Serving, loopback_family
 from vf_otel.testing._validation import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_EVENT_BYTES
 
 DEFAULT_API_KEY: Final = "sk_test_vfotel0local0testing0only0000000"
@@ -31,9 +23,6 @@ DEFAULT_REUSE_STATUS: Final = 422
 DEFAULT_WAIT_TIMEOUT: Final = 5.0
 # The contract disagrees with itself on the reuse status (vibefollow-api.md §8.2).
 _REUSE_STATUSES: Final = frozenset({409, 422})
-# Statuses whose answers carry no body (RFC 9110 §15.3.5, §15.4.5).
-_NO_BODY_STATUSES: Final = frozenset({204, 304})
-_REDIRECT_BODY: Final = b"<html><body><h1>Moved</h1></body></html>"
 
 
 class VibefollowServer:
@@ -69,7 +58,7 @@ class VibefollowServer:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
-        self._family = _loopback_family(host)
+        family = loopback_family(host)
         if not api_key or any(char.isspace() for char in api_key):
             raise ValueError("api_key must be a non-empty string without whitespace")
         if not 0 <= port <= 65535:
@@ -85,25 +74,21 @@ class VibefollowServer:
         if max_event_bytes < 1:
             raise ValueError(f"max_event_bytes must be >= 1, got {max_event_bytes}")
         self._api_key = api_key
-        self._address = (host, port)
-        self._stopping = threading.Event()
+        stopping = threading.Event()
         self._api = InMemoryApi(
             api_key,
             max_batch_size=max_batch_size,
             reuse_status=reuse_status,
-            wait=self._stopping.wait,
+            wait=stopping.wait,
             max_body_bytes=max_body_bytes,
             max_event_bytes=max_event_bytes,
         )
-        self._lifecycle = threading.Lock()
-        self._httpd: LoopbackHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._base_url: str | None = None
+        self._serving = Serving(self._api, (host, port), family, stopping)
 
     def __repr__(self) -> str:
         # Deliberately without the API key.
         state = "running" if self.running else "not running"
-        return f"<VibefollowServer {self._base_url or self._address[0]} {state}>"
+        return f"<VibefollowServer {self._serving.base_url or self._serving.address[0]} {state}>"
 
     def __enter__(self) -> VibefollowServer:
         return self.start()
@@ -120,46 +105,24 @@ class VibefollowServer:
 
     def start(self) -> VibefollowServer:
         """Bind and serve in a daemon thread. Idempotent; a stopped server cannot restart."""
-        with self._lifecycle:
-            if self._stopping.is_set():
-                raise RuntimeError("a stopped VibefollowServer cannot be restarted; make a new one")
-            if self._httpd is None:
-                self._httpd = LoopbackHTTPServer(self._address, self._api, self._family)
-                host, port = self._httpd.socket.getsockname()[:2]
-                shown = f"[{host}]" if self._family == socket.AF_INET6 else str(host)
-                # Kept after stop(), so reprs and failure messages can still name the server.
-                self._base_url = f"http://{shown}:{port}"
-                self._thread = threading.Thread(
-                    target=self._httpd.serve_until_stopped,
-                    name=f"vibefollow-test-server:{port}",
-                    daemon=True,
-                )
-                self._thread.start()
+        self._serving.start()
         return self
 
     def stop(self) -> None:
         """Stop serving, drop open connections and close the socket. Idempotent."""
-        with self._lifecycle:
-            if self._httpd is None or self._stopping.is_set():
-                return
-            self._stopping.set()  # wakes handlers sleeping in a scripted delay
-            self._httpd.stop_serving()
-            if self._thread is not None:
-                self._thread.join()
-            self._httpd.drop_connections()
-            self._httpd.server_close()
+        self._serving.stop()
 
     @property
     def running(self) -> bool:
         """Whether the server is accepting requests."""
-        return self._httpd is not None and not self._stopping.is_set()
+        return self._serving.running
 
     @property
     def base_url(self) -> str:
         """The origin, e.g. ``http://127.0.0.1:54321``; clients append ``/api/v1``."""
-        if self._base_url is None:
+        if self._serving.base_url is None:
             raise RuntimeError("the server has no address until start() is called")
-        return self._base_url
+        return self._serving.base_url
 
     @property
     def api_key(self) -> str:
@@ -257,15 +220,7 @@ class VibefollowServer:
         route such as ``"/events/batch"`` (the ``/api/v1`` prefix is optional); ``None``
         matches any route.
         """
-        if not 400 <= status <= 599:
-            raise ValueError(f"status must be an HTTP error status (400..599), got {status}")
-        if retry_after is None and status == 429:
-            retry_after = DEFAULT_RETRY_AFTER
-        _check_header_value("retry_after", retry_after)
-        fault = Fault(
-            "status", normalise_route(path), status, code or default_code(status), retry_after
-        )
-        self._add(fault, count)
+        self._add(faults.status_fault(status, retry_after=retry_after, code=code, path=path), count)
 
     def respond_next(
         self,
@@ -287,24 +242,8 @@ class VibefollowServer:
         (recorded, its key stored) and this answer replaces the API's, so a retry with
         the same key is replayed.
         """
-        if not 200 <= status <= 599:
-            raise ValueError(f"status must be a final HTTP status (200..599), got {status}")
-        data = body.encode() if isinstance(body, str) else bytes(body)
-        if data and status in _NO_BODY_STATUSES:
-            raise ValueError(f"a {status} answer cannot have a body")
-        pairs = tuple((headers or {}).items())
-        for name, value in pairs:
-            _check_header_value(name, value)
-        _check_header_value("content_type", content_type)
-        kind: FaultKind = "redirect" if 300 <= status <= 399 else "respond"
-        fault = Fault(
-            kind,
-            normalise_route(path),
-            status,
-            body=data,
-            content_type=content_type,
-            headers=pairs,
-            process=process,
+        fault = faults.respond_fault(
+            status, body, content_type=content_type, headers=headers, path=path, process=process
         )
         self._add(fault, count)
 
@@ -316,21 +255,11 @@ class VibefollowServer:
         A 3xx with a ``Location`` header and a small HTML body, as a web server sends
         for a moved (or mistyped) URL. A client must not follow it with the API key.
         """
-        if not 300 <= status <= 399:
-            raise ValueError(f"status must be a redirect (300..399), got {status}")
-        _check_header_value("location", location)
-        self.respond_next(
-            status,
-            _REDIRECT_BODY,
-            content_type="text/html",
-            headers={"Location": location},
-            count=count,
-            path=path,
-        )
+        self._add(faults.redirect_fault(location, status=status, path=path), count)
 
     def reset_next(self, *, count: int = 1, path: str | None = None) -> None:
         """Abort the next ``count`` matching connections with a TCP reset, unprocessed."""
-        self._add(Fault("reset", normalise_route(path)), count)
+        self._add(faults.Fault("reset", faults.normalise_route(path)), count)
 
     def delay_next(self, seconds: float, *, count: int = 1, path: str | None = None) -> None:
         """Hold the next ``count`` matching requests for ``seconds``, then process them.
@@ -338,9 +267,7 @@ class VibefollowServer:
         The delay is capped at 30 s and cut short by
         [`stop()`][vf_otel.testing.VibefollowServer.stop].
         """
-        if not 0 <= seconds <= MAX_DELAY_SECONDS:
-            raise ValueError(f"seconds must be in 0..{MAX_DELAY_SECONDS:g}, got {seconds}")
-        self._add(Fault("delay", normalise_route(path), seconds=seconds), count)
+        self._add(faults.delay_fault(seconds, path=path), count)
 
     def lose_response_next(self, *, count: int = 1, path: str | None = None) -> None:
         """Process the next ``count`` matching requests, then reset instead of answering.
@@ -348,7 +275,7 @@ class VibefollowServer:
         This is "accepted, but the response was lost": a retry with the same
         Idempotency-Key and body gets the stored answer replayed, not recorded twice.
         """
-        self._add(Fault("lose_response", normalise_route(path)), count)
+        self._add(faults.Fault("lose_response", faults.normalise_route(path)), count)
 
     def reject_event(self, predicate: EventPredicate, *, name_field: bool = True) -> None:
         """Fail validation (422, field ``events[i].name``) for events matching ``predicate``.
@@ -361,25 +288,6 @@ class VibefollowServer:
         with self._api.changed:
             self._api.rejections.append(Rejection(predicate, name_field))
 
-    def _add(self, fault: Fault, count: int) -> None:
+    def _add(self, fault: faults.Fault, count: int) -> None:
         with self._api.changed:
             self._api.faults.add(fault, count)
-
-
-def _check_header_value(name: str, value: str | None) -> None:
-    """A header value must be one line: anything else would let a test forge headers."""
-    if value is not None and ("\r" in value or "\n" in value):
-        raise ValueError(f"{name} must be a single header line")
-
-
-def _loopback_family(host: str) -> int:
-    """The address family for ``host``, which must be a loopback IP literal."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(
-            f"host must be a loopback IP address such as 127.0.0.1, got {host!r}"
-        ) from None
-    if not address.is_loopback:
-        raise ValueError(f"host must be a loopback address, got {host!r}")
-    return socket.AF_INET6 if address.version == 6 else socket.AF_INET
