@@ -75,7 +75,8 @@ def handler_methods(handler: vf_otel.VibefollowHandler) -> None:
     )
     missing: int = stats.dropped.get("missing_user", 0)
     disabled: int = stats.disabled
-    print(delivered, counts, missing, disabled, stats.dropped_total)
+    collided: int = stats.key_collisions
+    print(delivered, counts, missing, disabled, collided, stats.dropped_total)
     handler.close()
 
 

@@ -13,7 +13,9 @@ The vocabulary, used alike in code, ``stats()``, metrics and the docs:
 Every event that is enqueued ends as exactly one of delivered, dead-lettered or
 dropped, or is still queued, in flight, parked or spooled. The ``Ledger`` is
 the only thing that changes those counts; each loss is also warned about (at most
-once a minute per reason) and reported to ``on_error``.
+once a minute per reason) and reported to ``on_error``. It also counts what is
+lost from inside events that are still delivered (``key_collisions``): warned
+about, never a drop.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from types import MappingProxyType
 from typing import Final, Literal, get_args
 
 from .._errors import UndeliveredError, ValidationError, VibefollowError
+from .._event.coerce import KeyCollisions
 from .._event.model import Event
 from .._observe.ratelimit import RateLimitedLog
 from ..typing import ErrorCallback
@@ -65,6 +68,8 @@ DropReason = Literal[
 ]
 DROP_REASONS: Final[frozenset[str]] = frozenset(get_args(DropReason))
 
+# A key or event name is quoted in a warning only this far (a key may be 16,384 characters).
+_QUOTE_LENGTH: Final = 80
 _REFUSAL_TEXT: Final[Mapping[str, str]] = {
     "queue_full": "the queue is full (raise max_queue_size or check delivery)",
     "shutdown": "the handler or exporter is closed",
@@ -84,6 +89,9 @@ class Stats:
     spool (cumulative); ``backlog`` is ``in_flight + parked`` (kept from 0.x).
     ``disabled`` counts what was handed over while delivery is off (``enabled=False``):
     not enqueued, not sent, and no loss (never in ``dropped``, never reported).
+    ``key_collisions`` counts property and trait values left out because two keys of
+    one mapping became the same string (``1`` and ``"1"``; the last value wins): their
+    events are still delivered, so it is warned about but is no drop.
     """
 
     enqueued: int = 0
@@ -99,6 +107,7 @@ class Stats:
     parked: int = 0
     users_failed: int = 0
     disabled: int = 0
+    key_collisions: int = 0
 
     @property
     def dropped_total(self) -> int:
@@ -233,6 +242,28 @@ class Ledger:
                 with self._lock:
                     self._counts["users_failed"] += 1
 
+    def keys_collided(self, collisions: KeyCollisions) -> None:
+        """Values were left out of built events: two keys became the same string.
+
+        Not a loss of events (they are still delivered, with the last value): counted
+        in ``key_collisions`` and warned about, naming the first key (never a value),
+        but neither a drop nor reported to ``on_error``.
+        """
+        if collisions.count <= 0:
+            return
+        with self._lock:
+            self._counts["key_collisions"] += collisions.count
+        self._log.warning(
+            "key_collision",
+            "vf-otel kept only the last of %d property/trait value(s) whose keys became "
+            "the same string, e.g. key %.*r in event %.*r (use distinct str keys)",
+            collisions.count,
+            _QUOTE_LENGTH,
+            collisions.key,
+            _QUOTE_LENGTH,
+            collisions.event,
+        )
+
     def filtered(self, count: int) -> None:
         """The app's before_send left ``count`` events out: counted, neither warned about nor
         reported (it is the app's choice, e.g. sampling)."""
@@ -327,6 +358,7 @@ class Ledger:
             spooled=counts.get("spooled", 0),
             in_flight=in_flight,
             parked=parked,
+            key_collisions=counts.get("key_collisions", 0),
         )
 
 

@@ -8,6 +8,11 @@ Nothing a key or value does can make coercion raise: one whose conversion
 raises (its ``__str__``, ``items()``, iteration or comparison) becomes
 ``"<unprintable TypeName>"``, and an int too long for Python to print (it would
 raise when the body is encoded, losing the whole batch) becomes ``"<int: N bits>"``.
+
+Every key becomes a string, so two keys of one mapping can become the same one
+(``1`` and ``"1"``, an Enum and its value, two long keys cut to the same text, two
+objects that print alike): the last value wins, as when a dict is built from pairs,
+and each value so lost is counted in the caller's :class:`KeyCollisions`.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ import functools
 import math
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 __all__ = [
     "MAX_DEPTH",
     "MAX_STRING_LENGTH",
+    "KeyCollisions",
     "coerce_mapping",
     "coerce_value",
     "is_plain",
@@ -48,16 +55,52 @@ _CONTAINERS: Final = (Mapping, list, tuple, set, frozenset)
 _SETS: Final = (set, frozenset)
 
 
-def coerce_mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
+@dataclass(slots=True)
+class KeyCollisions:
+    """Values coercion left out because two keys of one mapping became the same string.
+
+    Filled in by :func:`coerce_mapping` (``count`` and the first such ``key``'s text)
+    and by ``make_event`` (the first such ``event``'s name), for one count and one
+    warning per batch. Mutable on purpose: the caller passes one in to be filled.
+    """
+
+    count: int = 0
+    key: str | None = None
+    event: str | None = None
+
+    def add(self, key: str, count: int = 1, event: str | None = None) -> None:
+        """``count`` more values lost; ``key`` (in ``event``) is kept if it is the first."""
+        if self.key is None:
+            self.key, self.event = key, event
+        self.count += count
+
+
+class _Walk:
+    """One coercion's state: the containers open on the way down (a cycle comes back to
+    one of them) and where to count key collisions (nowhere when None)."""
+
+    __slots__ = ("active", "collisions")
+
+    def __init__(self, collisions: KeyCollisions | None) -> None:
+        self.active: set[int] = set()
+        self.collisions = collisions
+
+
+def coerce_mapping(
+    value: Mapping[Any, Any], collisions: KeyCollisions | None = None
+) -> dict[str, Any]:
     """A new dict with string keys and strict-JSON values; the input is not touched.
 
     Only reading ``value`` itself can raise (its ``items()``, the caller's to
-    report); every key and value inside it is converted.
+    report); every key and value inside it is converted. Where two keys, at any
+    depth, become the same string the last value wins; each value lost is counted
+    in ``collisions``. (A dict :func:`is_plain` accepts has distinct str keys that
+    stay as they are, so it cannot collide.)
     """
     plain = plain_copy(value)
     if plain is not None:
         return plain
-    return _coerce_dict(value, 1, set())
+    return _coerce_dict(value, 1, _Walk(collisions))
 
 
 def plain_copy(value: object) -> dict[str, Any] | None:
@@ -93,7 +136,7 @@ def is_plain(value: dict[Any, Any]) -> bool:
 
 def coerce_value(value: Any) -> Any:
     """One value as strict JSON (see the module docstring for the rules)."""
-    return _coerce(value, 0, set())
+    return _coerce(value, 0, _Walk(None))
 
 
 def type_name(value: object) -> str:
@@ -105,14 +148,14 @@ def type_name(value: object) -> str:
         return "object"
 
 
-def _coerce(value: Any, depth: int, active: set[int]) -> Any:
+def _coerce(value: Any, depth: int, walk: _Walk) -> Any:
     try:
-        return _convert(value, depth, active)
+        return _convert(value, depth, walk)
     except Exception:  # noqa: BLE001 - user objects may raise anything, from anywhere
         return _unprintable(value)
 
 
-def _convert(value: Any, depth: int, active: set[int]) -> Any:
+def _convert(value: Any, depth: int, walk: _Walk) -> Any:
     # str.__str__, int.__int__, float.__float__: the value itself, whatever a
     # subclass's own methods say (or raise).
     if isinstance(value, str):
@@ -120,7 +163,7 @@ def _convert(value: Any, depth: int, active: set[int]) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, enum.Enum):
-        return _coerce(value.value, depth, active)
+        return _coerce(value.value, depth, walk)
     if isinstance(value, int):
         return _int(int.__int__(value))
     if isinstance(value, float):
@@ -135,7 +178,7 @@ def _convert(value: Any, depth: int, active: set[int]) -> Any:
     if isinstance(value, _BYTES):
         return _clip(bytes(value).decode("utf-8", errors="replace"))
     if isinstance(value, _CONTAINERS):
-        return _coerce_container(value, depth + 1, active)
+        return _coerce_container(value, depth + 1, walk)
     return _text(value)
 
 
@@ -161,7 +204,8 @@ def _power_of_ten(exponent: int) -> int:
     return int(10**exponent)  # int(): mypy types int ** int as Any
 
 
-def _coerce_container(value: Any, depth: int, active: set[int]) -> Any:
+def _coerce_container(value: Any, depth: int, walk: _Walk) -> Any:
+    active = walk.active
     if id(value) in active:
         return _CYCLE_MARK
     if depth > MAX_DEPTH:
@@ -169,19 +213,34 @@ def _coerce_container(value: Any, depth: int, active: set[int]) -> Any:
     active.add(id(value))
     try:
         if isinstance(value, Mapping):
-            return _coerce_dict(value, depth, active)
+            return _coerce_dict(value, depth, walk)
         items = _ordered(value) if isinstance(value, _SETS) else value
-        return [_coerce(item, depth, active) for item in items]
+        return [_coerce(item, depth, walk) for item in items]
     finally:
         active.discard(id(value))
 
 
-def _coerce_dict(value: Mapping[Any, Any], depth: int, active: set[int]) -> dict[str, Any]:
-    active.add(id(value))
+def _coerce_dict(value: Mapping[Any, Any], depth: int, walk: _Walk) -> dict[str, Any]:
+    walk.active.add(id(value))
     try:
-        return {_key(k): _coerce(v, depth, active) for k, v in value.items()}
+        result: dict[str, Any] = {}
+        lost, first = 0, ""
+        for k, v in value.items():
+            key = _key(k)
+            # Two keys that became one: the last value wins (as in a dict display),
+            # in the first key's place; the value it replaces is lost.
+            if key in result:
+                if not lost:
+                    first = key
+                lost += 1
+            result[key] = _coerce(v, depth, walk)
     finally:
-        active.discard(id(value))
+        walk.active.discard(id(value))
+    # Counted once the whole mapping is read: one whose items() raises part-way
+    # becomes "<unprintable T>" (or refused, at the top), losing no value to a collision.
+    if lost and walk.collisions is not None:
+        walk.collisions.add(first, lost)
+    return result
 
 
 def _ordered(items: set[Any] | frozenset[Any]) -> list[Any]:

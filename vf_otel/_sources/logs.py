@@ -10,6 +10,7 @@ from typing_extensions import Unpack
 
 from .._compat import LogExporterBase, LogExportResult
 from .._delivery.accounting import Stats
+from .._event.coerce import KeyCollisions
 from ..typing import Options
 from .handler import IGNORED_LOGGERS
 from .sink import EventSink
@@ -50,7 +51,8 @@ class VibefollowLogExporter(LogExporterBase):
         if self._sink.is_shut_down:
             return LogExportResult.FAILURE
         try:
-            delivered = self._sink.deliver(_translate(batch))
+            collisions = KeyCollisions()
+            delivered = self._sink.deliver(_translate(batch, collisions), collisions)
         except Exception:
             self._sink.pipeline.ledger.drop("internal_error", (), count=len(batch))
             _logger.debug("vf-otel could not translate log records", exc_info=True)
@@ -70,11 +72,13 @@ class VibefollowLogExporter(LogExporterBase):
         return self._sink.stats()
 
 
-def _translate(batch: Sequence[Any]) -> list[Result]:
+def _translate(batch: Sequence[Any], collisions: KeyCollisions) -> list[Result]:
     results: list[Result] = []
     for item in batch:
-        result = translate_log(item.log_record)
-        if result is not None and not _from_ignored_logger(item):
+        if _from_ignored_logger(item):
+            continue
+        result = translate_log(item.log_record, collisions)
+        if result is not None:
             results.append(result)
     return results
 

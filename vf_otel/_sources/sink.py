@@ -17,6 +17,7 @@ from typing import Any
 from .._config import resolve_settings
 from .._delivery.accounting import Stats
 from .._delivery.pipeline import Pipeline
+from .._event.coerce import KeyCollisions
 from .._event.model import Event
 from .._event.redact import redactor_for
 from .._event.validate import Rejection
@@ -70,8 +71,13 @@ class EventSink:
         """Whether ``shutdown`` was called."""
         return self._shut_down
 
-    def deliver(self, results: Iterable[Event | Rejection]) -> bool:
-        """Deliver the events now, count the rejections; True only if every event landed."""
+    def deliver(
+        self, results: Iterable[Event | Rejection], collisions: KeyCollisions | None = None
+    ) -> bool:
+        """Deliver the events now, count the rejections; True only if every event landed.
+
+        ``collisions``: values translation lost to keys that became one string (counted).
+        """
         if not self.pipeline.settings.enabled:  # counted in stats().disabled, never sent
             for result in results:
                 self.pipeline.submit(
@@ -80,6 +86,8 @@ class EventSink:
             return True
         events: list[Event] = []
         ledger = self.pipeline.ledger
+        if collisions is not None:
+            ledger.keys_collided(collisions)
         refused = False
         for result in results:
             if isinstance(result, Rejection):

@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from typing_extensions import Unpack
 
 from .._delivery.accounting import Stats
+from .._event.coerce import KeyCollisions
 from ..typing import Options
 from .context import BAGGAGE_KEY, current_user
 from .sink import EventSink
@@ -55,17 +56,19 @@ class VibefollowSpanExporter(SpanExporter):
         if self._sink.is_shut_down:
             return SpanExportResult.FAILURE
         try:
-            delivered = self._sink.deliver(self._translate(spans))
+            collisions = KeyCollisions()
+            delivered = self._sink.deliver(self._translate(spans, collisions), collisions)
         except Exception:
             self._sink.pipeline.ledger.drop("internal_error", (), count=len(spans))
             _logger.debug("vf-otel could not translate spans", exc_info=True)
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS if delivered else SpanExportResult.FAILURE
 
-    def _translate(self, spans: Sequence[ReadableSpan]) -> list[Result]:
+    def _translate(self, spans: Sequence[ReadableSpan], collisions: KeyCollisions) -> list[Result]:
         results: list[Result] = []
         for span in spans:
-            results.extend(translate_span(span, include_errors=self._include_errors))
+            include = self._include_errors
+            results.extend(translate_span(span, include_errors=include, collisions=collisions))
         return results
 
     def shutdown(self) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Final, Protocol
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
+from .._event.coerce import KeyCollisions
 from .._event.model import Event, new_event_id
 from .._event.validate import Rejection, make_event
 from .._event.when import explicit_time
@@ -65,8 +66,14 @@ class LogRecordLike(Protocol):
 # -- spans ----------------------------------------------------------------------------
 
 
-def translate_span(span: ReadableSpan, *, include_errors: bool = False) -> list[Result]:
-    """The events a finished span carries: itself if tagged, then its tagged span events."""
+def translate_span(
+    span: ReadableSpan, *, include_errors: bool = False, collisions: KeyCollisions | None = None
+) -> list[Result]:
+    """The events a finished span carries: itself if tagged, then its tagged span events.
+
+    Values lost because two keys became the same string are counted in ``collisions``
+    (for the exporter's ledger).
+    """
     attrs: Attrs = span.attributes or {}
     tagged = USER_KEY in attrs or EVENT_KEY in attrs
     if not tagged and not span.events:
@@ -86,6 +93,7 @@ def translate_span(span: ReadableSpan, *, include_errors: bool = False) -> list[
                 user=span_user,
                 nanos=span.start_time,
                 event_id=event_id_for(context.trace_id, context.span_id, 0),
+                collisions=collisions,
             )
         )
     for index, span_event in enumerate(span.events, start=1):
@@ -98,6 +106,7 @@ def translate_span(span: ReadableSpan, *, include_errors: bool = False) -> list[
                     user=event_attrs.get(USER_KEY, span_user),
                     nanos=span_event.timestamp,
                     event_id=event_id_for(context.trace_id, context.span_id, index),
+                    collisions=collisions,
                 )
             )
     return results
@@ -112,7 +121,13 @@ def event_id_for(trace_id: int, span_id: int, index: int) -> str:
 
 
 def _from_attrs(
-    attrs: Attrs, *, default_name: str, user: object, nanos: int | None, event_id: str
+    attrs: Attrs,
+    *,
+    default_name: str,
+    user: object,
+    nanos: int | None,
+    event_id: str,
+    collisions: KeyCollisions | None,
 ) -> Result:
     traits = _prefixed(attrs, TRAITS_PREFIX)
     occurred_at = _occurred_at(attrs.get(OCCURRED_AT_KEY), nanos)
@@ -126,6 +141,7 @@ def _from_attrs(
         occurred_at=occurred_at,
         event_id=event_id,
         redactor=None,  # the exporter redacts with its own settings (EventSink.deliver)
+        collisions=collisions,
     )
 
 
@@ -157,13 +173,14 @@ def utc_from_nanos(nanos: int | None) -> datetime:
 # -- log records ------------------------------------------------------------------------
 
 
-def translate_log(record: LogRecordLike) -> Result | None:
+def translate_log(record: LogRecordLike, collisions: KeyCollisions | None = None) -> Result | None:
     """A tagged log record as an Event (or why not); None when it carries no tag.
 
     Accepts the logging ``extra=`` names (``vf_user``, ``vf_event``,
     ``vf_properties``, ``vf_traits``) and the span-style dotted names. The
     SDK keeps mapping values as dicts (sequences become tuples, which coerce
     back to lists); a mapping that some pipeline stringified is parsed back.
+    Values lost because two keys became the same string are counted in ``collisions``.
     """
     attrs: Attrs = record.attributes or {}
     if not any(key in attrs for key in (*LOG_USER_KEYS, *LOG_EVENT_KEYS)):
@@ -181,6 +198,7 @@ def translate_log(record: LogRecordLike) -> Result | None:
         occurred_at=occurred_at,
         event_id=new_event_id(),
         redactor=None,  # the exporter redacts with its own settings (EventSink.deliver)
+        collisions=collisions,
     )
 
 
