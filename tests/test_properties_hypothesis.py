@@ -31,7 +31,11 @@ from vf_otel._delivery.wire import encode_event  # noqa: E402
 from vf_otel._event.coerce import coerce_value, plain_copy  # noqa: E402
 from vf_otel._event.model import Event, wire_time  # noqa: E402
 from vf_otel._event.redact import DEFAULT_REDACTOR  # noqa: E402
-from vf_otel._event.validate import CANONICAL_EVENTS, build_pending, make_event  # noqa: E402
+from vf_otel._event.validate import (  # noqa: E402
+    CANONICAL_EVENTS,
+    build_batch,
+    make_event,
+)
 from vf_otel.testing import RecordedRequest, VibefollowServer  # noqa: E402
 
 BOUNDED = settings(
@@ -339,11 +343,13 @@ def test_plain_copy_takes_the_common_values() -> None:
 @example(name="feature_used", user="usr_1", properties={"plan": "a"}, created=1e9)
 @example(name="signup", user="usr é", properties={"plan": "a"}, created=1e9)
 @example(name="signup", user="usr_1", properties={"n": math.nan}, created=1e9)
-def test_build_pending_builds_what_make_event_builds(
+def test_build_batch_builds_what_make_event_builds(
     name: Any, user: Any, properties: Any, created: float
 ) -> None:
     """The worker's shortcut for plain tags gives the very Event (or Rejection) of the checks."""
-    fast = build_pending((name, user, properties, None, created, DEFAULT_REDACTOR), "e1")
+    item = (name, user, properties, None, created, DEFAULT_REDACTOR)
+    events, refused = build_batch([item], event_ids=["e1"])
+    (fast,) = [*events, *refused]
     general = make_event(
         name=name,
         user_id=user,

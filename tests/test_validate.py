@@ -13,7 +13,13 @@ import pytest
 
 from vf_otel._event.model import Event
 from vf_otel._event.redact import Redactor
-from vf_otel._event.validate import CANONICAL_EVENTS, Rejection, build_pending, make_event
+from vf_otel._event.validate import (
+    CANONICAL_EVENTS,
+    Rejection,
+    build_batch,
+    build_pending,
+    make_event,
+)
 
 WHEN = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -412,3 +418,52 @@ def test_build_pending_with_unusable_created_uses_now(created: Any) -> None:
     event = built(build_pending(("ev", "usr_1", None, None, created)))
     assert before <= event.occurred_at <= datetime.now(UTC)
     json.dumps(event.to_wire(), allow_nan=False)
+
+
+class _FlatExploding(ExplodingRedactor):
+    """Fails on the common call's own path too (flat properties)."""
+
+    __slots__ = ()
+
+    def flat_properties(self, value: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("bug")
+
+
+def test_build_batch_keeps_order_and_passes_queued_events_and_refusals_through() -> None:
+    """Events come out in queue order, whatever path built each; refusals apart."""
+    queued = make_event(
+        name="queued", user_id="u", properties={}, traits=None, occurred_at=WHEN, event_id="q"
+    )
+    refusal = Rejection("missing_user", "external_user_id", "no user")
+    redactor = Redactor()
+    items: list[object] = [
+        ("plain", "u", {"a": 1}, None, WHEN.timestamp(), redactor),  # the common call
+        queued,
+        ("nested", "u", {"a": {"b": [1]}}, None, WHEN.timestamp(), redactor),  # general path
+        refusal,
+        ("", "u", None, None, WHEN.timestamp(), redactor),  # refused by the checks
+        ("five", "u", None, None, WHEN.timestamp()),  # no redactor: the default one
+    ]
+    events, refused = build_batch(items, event_ids=["e1", "e2", "e3", "e4", "e5", "e6"])
+    assert [(e.name, e.event_id) for e in events] == [
+        ("plain", "e1"),
+        ("queued", "q"),
+        ("nested", "e3"),
+        ("five", "e6"),
+    ]
+    assert [r.reason for r in refused] == ["missing_user", "invalid_name"]
+    assert events[0].properties == {"a": 1}
+    assert events[0].occurred_at == WHEN
+
+
+def test_build_batch_refuses_an_item_that_fails_unforeseen_and_builds_the_rest() -> None:
+    """A failure no check foresaw costs that item (internal_error), never the batch."""
+    items = [
+        ("bad", "u", {"a": 1}, None, WHEN.timestamp(), _FlatExploding()),
+        ("bad", "u", {"a": {"n": 1}}, None, WHEN.timestamp(), ExplodingRedactor()),
+        ("good", "u", {"a": 1}, None, WHEN.timestamp(), Redactor()),
+    ]
+    events, refused = build_batch(items)
+    assert [e.name for e in events] == ["good"]
+    assert [(r.reason, r.field) for r in refused] == [("internal_error", "event")] * 2
+    assert all("RuntimeError" in r.message for r in refused)

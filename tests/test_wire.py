@@ -14,6 +14,7 @@ from vf_otel._delivery.wire import (
     MAX_REQUEST_BYTES,
     USERS_PATH,
     ErrorDetail,
+    Request,
     encode_event,
     error_detail,
     event_requests,
@@ -41,6 +42,11 @@ def encoded(events: list[Event]) -> list[tuple[Event, bytes]]:
     return [(event, encode_event(event)) for event in events]
 
 
+def requests_for(pairs: list[tuple[Event, bytes]], batch_size: int) -> list[Request]:
+    """event_requests() of events paired with their JSON."""
+    return event_requests([e for e, _ in pairs], [d for _, d in pairs], batch_size)
+
+
 def test_encode_event_is_compact_strict_json() -> None:
     """An event encodes to compact UTF-8 JSON of its wire form."""
     event = make(1, properties={"city": "Zürich"})
@@ -63,7 +69,7 @@ def test_encode_event_refuses_nan() -> None:
 def test_chunked_by_batch_size(count: int, batch_size: int, sizes: list[int]) -> None:
     """Events are split into requests of at most batch_size, in order."""
     events = [make(i) for i in range(count)]
-    requests = list(event_requests(encoded(events), batch_size))
+    requests = list(requests_for(encoded(events), batch_size))
     assert [len(r.events) for r in requests] == sizes
     assert [e for r in requests for e in r.events] == events
 
@@ -71,7 +77,7 @@ def test_chunked_by_batch_size(count: int, batch_size: int, sizes: list[int]) ->
 def test_body_is_exactly_events_list() -> None:
     """A body is valid JSON with the single key "events" holding the wire forms."""
     events = [make(i) for i in range(3)]
-    (request,) = event_requests(encoded(events), 500)
+    (request,) = requests_for(encoded(events), 500)
     assert request.path == EVENTS_PATH
     assert json.loads(request.body) == {"events": [e.to_wire() for e in events]}
     assert request.weight == 3
@@ -80,7 +86,7 @@ def test_body_is_exactly_events_list() -> None:
 def test_key_derived_from_event_ids() -> None:
     """Each request's key is the idempotency key of exactly its event ids."""
     events = [make(i) for i in range(4)]
-    first, second = event_requests(encoded(events), 2)
+    first, second = requests_for(encoded(events), 2)
     assert first.key == idempotency_key(EVENTS_PATH, ["e0", "e1"])
     assert second.key == idempotency_key(EVENTS_PATH, ["e2", "e3"])
 
@@ -94,14 +100,14 @@ def test_keys_stay_the_same_across_versions() -> None:
 def test_rebuilding_gives_identical_requests() -> None:
     """The same events give byte-identical bodies and the same keys every time."""
     events = [make(i, properties={"tags": ["b", "a"], "n": i}) for i in range(7)]
-    assert list(event_requests(encoded(events), 3)) == list(event_requests(encoded(events), 3))
+    assert list(requests_for(encoded(events), 3)) == list(requests_for(encoded(events), 3))
 
 
 def test_chunked_by_request_bytes() -> None:
     """Large events are split so no body exceeds MAX_REQUEST_BYTES, whatever batch_size."""
     blob = "x" * 60_000
     events = [make(i, properties={"blob": blob}) for i in range(40)]
-    requests = list(event_requests(encoded(events), 500))
+    requests = list(requests_for(encoded(events), 500))
     assert len(requests) > 1
     assert all(len(r.body) <= MAX_REQUEST_BYTES for r in requests)
     assert [e for r in requests for e in r.events] == events
@@ -125,10 +131,10 @@ def test_one_request_shortcut_splits_where_the_loop_does(extra: int, requests: i
     # Packing keeps event i while (bytes so far + a comma each) + its bytes + 16 fit.
     first = padded(0, 200)
     second = padded(1, MAX_REQUEST_BYTES - 16 - (200 + 1) + extra)
-    assert len(list(event_requests([first, second], 500))) == requests
+    assert len(list(requests_for([first, second], 500))) == requests
     # The loop alone (a batch over batch_size never takes the shortcut) agrees.
     alone = [padded(i, 50) for i in range(2, 4)]
-    chunks = list(event_requests([first, second, *alone], 3))
+    chunks = list(requests_for([first, second, *alone], 3))
     assert len(chunks[0].events) == (2 if requests == 1 else 1)
 
 
@@ -146,9 +152,9 @@ def test_request_bytes_limit_at_the_edge() -> None:
 
     half = (MAX_REQUEST_BYTES - overhead - 1) // 2
     pair = [sized(0, half), sized(1, MAX_REQUEST_BYTES - overhead - 1 - half - 32)]
-    assert len(list(event_requests(pair, 500))) == 1
+    assert len(list(requests_for(pair, 500))) == 1
     too_big = [sized(0, half), sized(1, MAX_REQUEST_BYTES - half)]
-    requests = list(event_requests(too_big, 500))
+    requests = list(requests_for(too_big, 500))
     assert [len(r.events) for r in requests] == [1, 1]
 
 

@@ -1,4 +1,12 @@
-"""The HTTP side of delivery: one httpx client per process, one POST per call."""
+"""The HTTP side of delivery: one httpx client per process, one POST per call.
+
+Each POST is an ``httpx.Request`` built here and handed to ``httpx.Client.send``:
+``httpx.Client.post`` would merge the base URL, default headers and cookies anew for
+every request, a third of the client's own cost per batch. The URL and headers
+are the same for every request but its Idempotency-Key, so they are made once;
+the client still picks the transport (proxies from the environment, TLS
+settings), never follows a redirect, and times the request out.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +26,9 @@ from .wire import Request, accepted_envelope, scrub
 
 __all__ = ["USER_AGENT", "Client"]
 
+# Timeouts kept made: the configured one, and a few deadline remainders.
+_TIMEOUTS_KEPT: Final = 8
+
 USER_AGENT: Final = (
     f"vf-otel/{__version__} python/{platform.python_version()} httpx/{httpx.__version__}"
 )
@@ -31,6 +42,9 @@ class Client:
         self._transport = transport
         self._pid = os.getpid()
         self._client: httpx.Client | None = None
+        self._urls: dict[str, httpx.URL] = {}
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._timeouts: dict[float, dict[str, float | None]] = {}
         # Senders share one client (and its connection pool): make it once.
         self._lock = threading.Lock()
         # Its requests must add no line to the app's logs (httplog.py).
@@ -45,12 +59,15 @@ class Client:
     def post(self, request: Request, timeout: float) -> VibefollowError | None:
         """None when the API accepted ``request``; else the error (status 0: no answer)."""
         try:
-            response = self.http().post(
-                request.path,
+            client = self.http()
+            prepared = httpx.Request(
+                "POST",
+                self._url(request.path),
                 content=request.body,
-                headers={"Idempotency-Key": request.key},
-                timeout=timeout,
+                headers=[*self._headers, (b"Idempotency-Key", request.key.encode())],
+                extensions={"timeout": self._timeout(timeout)},
             )
+            response = client.send(prepared)
         except httpx.TimeoutException as exc:
             return NetworkError(f"timed out ({type(exc).__name__})")
         except httpx.TransportError as exc:
@@ -74,6 +91,21 @@ class Client:
                 self._client.close()
             self._client = None
 
+    def _url(self, path: str) -> httpx.URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = httpx.URL(self._settings.api_url + path)
+        return url
+
+    def _timeout(self, seconds: float) -> dict[str, float | None]:
+        """The request's timeout, as ``httpx.Timeout(seconds)`` gives it to the transport."""
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            timeout = httpx.Timeout(seconds).as_dict()
+            if len(self._timeouts) < _TIMEOUTS_KEPT:  # a deadline's remainder varies
+                self._timeouts[seconds] = timeout
+        return timeout
+
     def http(self) -> httpx.Client:
         """The httpx client, made on first use (and again in a forked child)."""
         if self._pid != os.getpid():
@@ -92,4 +124,7 @@ class Client:
             transport=self._transport,
             follow_redirects=False,
         )
+        # What build_request would send: the client's defaults (Accept, Accept-Encoding,
+        # Connection) and ours; Host and Content-Length come with each request.
+        self._headers = list(self._client.headers.raw)
         return self._client

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Final, TypeVar
 
 from .._event.model import Event
-from .._event.validate import IDENTIFY, Rejection, build_pending
+from .._event.validate import Rejection, build_pending, is_identify
 
 __all__ = ["DEBUG_LOGGER", "Discard", "enable_debug_output", "show", "shown"]
 
@@ -67,7 +67,7 @@ def show(item: object, what: str) -> None:
         built = build_pending(item) if isinstance(item, tuple) else item
         if isinstance(built, Rejection):
             _log.info("vf-otel debug: refused (%s): %s", built.reason, built.message)
-        elif isinstance(built, Event) and built.name == IDENTIFY:
+        elif isinstance(built, Event) and is_identify(built.name):
             _log.info("vf-otel debug: %s user upsert %s", what, _json(built.user_upsert()))
         elif isinstance(built, Event):
             body = built.to_wire()

@@ -24,8 +24,9 @@ import httpx
 
 from .._config import Settings
 from .._errors import UndeliveredError
-from .._event.model import Event, new_event_ids
-from .._event.validate import PendingEvent, Rejection, build_pending
+from .._event.coerce import KeyCollisions
+from .._event.model import Event
+from .._event.validate import PendingEvent, Rejection, build_batch
 from .._spool.store import Spool
 from ..typing import BeforeSend, ErrorCallback
 from .accounting import Ledger, Stats
@@ -182,20 +183,11 @@ class Pipeline:
 
     def _build(self, items: list[Item]) -> list[Event]:
         """The Events for queued items; rejections and failures are counted, not returned."""
-        events: list[Event] = []
-        ids = iter(new_event_ids(len(items)))  # one urandom call, not one per event
-        for item in items:
-            try:
-                # A log call's tags are a tuple; an Event or a Rejection is used as it is.
-                built = build_pending(item, next(ids)) if isinstance(item, tuple) else item
-            except Exception:  # noqa: BLE001 - one odd record must not sink the batch
-                self.ledger.error("build", "vf-otel could not build an event", exc_info=True)
-                self.ledger.drop("internal_error", (), UndeliveredError("could not build"), count=1)
-                continue
-            if isinstance(built, Rejection):
-                self.ledger.reject(built.reason, built.field, built.message)  # type: ignore[arg-type]
-            else:
-                events.append(built)
+        collisions = KeyCollisions()  # values lost to keys that became the same string
+        events, refused = build_batch(items, collisions)
+        for rejection in refused:
+            self.ledger.reject(rejection.reason, rejection.field, rejection.message)  # type: ignore[arg-type]
+        self.ledger.keys_collided(collisions)
         return self._screen(events)
 
     def _screen(self, events: Sequence[Event]) -> list[Event]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from typing import Final
 
 from .._config import Settings
 from .._errors import UndeliveredError, ValidationError
 from .._event.model import Event
-from .._event.validate import IDENTIFY, email_problem
+from .._event.validate import SAME_AS_IDENTIFY, email_problem, is_identify
 from .accounting import Ledger
 from .wire import MAX_EVENT_BYTES, Request, encode_event, event_requests, user_requests
 
@@ -17,6 +18,9 @@ __all__ = ["NO_BASE_URL_TEXT", "PAUSE_EVERY", "prepare"]
 #: Given a ``pause``, prepare() calls it after every this many events (the worker lets
 #: the app's threads run: see Worker._pause).
 PAUSE_EVERY: Final = 20
+
+_TRAITS: Final = operator.attrgetter("traits")
+_NAME: Final = operator.attrgetter("name")
 
 #: Why nothing is sent when VIBEFOLLOW_BASE_URL was invalid (the value is never quoted).
 NO_BASE_URL_TEXT: Final = (
@@ -36,31 +40,39 @@ def prepare(
         # An invalid VIBEFOLLOW_BASE_URL: no host is the right one, so nothing goes out.
         ledger.drop("invalid_base_url", events, UndeliveredError(NO_BASE_URL_TEXT))
         return []
-    encoded: list[tuple[Event, bytes]] = []
-    for index, event in enumerate(events, 1):
-        if pause is not None and not index % PAUSE_EVERY:
-            pause()
-        try:
-            data = encode_event(event)
-        except Exception as exc:  # noqa: BLE001 - one bad event must not sink the batch
-            error = ValidationError(
-                f"not serialisable as JSON: {exc}", status=0, field="properties"
-            )
-            ledger.drop("unserializable", [event], error)
-            continue
-        if len(data) > MAX_EVENT_BYTES:
-            error = ValidationError(
-                f"event is {len(data)} bytes as JSON, over {MAX_EVENT_BYTES}",
-                status=0,
-                field="properties",
-            )
-            ledger.drop("event_too_large", [event], error)
-            continue
-        encoded.append((event, data))
-    kept = [event for event, _ in encoded]
-    # An identify() is only its user upsert: it never goes out as an event.
-    batched = [(event, data) for event, data in encoded if event.name != IDENTIFY]
-    return _upserts(kept, ledger) + list(event_requests(batched, settings.batch_size))
+    kept: list[Event] = []
+    bodies: list[bytes] = []
+    step = PAUSE_EVERY if pause is not None else max(1, len(events))
+    for start in range(0, len(events), step):
+        for event in events[start : start + step]:
+            try:
+                data = encode_event(event)
+            except Exception as exc:  # noqa: BLE001 - one bad event must not sink the batch
+                error = ValidationError(
+                    f"not serialisable as JSON: {exc}", status=0, field="properties"
+                )
+                ledger.drop("unserializable", [event], error)
+                continue
+            if len(data) > MAX_EVENT_BYTES:
+                error = ValidationError(
+                    f"event is {len(data)} bytes as JSON, over {MAX_EVENT_BYTES}",
+                    status=0,
+                    field="properties",
+                )
+                ledger.drop("event_too_large", [event], error)
+                continue
+            kept.append(event)
+            bodies.append(data)
+        if pause is not None:
+            pause()  # after each PAUSE_EVERY events encoded (see Worker._pause)
+    # Passes in C over the batch: most carry no traits and no identify().
+    requests = _upserts(kept, ledger) if list(map(_TRAITS, kept)).count(None) < len(kept) else []
+    if True in map(SAME_AS_IDENTIFY, map(_NAME, kept)):
+        # An identify() is only its user upsert: it never goes out as an event.
+        pairs = [pair for pair in zip(kept, bodies, strict=True) if not is_identify(pair[0].name)]
+        kept, bodies = [event for event, _ in pairs], [data for _, data in pairs]
+    requests += event_requests(kept, bodies, settings.batch_size)
+    return requests
 
 
 def _upserts(events: Sequence[Event], ledger: Ledger) -> list[Request]:

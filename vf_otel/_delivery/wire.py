@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -133,26 +133,30 @@ def encode_event(event: Event) -> bytes:
     ).encode()
 
 
-def event_requests(encoded: Sequence[tuple[Event, bytes]], batch_size: int) -> Iterator[Request]:
-    """``/events/batch`` requests of at most ``batch_size`` events and MAX_REQUEST_BYTES."""
-    count = len(encoded)
+def event_requests(
+    events: Sequence[Event], encoded: Sequence[bytes], batch_size: int
+) -> list[Request]:
+    """``/events/batch`` requests of at most ``batch_size`` events and MAX_REQUEST_BYTES.
+
+    ``encoded[i]`` is ``events[i]``'s JSON (see :func:`encode_event`).
+    """
+    count = len(events)
     # The common case, one request: the limits checked once for the whole, not per event
     # (the body is the events, a comma between each, and 15 bytes around them).
-    if 0 < count <= batch_size and sum(len(d) for _, d in encoded) + count + 14 < (
-        MAX_REQUEST_BYTES
-    ):
-        yield events_request([e for e, _ in encoded], [d for _, d in encoded])
-        return
-    chunk: list[tuple[Event, bytes]] = []
-    size = 0
-    for event, data in encoded:
-        if chunk and (len(chunk) >= batch_size or size + len(data) + 16 > MAX_REQUEST_BYTES):
-            yield events_request([e for e, _ in chunk], [d for _, d in chunk])
-            chunk, size = [], 0
-        chunk.append((event, data))
+    if 0 < count <= batch_size and sum(map(len, encoded)) + count + 14 < MAX_REQUEST_BYTES:
+        return [events_request(events, encoded)]
+    requests = []
+    first = size = 0
+    for index, data in enumerate(encoded):
+        if index > first and (
+            index - first >= batch_size or size + len(data) + 16 > MAX_REQUEST_BYTES
+        ):
+            requests.append(events_request(events[first:index], encoded[first:index]))
+            first, size = index, 0
         size += len(data) + 1
-    if chunk:
-        yield events_request([e for e, _ in chunk], [d for _, d in chunk])
+    if count > first:
+        requests.append(events_request(events[first:], encoded[first:]))
+    return requests
 
 
 def events_request(events: Sequence[Event], encoded: Sequence[bytes]) -> Request:

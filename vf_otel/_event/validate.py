@@ -7,25 +7,28 @@ refused with a reason like any other bad value.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final, cast
 
-from .coerce import coerce_mapping, is_plain, type_name, utf8_text
-from .model import Event, new_event_id, plain_event
+from .coerce import KeyCollisions, coerce_mapping, is_plain, type_name, utf8_text
+from .model import Event, new_event_id, new_event_ids, plain_event
 from .redact import DEFAULT_REDACTOR, Redactor
 from .when import explicit_time
 
 __all__ = [
     "CANONICAL_EVENTS",
     "IDENTIFY",
+    "SAME_AS_IDENTIFY",
     "Backdated",
     "PendingEvent",
     "Rejection",
+    "build_batch",
     "build_pending",
     "email_problem",
+    "is_identify",
     "make_event",
 ]
 
@@ -48,7 +51,19 @@ CANONICAL_EVENTS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
 #: The name of a user upsert with no event (``vf_otel.identify()``), as posthog names it:
 #: such an "event" becomes only a ``POST /users``. Reserved: not sent as an event.
 IDENTIFY: Final = "$identify"
+#: ``IDENTIFY.__eq__``: True for that text, False or NotImplemented for anything else.
+#: Unlike ``==`` it never runs the other object's ``__eq__`` (a logged name may be any
+#: object, even a str subclass whose ``__eq__`` raises); for ``map(...).count(True)``.
+SAME_AS_IDENTIFY: Final = IDENTIFY.__eq__
 
+
+def is_identify(name: object) -> bool:
+    """Whether ``name`` is the identify() marker; never runs ``name``'s own methods."""
+    return SAME_AS_IDENTIFY(name) is True
+
+
+# A queued log call's length when it carries its handler's redactor (see PendingEvent).
+_WITH_REDACTOR: Final = 6
 # The names alone, for the common event's one membership test.
 _CANONICAL_NAMES: Final = frozenset(CANONICAL_EVENTS)
 _USER_FIELD: Final = "external_user_id"
@@ -94,12 +109,16 @@ def make_event(
     occurred_at: datetime,
     event_id: str,
     redactor: Redactor | None = DEFAULT_REDACTOR,
+    collisions: KeyCollisions | None = None,
 ) -> Event | Rejection:
     """Validate, coerce and redact raw tag values into an Event, or say why not.
 
     ``redactor=None`` leaves secret-looking keys alone (the caller redacts later).
-    Never raises: an ``occurred_at`` that is not a usable time becomes now, and
-    a failure no check foresaw is the Rejection ``internal_error``.
+    Property and trait values lost because two keys became the same string (the
+    last value wins) are added to ``collisions``, with this event's name, when the
+    Event is built (not when it is refused). Never raises: an ``occurred_at`` that
+    is not a usable time becomes now, and a failure no check foresaw is the
+    Rejection ``internal_error``.
     """
     try:
         return _build(
@@ -110,6 +129,7 @@ def make_event(
             occurred_at=occurred_at,
             event_id=event_id,
             redactor=redactor,
+            collisions=collisions,
         )
     except Exception as exc:  # noqa: BLE001 - last resort; every known hazard is checked
         return Rejection(
@@ -117,13 +137,82 @@ def make_event(
         )
 
 
-def build_pending(pending: PendingEvent, event_id: str | None = None) -> Event | Rejection:
-    """Turn a queued log call into an Event (on the worker), or say why not.
+def build_batch(
+    items: Sequence[object],
+    collisions: KeyCollisions | None = None,
+    event_ids: Sequence[str] | None = None,
+) -> tuple[list[Event], list[Rejection]]:
+    """The worker's half of queued log calls: their Events in order, and what was refused.
+
+    A log call (a :data:`PendingEvent`) becomes an Event or a Rejection; an Event or
+    a Rejection that was queued as it is passes through. Values lost to keys that
+    became one string are added to ``collisions``. ``event_ids``: one per item
+    (else drawn at once). Never raises: an item no check foresaw failing is refused
+    as ``internal_error``.
+
+    The common log call is built here in a few steps, without a call per check:
+    an exact str name and user (ASCII, not blank, not an identify()), no traits, the
+    record's own float time, and properties that are None or an exact dict
+    :func:`is_plain` accepts (a canonical event's with its required ones). For it
+    every check of :func:`make_event` passes and coercion would be a copy, so the
+    Event is the one make_event builds (a property test holds the two to it). The
+    properties dict is used as it is, not copied again: it is the queue's own (see
+    PendingEvent). Anything else goes through :func:`build_pending`.
+    """
+    events: list[Event] = []
+    refused: list[Rejection] = []
+    keep = events.append
+    ids = new_event_ids(len(items)) if event_ids is None else event_ids
+    for item, event_id in zip(items, ids, strict=True):
+        if type(item) is not tuple:
+            (refused if isinstance(item, Rejection) else events).append(item)  # type: ignore[arg-type]
+            continue
+        try:
+            if len(item) == _WITH_REDACTOR:
+                name, user, props, traits, created, redactor = item
+                if (
+                    traits is None
+                    and type(name) is str
+                    and type(user) is str
+                    and type(created) is float
+                    and name != IDENTIFY
+                    and name.isascii()
+                    and user.isascii()
+                    and name.strip()
+                    and user.strip()
+                    and (props is None or (type(props) is dict and is_plain(props)))
+                    and (name not in _CANONICAL_NAMES or not _missing(name, props))
+                ):
+                    if props is None:
+                        props = {}
+                    elif redactor is not None and redactor.enabled:
+                        props = redactor.flat_properties(props)  # is_plain: nothing nested
+                    keep(plain_event(name, user, props, _from_timestamp(created), event_id))
+                    continue
+            built = build_pending(item, event_id, collisions)
+        except Exception as exc:  # noqa: BLE001 - one odd item must not sink the batch
+            built = Rejection(
+                "internal_error", "event", f"unexpected {type_name(exc)} while building the event"
+            )
+        (refused if isinstance(built, Rejection) else events).append(built)  # type: ignore[arg-type]
+    return events, refused
+
+
+def _missing(name: str, props: dict[str, Any] | None) -> bool:
+    """Whether a canonical event lacks a property it requires."""
+    return _missing_required(name, props or {}) is not None
+
+
+def build_pending(
+    pending: PendingEvent, event_id: str | None = None, collisions: KeyCollisions | None = None
+) -> Event | Rejection:
+    """Turn one queued log call into an Event, or say why not (see :func:`build_batch`).
 
     ``event_id`` is the new event's id when the caller drew ids in bulk; else one is made.
+    Values lost because two keys became the same string are added to ``collisions``.
     """
     # Not ``*rest``: that builds a list for every event.
-    if len(pending) == 6:
+    if len(pending) == _WITH_REDACTOR:
         name, user_id, properties, traits, created, redactor = pending
     else:
         name, user_id, properties, traits, created = pending
@@ -135,56 +224,18 @@ def build_pending(pending: PendingEvent, event_id: str | None = None) -> Event |
         occurred_at = explicit
     else:  # the log record's own time
         occurred_at = _from_timestamp(created)  # type: ignore[arg-type]
-    if name == IDENTIFY and not isinstance(traits, Mapping):
+    if is_identify(name) and not isinstance(traits, Mapping):
         return Rejection("invalid_traits", "traits", "identify() needs a mapping of traits")
-    if event_id is None:
-        event_id = new_event_id()
-    # The common log call, checked in a few steps (the Event is the one make_event makes):
-    # exact str name and user, no traits, a time already what _utc() would make it.
-    if type(name) is str and type(user_id) is str and traits is None:
-        try:
-            props = _plain_properties(name, user_id, properties, redactor)
-        except Exception:  # noqa: BLE001 - a redactor's failure: make_event reports it
-            props = None
-        if props is not None and occurred_at.tzinfo is UTC:
-            return plain_event(name, user_id, props, occurred_at, event_id)
     return make_event(
         name=name,
         user_id=user_id,
         properties=properties,
         traits=traits,
         occurred_at=occurred_at,
-        event_id=event_id,
+        event_id=new_event_id() if event_id is None else event_id,
         redactor=redactor,
+        collisions=collisions,
     )
-
-
-def _plain_properties(
-    name: str, user_id: str, properties: object, redactor: Redactor | None
-) -> dict[str, Any] | None:
-    """The common log call's properties, redacted, found without the general checks.
-
-    None when the call needs those checks. Only an exact str name and user (ASCII,
-    not blank), and properties that are None or an exact dict :func:`is_plain`
-    accepts: for these every check of :func:`_build` passes and coercion is a copy,
-    so with them (no traits, a UTC time) the Event is the one it would build. A
-    canonical event must also have its required properties. Anything else (None)
-    takes the general path, which says what is wrong. The properties dict is used
-    as it is, not copied again: it is the queue's own (see PendingEvent).
-    """
-    if not (name.isascii() and user_id.isascii() and name.strip() and user_id.strip()):
-        return None
-    if properties is None:
-        props: dict[str, Any] = {}
-    elif type(properties) is dict and is_plain(properties):
-        props = properties
-    else:
-        return None
-    if name in _CANONICAL_NAMES and _missing_required(name, props) is not None:
-        return None
-    if redactor is not None and redactor.enabled:
-        return redactor.flat_properties(props)  # is_plain: nothing nested in it
-    return props
 
 
 def _build(
@@ -196,6 +247,7 @@ def _build(
     occurred_at: datetime,
     event_id: str,
     redactor: Redactor | None,
+    collisions: KeyCollisions | None = None,
 ) -> Event | Rejection:
     user = _user_id(user_id)
     if isinstance(user, Rejection):
@@ -203,10 +255,12 @@ def _build(
     event_name = _name(name)
     if isinstance(event_name, Rejection):
         return event_name
-    props = _mapping(properties, "properties")
+    # This event's own, added to the caller's only once the Event is built.
+    lost = None if collisions is None else KeyCollisions()
+    props = _mapping(properties, "properties", lost)
     if isinstance(props, Rejection):
         return props
-    upsert = None if traits is None else _mapping(traits, "traits")
+    upsert = None if traits is None else _mapping(traits, "traits", lost)
     if isinstance(upsert, Rejection):
         return upsert
     # An email the API would refuse costs only the upsert (checked in requests.prepare),
@@ -217,7 +271,10 @@ def _build(
     if redactor is not None and redactor.enabled:
         props = redactor.properties(props)
         upsert = redactor.traits(upsert)
-    return Event(event_name, user, props, _utc(occurred_at), event_id, upsert)
+    event = Event(event_name, user, props, _utc(occurred_at), event_id, upsert)
+    if collisions is not None and lost is not None and lost.count:
+        collisions.add(lost.key or "", lost.count, event_name)
+    return event
 
 
 def _user_id(value: object) -> str | Rejection:
@@ -255,14 +312,19 @@ def _name(value: object) -> str | Rejection:
     )
 
 
-def _mapping(value: object, what: str) -> dict[str, Any] | Rejection:
-    """``value`` coerced (``{}`` for None), or invalid_<what> if it is not a readable mapping."""
+def _mapping(
+    value: object, what: str, collisions: KeyCollisions | None = None
+) -> dict[str, Any] | Rejection:
+    """``value`` coerced (``{}`` for None), or invalid_<what> if it is not a readable mapping.
+
+    Values lost because two keys became the same string are counted in ``collisions``.
+    """
     if value is None:
         return {}
     try:
         # type(), not isinstance(): isinstance consults value.__class__, which may raise.
         if issubclass(type(value), Mapping):
-            return coerce_mapping(cast("Mapping[Any, Any]", value))
+            return coerce_mapping(cast("Mapping[Any, Any]", value), collisions)
     except Exception as exc:  # noqa: BLE001 - its items() may raise anything
         problem = f"{what} could not be read ({type_name(exc)} from {type_name(value)})"
         return Rejection(f"invalid_{what}", what, problem)
