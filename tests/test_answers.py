@@ -5,7 +5,6 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from vf_otel._delivery.accounting import Ledger
 from vf_otel._delivery.answers import (
     NOT_THE_API,
     REDIRECT,
@@ -16,6 +15,7 @@ from vf_otel._delivery.answers import (
     retryable,
     too_large,
 )
+from vf_otel._delivery.ledger import Ledger
 from vf_otel._delivery.wire import (
     SCRUBBED,
     ErrorDetail,

@@ -21,9 +21,9 @@ import httpx
 import pytest
 
 from vf_otel._config import resolve_settings
-from vf_otel._delivery.accounting import Ledger
 from vf_otel._delivery.attempt import AUTH_PAUSE, WRONG_URL_PAUSE, Attempts, Outcome
 from vf_otel._delivery.client import Client
+from vf_otel._delivery.ledger import Ledger
 from vf_otel._delivery.policy import (
     COOLDOWN_BASE,
     FAILURE_THRESHOLD,

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import vf_otel
-from vf_otel._delivery.accounting import Ledger
+from vf_otel._delivery.ledger import Ledger
 from vf_otel._event.coerce import (
     MAX_STRING_LENGTH,
     KeyCollisions,
@@ -28,7 +28,8 @@ from vf_otel._event.coerce import (
     is_plain,
 )
 from vf_otel._event.model import Event
-from vf_otel._event.validate import Rejection, build_pending, make_event
+from vf_otel._event.pending import build_pending
+from vf_otel._event.validate import Rejection, make_event
 from vf_otel._observe.ratelimit import RateLimitedLog
 from vf_otel._sources.translate import translate_log, translate_span
 from vf_otel.testing import VibefollowServer

@@ -30,12 +30,9 @@ import vf_otel  # noqa: E402
 from vf_otel._delivery.wire import encode_event  # noqa: E402
 from vf_otel._event.coerce import coerce_value, plain_copy  # noqa: E402
 from vf_otel._event.model import Event, wire_time  # noqa: E402
+from vf_otel._event.pending import build_batch, record_time  # noqa: E402
 from vf_otel._event.redact import DEFAULT_REDACTOR  # noqa: E402
-from vf_otel._event.validate import (  # noqa: E402
-    CANONICAL_EVENTS,
-    build_batch,
-    make_event,
-)
+from vf_otel._event.validate import CANONICAL_EVENTS, make_event  # noqa: E402
 from vf_otel.testing import RecordedRequest, VibefollowServer  # noqa: E402
 
 BOUNDED = settings(
@@ -355,10 +352,22 @@ def test_build_batch_builds_what_make_event_builds(
         user_id=user,
         properties=properties,
         traits=None,
-        occurred_at=dt.datetime.fromtimestamp(created, dt.UTC),
+        occurred_at=record_time(created),
         event_id="e1",
     )
     assert fast == general
+
+
+@BOUNDED
+@given(created=st.floats(min_value=0, max_value=4e9))
+def test_a_record_time_is_its_millisecond(created: float) -> None:
+    """A log record's time is kept to the millisecond logging's own ``msecs`` shows."""
+    exact = dt.datetime.fromtimestamp(created, dt.UTC)
+    kept = record_time(created)
+    assert kept.tzinfo is dt.UTC
+    assert kept.microsecond % 1000 == 0
+    assert dt.timedelta(0) <= exact - kept < dt.timedelta(milliseconds=1, microseconds=1)
+    assert kept.microsecond // 1000 == int((created - int(created)) * 1000)
 
 
 @BOUNDED

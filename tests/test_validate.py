@@ -12,12 +12,11 @@ from typing import Any, NoReturn
 import pytest
 
 from vf_otel._event.model import Event
+from vf_otel._event.pending import build_batch, build_pending
 from vf_otel._event.redact import Redactor
 from vf_otel._event.validate import (
     CANONICAL_EVENTS,
     Rejection,
-    build_batch,
-    build_pending,
     make_event,
 )
 

@@ -7,7 +7,7 @@ logging.getLogger("app").info("signup", extra={"vf_user": "usr_42"})
 
 from __future__ import annotations
 
-from ._delivery.accounting import Stats
+from ._delivery.stats import Stats
 from ._errors import (
     AuthError,
     NetworkError,

@@ -23,9 +23,9 @@ from typing import Final, Literal
 
 from .._config import Settings
 from .._errors import AuthError, ValidationError, VibefollowError
-from .accounting import Ledger
 from .answers import isolatable, redirected, retryable, too_large
 from .client import Client
+from .ledger import Ledger
 from .policy import CircuitBreaker, Permit, RetryPolicy
 from .requests import NO_BASE_URL_TEXT
 from .wire import (

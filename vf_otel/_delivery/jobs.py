@@ -15,9 +15,9 @@ from typing import Final
 
 from .._compat import suppressed_instrumentation
 from .._errors import UndeliveredError
-from .accounting import Ledger
 from .attempt import Attempts
 from .batches import Batches
+from .ledger import Ledger
 from .parked import Job, Parked
 from .policy import CircuitBreaker
 from .senders import MAX_CONCURRENT_REQUESTS, Senders

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from typing import Final, TypeVar
 
 from .._event.model import Event
-from .._event.validate import Rejection, build_pending, is_identify
+from .._event.pending import build_pending
+from .._event.validate import Rejection, is_identify
 
 __all__ = ["DEBUG_LOGGER", "Discard", "enable_debug_output", "show", "shown"]
 

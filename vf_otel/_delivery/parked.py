@@ -18,7 +18,7 @@ from typing import Final
 
 from .._errors import UndeliveredError
 from .._spool.store import Spool
-from .accounting import Ledger
+from .ledger import Ledger
 from .wire import EVENTS_PATH, Request
 
 __all__ = ["Job", "Parked"]

@@ -23,20 +23,21 @@ from typing import Final
 import httpx
 
 from .._config import Settings
-from .._errors import UndeliveredError
-from .._event.coerce import KeyCollisions
 from .._event.model import Event
-from .._event.validate import PendingEvent, Rejection, build_batch
+from .._event.pending import PendingEvent
+from .._event.validate import Rejection
 from .._spool.store import Spool
 from ..typing import BeforeSend, ErrorCallback
-from .accounting import Ledger, Stats
 from .attempt import Attempts
 from .client import Client
+from .ledger import Ledger
 from .modes import Discard, enable_debug_output, show, shown
 from .parked import LEASE_MARGIN, Parked
 from .policy import CircuitBreaker
 from .queue import EventQueue
+from .screen import Screen, build_counted
 from .senders import on_delivery_thread
+from .stats import Stats
 from .worker import Worker
 
 __all__ = ["Item", "Pipeline"]
@@ -62,10 +63,10 @@ class Pipeline:
         reopenable: bool = False,
     ) -> None:
         self.settings = settings
-        self._before_send = before_send
         self._transport = transport
         self._clock = clock
         self.ledger = Ledger(on_error)
+        self._screen = Screen(before_send, self.ledger)  # the app's before_send, counted
         # Delivery off (enabled=False): items are only counted; no thread, spool or request.
         self._discard = None if settings.enabled else Discard(debug=settings.debug)
         if settings.debug:
@@ -182,41 +183,8 @@ class Pipeline:
     # -- the worker's half of a log call --------------------------------------
 
     def _build(self, items: list[Item]) -> list[Event]:
-        """The Events for queued items; rejections and failures are counted, not returned."""
-        collisions = KeyCollisions()  # values lost to keys that became the same string
-        events, refused = build_batch(items, collisions)
-        for rejection in refused:
-            self.ledger.reject(rejection.reason, rejection.field, rejection.message)  # type: ignore[arg-type]
-        self.ledger.keys_collided(collisions)
-        return self._screen(events)
-
-    def _screen(self, events: Sequence[Event]) -> list[Event]:
-        """The events the app's ``before_send`` keeps (as it rewrote them); all without one."""
-        before_send = self._before_send
-        if before_send is None:
-            return list(events)
-        kept: list[Event] = []
-        left_out = 0
-        for event in events:
-            try:
-                result: object = before_send(event)
-            except Exception as exc:  # noqa: BLE001 - the app's hook drops one event, never more
-                self.ledger.error("before_send", "before_send raised", exc_info=True)
-                error = UndeliveredError(f"before_send raised {type(exc).__name__}")
-                self.ledger.drop("before_send_failed", [event], error)
-                continue
-            if result is None:
-                left_out += 1
-            elif isinstance(result, Event):
-                kept.append(result)
-            else:
-                error = UndeliveredError(
-                    f"before_send returned {type(result).__name__}, not an Event or None"
-                )
-                self.ledger.drop("before_send_failed", [event], error)
-        if left_out:
-            self.ledger.filtered(left_out)
-        return kept
+        """The Events for queued items, as before_send leaves them; the rest is counted."""
+        return self._screen(build_counted(items, self.ledger))
 
     # -- control --------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from .._config import Settings
 from .._errors import UndeliveredError, ValidationError
 from .._event.model import Event
 from .._event.validate import SAME_AS_IDENTIFY, email_problem, is_identify
-from .accounting import Ledger
+from .ledger import Ledger
 from .wire import MAX_EVENT_BYTES, Request, encode_event, event_requests, user_requests
 
 __all__ = ["NO_BASE_URL_TEXT", "PAUSE_EVERY", "prepare"]

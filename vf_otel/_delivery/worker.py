@@ -18,7 +18,6 @@ when there is one) instead of waiting, so the queue keeps draining.
 
 from __future__ import annotations
 
-import itertools
 import operator
 import threading
 import time
@@ -28,11 +27,12 @@ from typing import Any, Final, TypeVar
 from .._config import Settings
 from .._errors import UndeliveredError
 from .._event.model import Event
-from .._event.validate import SAME_AS_IDENTIFY, Rejection, is_identify
-from .accounting import Ledger
+from .._event.pending import count_events
+from .._event.validate import SAME_AS_IDENTIFY
 from .attempt import Attempts
 from .batches import Batches, Waiter
 from .jobs import JobRunner
+from .ledger import Ledger
 from .parked import Job, Parked
 from .policy import CircuitBreaker
 from .queue import REFUSALS, EventQueue
@@ -45,7 +45,6 @@ __all__ = ["Worker"]
 T = TypeVar("T")
 #: Parked requests are tried again at most this often, whatever flush_interval says.
 MIN_REPLAY_INTERVAL: Final = 0.1
-_FIRST: Final = operator.itemgetter(0)
 _NAME: Final = operator.attrgetter("name")
 
 
@@ -217,7 +216,7 @@ class Worker:
             try:
                 # A refusal rides the queue only to be counted off the app's thread; an
                 # identify() is a user upsert, counted in users_sent, not an event.
-                self._ledger.enqueued(_events_among(items))
+                self._ledger.enqueued(count_events(items))
                 events = self._build_politely(items)
                 job = self._chain(prepare(events, self._settings, self._ledger, self._pause))
                 if job is not None:
@@ -311,19 +310,3 @@ class Worker:
 def _yield_gil() -> None:
     """Let a thread waiting for the GIL take it: a sleep releases it, even for 0 s."""
     time.sleep(0)
-
-
-def _events_among(items: list[Any]) -> int:
-    """How many queued items stand for an event (not a refusal, not an identify()).
-
-    Passes in C for the common batch, log calls only (tuples).
-    """
-    if all(map(isinstance, items, itertools.repeat(tuple))):
-        return len(items) - list(map(SAME_AS_IDENTIFY, map(_FIRST, items))).count(True)
-    return sum(map(_is_event, items))
-
-
-def _is_event(item: object) -> bool:
-    if isinstance(item, tuple):
-        return not is_identify(item[0])
-    return not isinstance(item, Rejection)

@@ -7,29 +7,26 @@ refused with a reason like any other bad value.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final, cast
 
-from .coerce import KeyCollisions, coerce_mapping, is_plain, type_name, utf8_text
-from .model import Event, new_event_id, new_event_ids, plain_event
+from .coerce import KeyCollisions, coerce_mapping, type_name, utf8_text
+from .model import Event
 from .redact import DEFAULT_REDACTOR, Redactor
-from .when import explicit_time
 
 __all__ = [
     "CANONICAL_EVENTS",
+    "CANONICAL_NAMES",
     "IDENTIFY",
     "SAME_AS_IDENTIFY",
-    "Backdated",
-    "PendingEvent",
     "Rejection",
-    "build_batch",
-    "build_pending",
     "email_problem",
     "is_identify",
     "make_event",
+    "missing_required",
 ]
 
 #: The nine canonical lifecycle events and the properties each one requires
@@ -62,33 +59,11 @@ def is_identify(name: object) -> bool:
     return SAME_AS_IDENTIFY(name) is True
 
 
-# A queued log call's length when it carries its handler's redactor (see PendingEvent).
-_WITH_REDACTOR: Final = 6
-# The names alone, for the common event's one membership test.
-_CANONICAL_NAMES: Final = frozenset(CANONICAL_EVENTS)
+#: The names alone, for the common event's one membership test.
+CANONICAL_NAMES: Final = frozenset(CANONICAL_EVENTS)
 _USER_FIELD: Final = "external_user_id"
 # A bad value is quoted in a message only this far.
 _QUOTE_LENGTH: Final = 80
-
-
-#: What a log call leaves in the queue: (name, user, properties, traits, created
-#: [, redactor]); ``created`` is the record's float time, or its ``vf_occurred_at``
-#: as :class:`Backdated`. A bare tuple because the logging thread must spend as little
-#: as possible: validation, coercion, redaction, the event id and the timestamp are
-#: all done on the delivery worker by :func:`build_pending`. Without a sixth item
-#: the default redaction applies. A dict in it is the queue's own (the handler
-#: queues a copy of the caller's), so the worker may keep it as the Event's.
-PendingEvent = (
-    tuple[object, object, object, object, object]
-    | tuple[object, object, object, object, object, Redactor]
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Backdated:
-    """An explicit time for a log call's event (``vf_occurred_at``), read on the worker."""
-
-    value: object
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,107 +112,6 @@ def make_event(
         )
 
 
-def build_batch(
-    items: Sequence[object],
-    collisions: KeyCollisions | None = None,
-    event_ids: Sequence[str] | None = None,
-) -> tuple[list[Event], list[Rejection]]:
-    """The worker's half of queued log calls: their Events in order, and what was refused.
-
-    A log call (a :data:`PendingEvent`) becomes an Event or a Rejection; an Event or
-    a Rejection that was queued as it is passes through. Values lost to keys that
-    became one string are added to ``collisions``. ``event_ids``: one per item
-    (else drawn at once). Never raises: an item no check foresaw failing is refused
-    as ``internal_error``.
-
-    The common log call is built here in a few steps, without a call per check:
-    an exact str name and user (ASCII, not blank, not an identify()), no traits, the
-    record's own float time, and properties that are None or an exact dict
-    :func:`is_plain` accepts (a canonical event's with its required ones). For it
-    every check of :func:`make_event` passes and coercion would be a copy, so the
-    Event is the one make_event builds (a property test holds the two to it). The
-    properties dict is used as it is, not copied again: it is the queue's own (see
-    PendingEvent). Anything else goes through :func:`build_pending`.
-    """
-    events: list[Event] = []
-    refused: list[Rejection] = []
-    keep = events.append
-    ids = new_event_ids(len(items)) if event_ids is None else event_ids
-    for item, event_id in zip(items, ids, strict=True):
-        if type(item) is not tuple:
-            (refused if isinstance(item, Rejection) else events).append(item)  # type: ignore[arg-type]
-            continue
-        try:
-            if len(item) == _WITH_REDACTOR:
-                name, user, props, traits, created, redactor = item
-                if (
-                    traits is None
-                    and type(name) is str
-                    and type(user) is str
-                    and type(created) is float
-                    and name != IDENTIFY
-                    and name.isascii()
-                    and user.isascii()
-                    and name.strip()
-                    and user.strip()
-                    and (props is None or (type(props) is dict and is_plain(props)))
-                    and (name not in _CANONICAL_NAMES or not _missing(name, props))
-                ):
-                    if props is None:
-                        props = {}
-                    elif redactor is not None and redactor.enabled:
-                        props = redactor.flat_properties(props)  # is_plain: nothing nested
-                    keep(plain_event(name, user, props, _from_timestamp(created), event_id))
-                    continue
-            built = build_pending(item, event_id, collisions)
-        except Exception as exc:  # noqa: BLE001 - one odd item must not sink the batch
-            built = Rejection(
-                "internal_error", "event", f"unexpected {type_name(exc)} while building the event"
-            )
-        (refused if isinstance(built, Rejection) else events).append(built)  # type: ignore[arg-type]
-    return events, refused
-
-
-def _missing(name: str, props: dict[str, Any] | None) -> bool:
-    """Whether a canonical event lacks a property it requires."""
-    return _missing_required(name, props or {}) is not None
-
-
-def build_pending(
-    pending: PendingEvent, event_id: str | None = None, collisions: KeyCollisions | None = None
-) -> Event | Rejection:
-    """Turn one queued log call into an Event, or say why not (see :func:`build_batch`).
-
-    ``event_id`` is the new event's id when the caller drew ids in bulk; else one is made.
-    Values lost because two keys became the same string are added to ``collisions``.
-    """
-    # Not ``*rest``: that builds a list for every event.
-    if len(pending) == _WITH_REDACTOR:
-        name, user_id, properties, traits, created, redactor = pending
-    else:
-        name, user_id, properties, traits, created = pending
-        redactor = DEFAULT_REDACTOR
-    if isinstance(created, Backdated):  # vf_occurred_at: a datetime, epoch seconds or ISO
-        explicit = explicit_time(created.value)
-        if isinstance(explicit, str):
-            return Rejection("invalid_occurred_at", "occurred_at", explicit)
-        occurred_at = explicit
-    else:  # the log record's own time
-        occurred_at = _from_timestamp(created)  # type: ignore[arg-type]
-    if is_identify(name) and not isinstance(traits, Mapping):
-        return Rejection("invalid_traits", "traits", "identify() needs a mapping of traits")
-    return make_event(
-        name=name,
-        user_id=user_id,
-        properties=properties,
-        traits=traits,
-        occurred_at=occurred_at,
-        event_id=new_event_id() if event_id is None else event_id,
-        redactor=redactor,
-        collisions=collisions,
-    )
-
-
 def _build(
     *,
     name: object,
@@ -265,7 +139,7 @@ def _build(
         return upsert
     # An email the API would refuse costs only the upsert (checked in requests.prepare),
     # never the event.
-    problem = _missing_required(event_name, props)
+    problem = missing_required(event_name, props)
     if problem is not None:
         return problem
     if redactor is not None and redactor.enabled:
@@ -344,7 +218,7 @@ def email_problem(traits: Mapping[str, Any] | None) -> str | None:
     return "traits email must look like name@domain"
 
 
-def _missing_required(name: str, props: Mapping[str, Any]) -> Rejection | None:
+def missing_required(name: str, props: Mapping[str, Any]) -> Rejection | None:
     missing = [key for key in CANONICAL_EVENTS.get(name, ()) if props.get(key) is None]
     if not missing:
         return None
@@ -361,14 +235,6 @@ def _utc(moment: datetime) -> datetime:
     try:
         return moment.astimezone(UTC)
     except Exception:  # noqa: BLE001 - out of range once converted, or not a datetime at all
-        return datetime.now(UTC)
-
-
-def _from_timestamp(created: float) -> datetime:
-    """A log record's ``created`` as UTC; now if it is no usable time (NaN, huge, not a number)."""
-    try:
-        return datetime.fromtimestamp(created, UTC)
-    except Exception:  # noqa: BLE001 - a record's attributes can be set to anything
         return datetime.now(UTC)
 
 

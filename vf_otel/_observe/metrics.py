@@ -26,7 +26,7 @@ from typing import Final, Protocol
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, NoOpMeterProvider, Observation
 
-from .._delivery.accounting import Stats
+from .._delivery.stats import Stats
 from .._version import __version__
 
 __all__ = ["COUNTERS", "QUEUE_GAUGE", "StatsSource", "register_metrics"]

@@ -7,8 +7,9 @@ from typing import Any, Final
 
 from typing_extensions import Unpack
 
-from .._delivery.accounting import Stats
-from .._event.validate import Backdated, Rejection
+from .._delivery.stats import Stats
+from .._event.pending import Backdated
+from .._event.validate import Rejection
 from ..typing import Options
 from .context import current_user
 from .sink import EventSink

@@ -9,7 +9,7 @@ from typing import Any
 from typing_extensions import Unpack
 
 from .._compat import LogExporterBase, LogExportResult
-from .._delivery.accounting import Stats
+from .._delivery.stats import Stats
 from .._event.coerce import KeyCollisions
 from ..typing import Options
 from .handler import IGNORED_LOGGERS

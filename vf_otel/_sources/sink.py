@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from .._config import resolve_settings
-from .._delivery.accounting import Stats
 from .._delivery.pipeline import Pipeline
+from .._delivery.stats import Stats
 from .._event.coerce import KeyCollisions
 from .._event.model import Event
 from .._event.redact import redactor_for

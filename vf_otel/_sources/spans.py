@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from typing_extensions import Unpack
 
-from .._delivery.accounting import Stats
+from .._delivery.stats import Stats
 from .._event.coerce import KeyCollisions
 from ..typing import Options
 from .context import BAGGAGE_KEY, current_user

@@ -1,21 +1,11 @@
-"""Accounting: every event's state, counted in one place, and who is told about a loss.
+"""The ``Ledger``: the one place where the counts of one pipeline change.
 
-The vocabulary, used alike in code, ``stats()``, metrics and the docs:
-
-    queued       in the handler's queue, not yet taken by the worker
-    in flight    in a request being attempted now (or waiting between its retries)
-    parked       waiting in memory for a later attempt (circuit open, key refused, ...)
-    spooled      written to the durable spool for a later attempt (this or another process)
-    delivered    accepted by the API                        -> ``sent``
-    dead-lettered  refused by the API for good              -> ``dead_lettered``
-    dropped      never delivered, for a ``DropReason``     -> ``dropped[reason]``
-
-Every event that is enqueued ends as exactly one of delivered, dead-lettered or
-dropped, or is still queued, in flight, parked or spooled. The ``Ledger`` is
-the only thing that changes those counts; each loss is also warned about (at most
-once a minute per reason) and reported to ``on_error``. It also counts what is
-lost from inside events that are still delivered (``key_collisions``): warned
-about, never a drop.
+Every state change of an event (see the vocabulary in ``stats.py``) goes through it:
+enqueued, moved between in flight and parked, spooled, sent, dead-lettered, dropped.
+Each loss is also warned about (at most once a minute per reason, on the ``vf_otel``
+logger) and reported to ``on_error``. It also counts what is lost from inside events
+that are still delivered (``key_collisions``): warned about, never a drop. Reading
+the counts (``snapshot`` and the properties the pipeline waits on) goes through it too.
 """
 
 from __future__ import annotations
@@ -24,95 +14,23 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final, Literal, get_args
+from typing import Final
 
 from .._errors import UndeliveredError, ValidationError, VibefollowError
 from .._event.coerce import KeyCollisions
 from .._event.model import Event
 from .._observe.ratelimit import RateLimitedLog
 from ..typing import ErrorCallback
+from .stats import REFUSAL_TEXT, DropReason, Stats
 from .wire import USERS_PATH, Request
 
-__all__ = ["DROP_REASONS", "DropReason", "Ledger", "Stats"]
+__all__ = ["Ledger"]
 
 _logger = logging.getLogger("vf_otel")
 
-#: Why an event was never delivered (``stats().dropped`` keys).
-DropReason = Literal[
-    # refused on the app's thread, before it was queued
-    "queue_full",
-    "shutdown",
-    "no_api_key",
-    # refused by the client-side checks (vf_otel._event.validate)
-    "missing_user",
-    "invalid_user",
-    "invalid_name",
-    "invalid_properties",
-    "invalid_traits",
-    "missing_required_property",
-    "invalid_occurred_at",
-    # left out by the app's before_send: it returned None, or it raised
-    "filtered",
-    "before_send_failed",
-    # refused while preparing a request
-    "unserializable",
-    "event_too_large",
-    "invalid_base_url",
-    # lost while waiting for a later attempt
-    "backlog_full",
-    "spool_evicted",
-    # a bug in vf-otel (or a value nothing could handle): counted, reported, never raised
-    "internal_error",
-]
-DROP_REASONS: Final[frozenset[str]] = frozenset(get_args(DropReason))
-
 # A key or event name is quoted in a warning only this far (a key may be 16,384 characters).
 _QUOTE_LENGTH: Final = 80
-_REFUSAL_TEXT: Final[Mapping[str, str]] = {
-    "queue_full": "the queue is full (raise max_queue_size or check delivery)",
-    "shutdown": "the handler or exporter is closed",
-    "no_api_key": "VIBEFOLLOW_API_KEY is not set",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Stats:
-    """A snapshot of one handler's or exporter's counts.
-
-    Every ``enqueued`` event ends up ``sent``, ``dead_lettered`` (the server
-    refused it for good) or ``dropped`` (never delivered, by reason), or is
-    still ``queued``, ``in_flight``, ``parked`` in memory, or spooled.
-    ``dropped`` also counts events refused before they were enqueued.
-    ``retried`` counts HTTP retries; ``spooled`` counts events written to the
-    spool (cumulative); ``backlog`` is ``in_flight + parked`` (kept from 0.x).
-    ``disabled`` counts what was handed over while delivery is off (``enabled=False``):
-    not enqueued, not sent, and no loss (never in ``dropped``, never reported).
-    ``key_collisions`` counts property and trait values left out because two keys of
-    one mapping became the same string (``1`` and ``"1"``; the last value wins): their
-    events are still delivered, so it is warned about but is no drop.
-    """
-
-    enqueued: int = 0
-    sent: int = 0
-    retried: int = 0
-    dead_lettered: int = 0
-    users_sent: int = 0
-    dropped: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
-    queued: int = 0
-    backlog: int = 0
-    spooled: int = 0
-    in_flight: int = 0
-    parked: int = 0
-    users_failed: int = 0
-    disabled: int = 0
-    key_collisions: int = 0
-
-    @property
-    def dropped_total(self) -> int:
-        """All drops, whatever the reason."""
-        return sum(self.dropped.values())
 
 
 class Ledger:
@@ -224,7 +142,7 @@ class Ledger:
         n = len(events) if count is None else count
         if n <= 0:
             return
-        error = error or UndeliveredError(_REFUSAL_TEXT.get(reason, reason.replace("_", " ")))
+        error = error or UndeliveredError(REFUSAL_TEXT.get(reason, reason.replace("_", " ")))
         with self._lock:
             self._dropped[reason] += n
         self._log.warning(reason, "vf-otel dropped %d event(s) (%s): %s", n, reason, error)
@@ -277,7 +195,7 @@ class Ledger:
 
     def warn_refused(self, reason: str, count: int) -> None:
         """Warn about (and report) ``count`` refusals the app's thread counted (see EventQueue)."""
-        text = _REFUSAL_TEXT.get(reason, reason)
+        text = REFUSAL_TEXT.get(reason, reason)
         self._log.warning(reason, "vf-otel dropped %d event(s): %s", count, text)
         self.report(UndeliveredError(text), ())
 
