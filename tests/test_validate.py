@@ -416,6 +416,11 @@ def test_build_pending_with_unusable_created_uses_now(created: Any) -> None:
     before = datetime.now(UTC)
     event = built(build_pending(("ev", "usr_1", None, None, created)))
     assert before <= event.occurred_at <= datetime.now(UTC)
+    # The worker's batch build agrees, whichever path the call takes.
+    item = ("ev", "usr_1", {"a": 1}, None, created, Redactor())
+    (event,), refused = build_batch([item])
+    assert refused == []
+    assert before <= event.occurred_at <= datetime.now(UTC)
     json.dumps(event.to_wire(), allow_nan=False)
 
 

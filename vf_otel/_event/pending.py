@@ -42,6 +42,8 @@ __all__ = [
 # A queued log call's length when it carries its handler's redactor (see PendingEvent).
 _WITH_REDACTOR: Final = 6
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+# Epoch seconds of 10000-01-01: a record's time from then on is no datetime (general path).
+_YEAR_10000: Final = 253402300800.0
 _FIRST: Final = operator.itemgetter(0)
 
 #: What a log call leaves in the queue: (name, user, properties, traits, created
@@ -105,6 +107,7 @@ def build_batch(
                     and type(name) is str
                     and type(user) is str
                     and type(created) is float
+                    and 0.0 <= created < _YEAR_10000  # not NaN, inf, before 1970 or too late
                     and name != IDENTIFY
                     and name.isascii()
                     and user.isascii()
@@ -117,7 +120,7 @@ def build_batch(
                         props = {}
                     elif redactor is not None and redactor.enabled:
                         props = redactor.flat_properties(props)  # is_plain: nothing nested
-                    millis = math.floor(created * 1000)  # NaN, inf: the general path says now
+                    millis = math.floor(created * 1000)
                     if millis != last_millis:
                         last_time, last_millis = _from_millis(millis), millis
                     keep(plain_event(name, user, props, last_time, event_id))
