@@ -220,8 +220,10 @@ MEANING: Final = {
     "spans": [
         "**What it means.** The span exporter runs on the `BatchSpanProcessor`'s thread, not on",
         "requests. Untagged spans (most of a trace) are skipped after two lookups; a tagged span",
-        "becomes a validated, coerced Event and is queued. The OTLP row is encoding only",
-        "(protobuf, no network) — the floor of what exporting the same spans over OTLP costs.",
+        "becomes a validated, coerced Event, and `export()` delivers the batch before it returns",
+        "(the SDK's processor already buffers), so the tagged row includes the HTTP request to",
+        "the local `VibefollowServer`. The OTLP row is encoding only (protobuf, no network) —",
+        "the floor of what exporting the same spans over OTLP costs.",
         "The same batch is exported every round, so its events keep their ids and the server",
         "stores them once (a span exported twice is delivered once).",
     ],

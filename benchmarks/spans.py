@@ -5,8 +5,9 @@
 The spans are built once through the SDK (a TracerProvider and an in-memory
 exporter) and handed to each exporter in batches of 512, as a
 BatchSpanProcessor would. Each round times every variant once, rotating the
-order; the Vibefollow exporter's queue is drained (untimed) after its turn, its
-worker delivering to a local VibefollowServer meanwhile.
+order. The Vibefollow exporter's ``export()`` delivers before it returns (the SDK's
+processor already buffers), so its figure includes the request to a local
+VibefollowServer in another process; the OTLP row is encoding alone.
 
 Variants:
 - vf_untagged: a batch with no ``vf.*`` attribute: nothing to send;
