@@ -148,3 +148,28 @@ def test_export_never_raises_and_shutdown_is_idempotent(exporter: VibefollowLogE
     exporter.shutdown()
     assert exporter.export([]) is LogExportResult.FAILURE
     assert isinstance(exporter.force_flush(100), bool)
+
+
+def test_keys_that_become_one_are_counted_end_to_end(
+    emit: Emit,
+    exporter: VibefollowLogExporter,
+    server: VibefollowServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Through the OTel pipeline to the server: the last value is sent, the value left out
+    is counted in key_collisions and warned about; nothing is dropped. (Two long keys cut
+    to the same text: an int key the SDK itself turns into a str before vf-otel sees it.)"""
+    prefix = "k" * 20_000
+    with caplog.at_level(logging.WARNING, logger="vf_otel"):
+        emit(
+            "report_exported",
+            vf_user="u1",
+            vf_properties={prefix + "a": "first", prefix + "b": "second"},
+        )
+        assert exporter.force_flush(5_000) is True
+    (event,) = server.events
+    assert list(event["properties"].values()) == ["second"]
+    stats = exporter.stats()
+    assert (stats.key_collisions, stats.sent, stats.dropped_total) == (1, 1, 0)
+    assert "same string" in caplog.text
+    assert "first" not in caplog.text

@@ -1,8 +1,8 @@
-"""Delivery through the HTTP proxy the environment names, over real loopback HTTP.
+"""Requests as the client builds them, over real loopback HTTP: proxies, headers, cookies.
 
 The client builds each request itself (client.py); these tests hold it to what
 httpx.Client.post did: the proxy from ``HTTP_PROXY`` is used, ``NO_PROXY`` is
-honoured, and the headers an API sees are the same.
+honoured, and the headers and cookies an API sees are the same.
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ def test_events_and_upserts_go_through_the_environment_proxy(
     make_handler: HandlerFactory,
     app_logger: logging.Logger,
 ) -> None:
+    """Both kinds of request go through HTTP_PROXY with the headers Client.post sent."""
     handler = make_handler()
     app_logger.addHandler(handler)
     app_logger.info("signup", extra={"vf_user": "usr_1", "vf_traits": {"plan": "pro"}})
@@ -119,6 +120,7 @@ def test_no_proxy_sends_directly(
     make_handler: HandlerFactory,
     app_logger: logging.Logger,
 ) -> None:
+    """A host in NO_PROXY is reached directly."""
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     monkeypatch.setenv("no_proxy", "127.0.0.1")
     handler = make_handler()
@@ -134,7 +136,7 @@ def test_no_proxy_sends_directly(
 def test_a_base_url_with_a_path_prefix_keeps_it(
     proxy_env: _ForwardProxy, vibefollow_server: VibefollowServer
 ) -> None:
-    # The proxy sees the absolute URL: the prefix must be in it, once.
+    """The proxy sees the absolute URL: a base URL's path prefix is in it, once."""
     handler = vf_otel.VibefollowHandler(
         api_key=vibefollow_server.api_key,
         base_url=vibefollow_server.base_url + "/tenant",
@@ -147,10 +149,37 @@ def test_a_base_url_with_a_path_prefix_keeps_it(
     logger.addHandler(handler)
     try:
         logger.info("signup", extra={"vf_user": "usr_1"})
-        handler.flush(timeout=5)
+        # The test server has no /tenant/ routes: a 404, dead-lettered, so not delivered.
+        assert not handler.flush(timeout=5)
+        assert handler.stats().dead_lettered == 1
     finally:
         logger.removeHandler(handler)
         handler.close()
     urls = [url for _, url, _ in proxy_env.forwarded]
     assert urls, "nothing reached the proxy"
     assert {urlsplit(url).path for url in urls} == {"/tenant/api/v1/events/batch"}
+
+
+def test_a_cookie_the_server_set_goes_back_as_client_post_sent_it(
+    vibefollow_server: VibefollowServer,
+    make_handler: HandlerFactory,
+    app_logger: logging.Logger,
+) -> None:
+    """A load balancer's sticky-session cookie set on one answer rides the next request."""
+    vibefollow_server.respond_next(
+        202,
+        '{"data": {"accepted": true}}',
+        headers={"Set-Cookie": "lb=node-2; Path=/"},
+        process=True,
+    )
+    handler = make_handler()
+    app_logger.addHandler(handler)
+    app_logger.info("first", extra={"vf_user": "usr_1"})
+    assert handler.flush(timeout=5)
+    app_logger.info("second", extra={"vf_user": "usr_1"})
+    assert handler.flush(timeout=5)
+
+    first, second = vibefollow_server.requests
+    assert "cookie" not in first.headers
+    assert second.headers["cookie"] == "lb=node-2"
+    assert [e["name"] for e in vibefollow_server.events] == ["first", "second"]

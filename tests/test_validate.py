@@ -471,3 +471,14 @@ def test_build_batch_refuses_an_item_that_fails_unforeseen_and_builds_the_rest()
     assert [e.name for e in events] == ["good"]
     assert [(r.reason, r.field) for r in refused] == [("internal_error", "event")] * 2
     assert all("RuntimeError" in r.message for r in refused)
+
+
+@pytest.mark.parametrize("created", [1764952047.6, 1764952047.001, 1.0, 0.9995, 1e9 + 0.5])
+def test_a_record_time_is_the_millisecond_logging_shows(created: float) -> None:
+    """Both paths keep logging's own ``msecs``: ``.6`` held as ``.59999…`` is 599 ms."""
+    msecs = int((created - int(created)) * 1000)
+    (fast,), _ = build_batch([("ev", "u", {"a": 1}, None, created, Redactor())])
+    general = built(build_pending(("ev", "u", {"a": {"b": 1}}, None, created)))
+    for event in (fast, general):
+        assert event.occurred_at.microsecond == msecs * 1000
+        assert int(event.occurred_at.timestamp()) == int(created)

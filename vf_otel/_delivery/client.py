@@ -5,7 +5,8 @@ Each POST is an ``httpx.Request`` built here and handed to ``httpx.Client.send``
 every request, a third of the client's own cost per batch. The URL and headers
 are the same for every request but its Idempotency-Key, so they are made once;
 the client still picks the transport (proxies from the environment, TLS
-settings), never follows a redirect, and times the request out.
+settings), never follows a redirect, and times the request out; cookies a server
+set go back as Client.post would send them.
 """
 
 from __future__ import annotations
@@ -26,9 +27,6 @@ from .wire import Request, accepted_envelope, scrub
 
 __all__ = ["USER_AGENT", "Client"]
 
-# Timeouts kept made: the configured one, and a few deadline remainders.
-_TIMEOUTS_KEPT: Final = 8
-
 USER_AGENT: Final = (
     f"vf-otel/{__version__} python/{platform.python_version()} httpx/{httpx.__version__}"
 )
@@ -44,7 +42,7 @@ class Client:
         self._client: httpx.Client | None = None
         self._urls: dict[str, httpx.URL] = {}
         self._headers: list[tuple[bytes, bytes]] = []
-        self._timeouts: dict[float, dict[str, float | None]] = {}
+        self._configured_timeout: dict[str, float | None] | None = None
         # Senders share one client (and its connection pool): make it once.
         self._lock = threading.Lock()
         # Its requests must add no line to the app's logs (httplog.py).
@@ -67,6 +65,8 @@ class Client:
                 headers=[*self._headers, (b"Idempotency-Key", request.key.encode())],
                 extensions={"timeout": self._timeout(timeout)},
             )
+            if client.cookies:  # what Client.post sends too: a load balancer's sticky cookie
+                client.cookies.set_cookie_header(prepared)
             response = client.send(prepared)
         except httpx.TimeoutException as exc:
             return NetworkError(f"timed out ({type(exc).__name__})")
@@ -98,13 +98,15 @@ class Client:
         return url
 
     def _timeout(self, seconds: float) -> dict[str, float | None]:
-        """The request's timeout, as ``httpx.Timeout(seconds)`` gives it to the transport."""
-        timeout = self._timeouts.get(seconds)
-        if timeout is None:
-            timeout = httpx.Timeout(seconds).as_dict()
-            if len(self._timeouts) < _TIMEOUTS_KEPT:  # a deadline's remainder varies
-                self._timeouts[seconds] = timeout
-        return timeout
+        """The request's timeout, as ``httpx.Timeout(seconds)`` gives it to the transport.
+
+        Made once for the configured timeout; a deadline's remainder (shorter) each time.
+        """
+        if seconds == self._settings.timeout:
+            if self._configured_timeout is None:
+                self._configured_timeout = httpx.Timeout(seconds).as_dict()
+            return self._configured_timeout
+        return httpx.Timeout(seconds).as_dict()
 
     def http(self) -> httpx.Client:
         """The httpx client, made on first use (and again in a forked child)."""

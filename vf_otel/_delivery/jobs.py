@@ -77,8 +77,12 @@ class JobRunner:
         job.deadline = deadline
         self._ledger.move(job.weight, source, "in_flight")
         while not self._stop.is_set() and self._circuit.ready():
-            if self.senders.submit(job, SLOT_POLL, limit=self.concurrency):
-                return
+            try:
+                if self.senders.submit(job, SLOT_POLL, limit=self.concurrency):
+                    return
+            except RuntimeError:  # no sender thread could be started: kept for later
+                self._ledger.error("senders", "vf-otel could not start a sender", exc_info=True)
+                break
             if self._queue_filling() or self._clock() >= deadline:
                 break  # the queue is filling while every sender is busy: park, keep draining
         self.park(job, source="in_flight")

@@ -225,8 +225,10 @@ class Ledger:
         """A rate-limited warning on the ``vf_otel`` logger."""
         self._log.warning(reason, message, *args)
 
-    def error(self, reason: str, message: str, *args: object, exc_info: bool = False) -> None:
-        """A rate-limited error on the ``vf_otel`` logger."""
+    def error(
+        self, reason: str, message: str, *args: object, exc_info: bool | BaseException = False
+    ) -> None:
+        """A rate-limited error on the ``vf_otel`` logger (``exc_info``: as logging takes it)."""
         self._log.log(logging.ERROR, reason, message, *args, exc_info=exc_info)
 
     # -- reading --------------------------------------------------------------

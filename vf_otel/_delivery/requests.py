@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -66,7 +67,9 @@ def prepare(
         if pause is not None:
             pause()  # after each PAUSE_EVERY events encoded (see Worker._pause)
     # Passes in C over the batch: most carry no traits and no identify().
-    requests = _upserts(kept, ledger) if list(map(_TRAITS, kept)).count(None) < len(kept) else []
+    # (``is not``: a traits mapping's own __eq__ is never run.)
+    has_traits = any(map(operator.is_not, map(_TRAITS, kept), itertools.repeat(None)))
+    requests = _upserts(kept, ledger) if has_traits else []
     if True in map(SAME_AS_IDENTIFY, map(_NAME, kept)):
         # An identify() is only its user upsert: it never goes out as an event.
         pairs = [pair for pair in zip(kept, bodies, strict=True) if not is_identify(pair[0].name)]

@@ -63,7 +63,8 @@ class Senders(Generic[T]):
     def submit(self, job: T, timeout: float, *, limit: int | None = None) -> bool:
         """Hand ``job`` to a free thread, waiting up to ``timeout`` for one; False if none.
 
-        With ``limit``, only while fewer than ``limit`` jobs are running.
+        With ``limit``, only while fewer than ``limit`` jobs are running. RuntimeError
+        when a thread was needed and none could be started (nothing is changed then).
         """
         if not self._slots.acquire(timeout=max(0.0, timeout)):
             return False
@@ -77,12 +78,16 @@ class Senders(Generic[T]):
             time.sleep(min(timeout, 0.01))  # a slot is free but the limit says wait
             return False
         with self._lock:
-            self._busy += 1
             if self._idle == 0 and len(self._threads) < self._size:
                 thread = threading.Thread(target=self._loop, name="VibefollowSender", daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError:  # the interpreter is exiting, or no thread can be made
+                    self._slots.release()
+                    raise
                 self._threads.append(thread)
                 self._idle += 1
-                thread.start()
+            self._busy += 1
             self._idle -= 1
         self._jobs.put(job)
         return True

@@ -214,21 +214,34 @@ class Worker:
             # they are built (a producer pacing itself on queued + backlog relies on it).
             self._ledger.move(len(items), None, "in_flight")
             try:
-                # A refusal rides the queue only to be counted off the app's thread; an
-                # identify() is a user upsert, counted in users_sent, not an event.
-                self._ledger.enqueued(count_events(items))
-                events = self._build_politely(items)
-                job = self._chain(prepare(events, self._settings, self._ledger, self._pause))
+                job = self._chain(self._requests_for(items))
                 if job is not None:
                     self._jobs.dispatch(job, self._clock() + self._settings.export_timeout)
-            except Exception:  # noqa: BLE001 - each event is guarded; this is the last resort
-                # Something no guard foresaw: the batch is lost, but counted and reported.
-                self._ledger.error("worker", "vf-otel could not prepare a batch", exc_info=True)
-                error = UndeliveredError("internal error while preparing a batch")
-                self._ledger.drop("internal_error", (), error, count=len(items))
             finally:
                 self._ledger.move(len(items), "in_flight", None)
         self._batches.assign(asked)
+
+    def _requests_for(self, items: list[Any]) -> list[Request]:
+        """The requests for a batch of queued items; every event is counted whatever happens.
+
+        Each event is guarded where it is built and encoded; if something no guard
+        foresaw fails anyway, the events not counted yet are dropped as ``internal_error``
+        and reported, never lost silently (what the build refused or before_send left
+        out was counted already).
+        """
+        built: list[Event] | None = None
+        try:
+            # A refusal rides the queue only to be counted off the app's thread; an
+            # identify() is a user upsert, counted in users_sent, not an event.
+            self._ledger.enqueued(count_events(items))
+            built = self._build_politely(items)
+            return prepare(built, self._settings, self._ledger, self._pause)
+        except Exception:  # noqa: BLE001 - the last resort, see above
+            self._ledger.error("worker", "vf-otel could not prepare a batch", exc_info=True)
+            error = UndeliveredError("internal error while preparing a batch")
+            lost = count_events(items) if built is None else len(built)
+            self._ledger.drop("internal_error", (), error, count=lost)
+            return []
 
     def _build_politely(self, items: list[Any]) -> list[Event]:
         """The batch's Events, built PAUSE_EVERY items at a time with a pause after each."""

@@ -120,7 +120,8 @@ def build_batch(
                         props = {}
                     elif redactor is not None and redactor.enabled:
                         props = redactor.flat_properties(props)  # is_plain: nothing nested
-                    millis = math.floor(created * 1000)
+                    whole = math.floor(created)  # as _millis() (inlined: once per event)
+                    millis = whole * 1000 + int((created - whole) * 1000)
                     if millis != last_millis:
                         last_time, last_millis = _from_millis(millis), millis
                     keep(plain_event(name, user, props, last_time, event_id))
@@ -128,7 +129,10 @@ def build_batch(
             built = build_pending(item, event_id, collisions)
         except Exception as exc:  # noqa: BLE001 - one odd item must not sink the batch
             built = Rejection(
-                "internal_error", "event", f"unexpected {type_name(exc)} while building the event"
+                "internal_error",
+                "event",
+                f"unexpected {type_name(exc)} while building the event",
+                cause=exc,
             )
         (refused if isinstance(built, Rejection) else events).append(built)  # type: ignore[arg-type]
     return events, refused
@@ -182,9 +186,17 @@ def record_time(created: float) -> datetime:
     ``created`` (a record's attributes can be set to anything) give the current time.
     """
     try:
-        return _from_millis(math.floor(created * 1000))
+        return _from_millis(_millis(created))
     except Exception:  # noqa: BLE001 - see above
         return datetime.now(UTC)
+
+
+def _millis(created: float) -> int:
+    """Milliseconds since the epoch, as logging counts a record's ``msecs``: the whole
+    seconds, then the fraction's milliseconds (not ``created * 1000``, which rounds
+    ``.6`` held as ``.59999…`` up to ``.600`` where logging shows ``599``)."""
+    whole = math.floor(created)
+    return whole * 1000 + int((created - whole) * 1000)
 
 
 def _from_millis(millis: int) -> datetime:

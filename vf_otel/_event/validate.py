@@ -7,6 +7,7 @@ refused with a reason like any other bad value.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -68,11 +69,16 @@ _QUOTE_LENGTH: Final = 80
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why an event was not built: a counter reason, a field and a readable message."""
+    """Why an event was not built: a counter reason, a field and a readable message.
+
+    ``cause``: for ``internal_error``, the exception no check foresaw (its traceback
+    is logged where the rejection is counted).
+    """
 
     reason: str
     field: str
     message: str
+    cause: BaseException | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def make_event(
@@ -108,7 +114,10 @@ def make_event(
         )
     except Exception as exc:  # noqa: BLE001 - last resort; every known hazard is checked
         return Rejection(
-            "internal_error", "event", f"unexpected {type_name(exc)} while building the event"
+            "internal_error",
+            "event",
+            f"unexpected {type_name(exc)} while building the event",
+            cause=exc,
         )
 
 

@@ -32,7 +32,14 @@ class RateLimitedLog:
         # reason -> (time of the last message, messages held back since)
         self._state: dict[str, tuple[float, int]] = {}
 
-    def log(self, level: int, reason: str, msg: str, *args: object, exc_info: bool = False) -> bool:
+    def log(
+        self,
+        level: int,
+        reason: str,
+        msg: str,
+        *args: object,
+        exc_info: bool | BaseException = False,
+    ) -> bool:
         """Log ``msg % args`` unless this reason was logged within the interval."""
         now = self._clock()
         with self._lock:
