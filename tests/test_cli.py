@@ -150,6 +150,28 @@ def test_doctor_sends_one_test_event_and_says_ok(
     assert event["properties"] == {"source": "vf-otel doctor"}
 
 
+def test_doctor_says_when_delivery_is_off(
+    vibefollow_server: VibefollowServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The endpoint works, but with VIBEFOLLOW_ENABLED=false the app sends nothing: said."""
+    monkeypatch.setenv("VIBEFOLLOW_ENABLED", "false")
+    assert doctor(vibefollow_server) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "OK: Vibefollow accepted the test event" in out
+    assert "Delivery is off here (VIBEFOLLOW_ENABLED=false" in out
+    assert out.index("OK: Vibefollow") < out.index("Delivery is off")
+
+
+def test_doctor_says_nothing_of_delivery_when_it_is_on(
+    vibefollow_server: VibefollowServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default: no note."""
+    assert doctor(vibefollow_server) == ExitCode.OK
+    assert "Delivery is off" not in capsys.readouterr().out
+
+
 def test_doctor_shows_each_option_with_its_source(
     vibefollow_server: VibefollowServer,
     monkeypatch: pytest.MonkeyPatch,

@@ -84,7 +84,14 @@ def run(args: argparse.Namespace) -> int:
     problem = _config_problem(sourced)
     if problem is not None:
         return report.result(problem)
-    return report.result(_check_endpoint(sourced.settings, report))
+    failure = _check_endpoint(sourced.settings, report)
+    if failure is None and not sourced.settings.enabled:
+        # The endpoint works, but the app with these settings sends nothing (on purpose).
+        report.note(
+            f"Delivery is off here ({ENV_VARS['enabled']}=false or enabled=False): the "
+            "library counts events in stats().disabled and sends none."
+        )
+    return report.result(failure)
 
 
 def _config_problem(sourced: SourcedSettings) -> Failure | None:
@@ -176,6 +183,7 @@ class _Report:
     def __init__(self, stream: TextIO) -> None:
         self._out = stream
         self.secret: str | None = None
+        self._notes: list[str] = []
         self._style = Style.for_stream(stream)
 
     def _print(self, text: str) -> None:
@@ -200,6 +208,10 @@ class _Report:
             text = f"{name:<{widths[0]}}  {value:<{widths[1]}}  {source}"
             self.detail(self._style.yellow(text) if "ignored" in source else text)
 
+    def note(self, text: str) -> None:
+        """A line shown under an OK verdict: something the user may not expect."""
+        self._notes.append(text)
+
     def result(self, failure: Failure | None) -> int:
         """The verdict; returns the exit status."""
         title = f"[{_STEPS}/{_STEPS}] result"
@@ -207,6 +219,8 @@ class _Report:
             verdict = self._style.green("OK: Vibefollow accepted the test event")
             self._print(f"{self._style.bold(title)}  {verdict}")
             self.detail(f"It shows up as {DOCTOR_EVENT!r} for user {DOCTOR_USER!r}.")
+            for text in self._notes:
+                self.detail(self._style.yellow(text))
             return ExitCode.OK
         verdict = self._style.red(f"FAILED (exit {int(failure.code)}): {failure.message}")
         self._print(f"{self._style.bold(title)}  {verdict}")
