@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from vf_otel._delivery import worker as worker_module
+from vf_otel._delivery import pace as pace_module
 from vf_otel._delivery.requests import PAUSE_EVERY
 from vf_otel._event.validate import Rejection
 from vf_otel.testing import VibefollowServer
@@ -65,7 +65,7 @@ def test_the_worker_lets_the_app_run_while_it_builds(
 ) -> None:
     """A batch nobody waits for is built and encoded with the GIL let go every PAUSE_EVERY."""
     yields: list[int] = []
-    monkeypatch.setattr(worker_module, "_yield_gil", lambda: yields.append(1))
+    monkeypatch.setattr(pace_module, "_yield_gil", lambda: yields.append(1))
     handler = make_handler(batch_size=2 * PAUSE_EVERY, flush_interval=60.0)
     app_logger.addHandler(handler)
     for i in range(2 * PAUSE_EVERY):
@@ -79,7 +79,7 @@ def test_the_worker_does_not_pause_while_a_flush_waits(
 ) -> None:
     """A batch a flush() waits for is built without letting go: the caller waits for it."""
     yields: list[int] = []
-    monkeypatch.setattr(worker_module, "_yield_gil", lambda: yields.append(1))
+    monkeypatch.setattr(pace_module, "_yield_gil", lambda: yields.append(1))
     handler = make_handler(batch_size=100, flush_interval=60.0)
     app_logger.addHandler(handler)
     for i in range(2 * PAUSE_EVERY):
@@ -93,21 +93,21 @@ def test_the_worker_keeps_up_once_the_queue_is_half_full(
 ) -> None:
     """Past half of max_queue_size the worker stops letting go, and after close() too."""
     yields: list[int] = []
-    monkeypatch.setattr(worker_module, "_yield_gil", lambda: yields.append(1))
+    monkeypatch.setattr(pace_module, "_yield_gil", lambda: yields.append(1))
     handler = make_handler(max_queue_size=4, batch_size=100)  # nothing taken meanwhile
     queue, worker = handler._pipeline.queue, handler._pipeline._worker
     refusal = Rejection("invalid_name", "name", "counted")
-    worker._pause()
+    worker._pace.pause()
     queue.put(refusal)
     queue.put(refusal)
-    worker._pause()
+    worker._pace.pause()
     assert len(yields) == 2  # up to half full: the app goes first
     queue.put(refusal)
-    worker._pause()
+    worker._pace.pause()
     assert len(yields) == 2  # over half full: the worker takes its share
     queue.take(3)
     handler.close()
-    worker._pause()
+    worker._pace.pause()
     assert len(yields) == 2  # stopping: nothing to wait for
 
 

@@ -17,7 +17,7 @@ from .wire import MAX_EVENT_BYTES, Request, encode_event, event_requests, user_r
 __all__ = ["NO_BASE_URL_TEXT", "PAUSE_EVERY", "prepare"]
 
 #: Given a ``pause``, prepare() calls it after every this many events (the worker lets
-#: the app's threads run: see Worker._pause).
+#: the app's threads run: see pace.py).
 PAUSE_EVERY: Final = 20
 
 _TRAITS: Final = operator.attrgetter("traits")
@@ -65,7 +65,7 @@ def prepare(
             kept.append(event)
             bodies.append(data)
         if pause is not None:
-            pause()  # after each PAUSE_EVERY events encoded (see Worker._pause)
+            pause()  # after each PAUSE_EVERY events encoded (see pace.py)
     # Passes in C over the batch: most carry no traits and no identify().
     # (``is not``: a traits mapping's own __eq__ is never run.)
     has_traits = any(map(operator.is_not, map(_TRAITS, kept), itertools.repeat(None)))

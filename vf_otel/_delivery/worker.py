@@ -33,6 +33,7 @@ from .attempt import Attempts
 from .batches import Batches, Waiter
 from .jobs import JobRunner
 from .ledger import Ledger
+from .pace import Pace
 from .parked import Job, Parked
 from .policy import CircuitBreaker
 from .queue import REFUSALS, EventQueue
@@ -88,6 +89,12 @@ class Worker:
             queue_filling=lambda: len(queue) * 2 > settings.max_queue_size,
             when_stopped=when_stopped,
             clock=clock,
+        )
+        self._pace = Pace(
+            queue=queue,
+            max_queue_size=settings.max_queue_size,
+            stop=stop,
+            flush_waiting=lambda: self._batches.waiting,
         )
         self._interval = settings.flush_interval
         self._replay_every = max(MIN_REPLAY_INTERVAL, settings.flush_interval)
@@ -235,7 +242,7 @@ class Worker:
             # identify() is a user upsert, counted in users_sent, not an event.
             self._ledger.enqueued(count_events(items))
             built = self._build_politely(items)
-            return prepare(built, self._settings, self._ledger, self._pause)
+            return prepare(built, self._settings, self._ledger, self._pace.pause)
         except Exception:  # noqa: BLE001 - the last resort, see above
             self._ledger.error("worker", "vf-otel could not prepare a batch", exc_info=True)
             error = UndeliveredError("internal error while preparing a batch")
@@ -245,36 +252,13 @@ class Worker:
 
     def _build_politely(self, items: list[Any]) -> list[Event]:
         """The batch's Events, built PAUSE_EVERY items at a time with a pause after each."""
-        if self._hurried():
+        if self._pace.hurried():
             return self._build(items)
         events: list[Event] = []
         for start in range(0, len(items), PAUSE_EVERY):
             events += self._build(items[start : start + PAUSE_EVERY])
-            self._pause()
+            self._pace.pause()
         return events
-
-    def _pause(self) -> None:
-        """Let the app's threads run, unless the worker is hurried (see _hurried).
-
-        A thread waiting for the GIL gets it only when the holder lets go: at the
-        latest after the switch interval (5 ms), a long time on a request path. A
-        batch takes a few ms to build and encode, so the worker lets go every
-        PAUSE_EVERY events.
-        """
-        if not self._hurried():
-            _yield_gil()
-
-    def _hurried(self) -> bool:
-        """Whether to build without pausing: a flush() or shutdown waits, or the queue fills.
-
-        Handing the GIL back and forth costs time a flush() or shutdown would wait;
-        past half of ``max_queue_size`` the worker takes its share, so the queue drains.
-        """
-        return (
-            self._batches.waiting
-            or self._stop.is_set()
-            or len(self._queue) * 2 > self._settings.max_queue_size
-        )
 
     def _chain(self, requests: list[Request]) -> Job | None:
         """One job for a batch's requests, sent in order (upserts first), tracked each."""
@@ -318,8 +302,3 @@ class Worker:
             if new > 0:
                 self._warned[reason] = count
                 self._ledger.warn_refused(reason, new)
-
-
-def _yield_gil() -> None:
-    """Let a thread waiting for the GIL take it: a sleep releases it, even for 0 s."""
-    time.sleep(0)
