@@ -93,6 +93,26 @@ def test_handler_counters_are_observable(
     assert points[QUEUE_GAUGE, HANDLER] == 0
 
 
+def test_user_upserts_and_key_collisions_are_observable(
+    api: VibefollowServer, reader: InMemoryMetricReader, app_logger: logging.Logger
+) -> None:
+    """users_sent, users_failed (an email the API would refuse) and key_collisions."""
+    handler = _handler(api)
+    app_logger.addHandler(handler)
+    try:
+        app_logger.info("a", extra={"vf_user": "u1", "vf_traits": {"plan": "pro"}})
+        app_logger.info("b", extra={"vf_user": "u2", "vf_traits": {"email": "not-an-email"}})
+        app_logger.info("c", extra={"vf_user": "u3", "vf_properties": {1: "x", "1": "y"}})
+        assert handler.flush(5.0)  # an upsert refused and a value left out: no event lost
+        points = collect(reader)
+    finally:
+        handler.close()
+    assert points["vibefollow.events.sent", HANDLER] == 3
+    assert points["vibefollow.users.sent", HANDLER] == 1
+    assert points["vibefollow.users.failed", HANDLER] == 1
+    assert points["vibefollow.properties.key_collisions", HANDLER] == 1
+
+
 def test_instruments_match_the_stats_fields(
     api: VibefollowServer, reader: InMemoryMetricReader
 ) -> None:

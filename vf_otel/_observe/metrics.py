@@ -48,6 +48,17 @@ COUNTERS: Final = {
     ),
     "dropped": ("vibefollow.events.dropped", "{event}", "Events never delivered, by reason"),
     "spooled": ("vibefollow.events.spooled", "{event}", "Events written to the durable spool"),
+    "users_sent": ("vibefollow.users.sent", "{upsert}", "User upserts the API accepted"),
+    "users_failed": (
+        "vibefollow.users.failed",
+        "{upsert}",
+        "User upserts refused or impossible to build (their events still go)",
+    ),
+    "key_collisions": (
+        "vibefollow.properties.key_collisions",
+        "{value}",
+        "Property or trait values left out: two keys became the same string",
+    ),
 }
 
 
