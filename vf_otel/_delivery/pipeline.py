@@ -38,6 +38,7 @@ from .queue import EventQueue
 from .screen import Screen, build_counted
 from .senders import on_delivery_thread
 from .stats import Stats
+from .stopping import exiting, say_late_at_exit, warn_undelivered
 from .worker import Worker
 
 __all__ = ["Item", "Pipeline"]
@@ -77,6 +78,7 @@ class Pipeline:
             self._spool = Spool(settings.spool_path, settings.spool_max_bytes, lease=lease)
             self._spool.open()  # a bad path is reported now, not at the first outage
         self._closed = False
+        self._said_late_at_exit = False
         self._failures_seen = 0
         # Held by shutdown() and reopen(), so the two never interleave.
         self._lifecycle = threading.Lock()
@@ -233,9 +235,15 @@ class Pipeline:
         The same settings, queue, spool and counts (``stats()`` goes on counting);
         a new worker, senders and HTTP client. Called from ``put`` on the closed
         queue, on the app's thread: it never waits. False (the item is refused,
-        counted as ``shutdown``) while another thread shuts down or reopens, or
-        when no thread can start (the interpreter is exiting).
+        counted as ``shutdown``) while another thread shuts down or reopens, when
+        no thread can start, and once the interpreter runs its exit hooks: nothing
+        would drain a new worker then (``logging.shutdown()`` has run or is about to).
         """
+        if exiting():
+            if not self._said_late_at_exit:
+                self._said_late_at_exit = True
+                say_late_at_exit()
+            return False
         if not self._lifecycle.acquire(blocking=False):
             return False
         try:
@@ -268,20 +276,8 @@ class Pipeline:
         if stats.in_flight == 0:
             self._client.close()
         self.parked.close()
-        self._warn_undelivered(dropped, stats.in_flight)
+        warn_undelivered(dropped, stats.in_flight, self._spool)
         return delivered and dropped == 0 and stats.in_flight == 0
-
-    def _warn_undelivered(self, dropped: int, in_flight: int) -> None:
-        spool = self._spool
-        parts = []
-        if dropped:
-            parts.append(f"{dropped} event(s) not delivered (dropped; reported to on_error)")
-        if in_flight:
-            parts.append(f"{in_flight} event(s) still in flight, outcome unknown")
-        if spool is not None and spool.usable and spool.pending():
-            parts.append(f"events wait in the spool {spool.path} for the next start")
-        if dropped or in_flight:
-            _logger.warning("vf-otel shut down with %s", "; ".join(parts))
 
     def stats(self) -> Stats:
         """The counts now."""

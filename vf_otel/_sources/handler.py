@@ -146,7 +146,8 @@ class VibefollowHandler(logging.Handler):
         """Drain (up to ``shutdown_timeout``) and stop the worker.
 
         As with ``FileHandler``, a closed handler that gets a tagged record starts
-        delivering again: same settings, and ``stats()`` goes on counting. Closed by
+        delivering again: same settings, and ``stats()`` goes on counting (not once
+        the interpreter runs its exit hooks: then it is refused, counted). Closed by
         ``dictConfig`` / ``fileConfig`` (they close every handler, even one they
         leave attached, and forget it for ``logging.shutdown()`` at exit) it does
         not stop: it cannot wait for delivery there. What is queued goes on being
