@@ -59,6 +59,19 @@ def make_handler(vibefollow_server: VibefollowServer) -> Iterator[HandlerFactory
 
 
 @pytest.fixture
+def root_handler(vibefollow_server: VibefollowServer) -> Iterator[vf_otel.VibefollowHandler]:
+    """A handler on the root logger (where vf_otel.event() records go), closed afterwards."""
+    made = vf_otel.VibefollowHandler(
+        api_key=vibefollow_server.api_key, base_url=vibefollow_server.base_url
+    )
+    root = logging.getLogger()
+    root.addHandler(made)
+    yield made
+    root.removeHandler(made)
+    made.close()
+
+
+@pytest.fixture
 def app_logger(request: pytest.FixtureRequest) -> Iterator[logging.Logger]:
     """A fresh application logger at DEBUG that does not propagate to root."""
     logger = logging.getLogger(f"app.{request.node.name}")

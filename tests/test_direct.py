@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -24,16 +23,9 @@ WHEN = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def handler(vibefollow_server: VibefollowServer) -> Iterator[vf_otel.VibefollowHandler]:
-    """A handler on the root logger, where event() and identify() records go."""
-    made = vf_otel.VibefollowHandler(
-        api_key=vibefollow_server.api_key, base_url=vibefollow_server.base_url
-    )
-    root = logging.getLogger()
-    root.addHandler(made)
-    yield made
-    root.removeHandler(made)
-    made.close()
+def handler(root_handler: vf_otel.VibefollowHandler) -> vf_otel.VibefollowHandler:
+    """The handler on the root logger, where event() and identify() records go."""
+    return root_handler
 
 
 def test_event_takes_its_user_from_the_argument_or_the_context(

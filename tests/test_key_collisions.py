@@ -442,19 +442,6 @@ def test_handler_counts_and_warns_about_the_collision(
     assert SECRET_B not in warning
 
 
-@pytest.fixture
-def root_handler(vibefollow_server: VibefollowServer) -> Iterator[vf_otel.VibefollowHandler]:
-    """A handler on the root logger, where vf_otel.event() records go."""
-    made = vf_otel.VibefollowHandler(
-        api_key=vibefollow_server.api_key, base_url=vibefollow_server.base_url
-    )
-    root = logging.getLogger()
-    root.addHandler(made)
-    yield made
-    root.removeHandler(made)
-    made.close()
-
-
 def test_event_delivers_the_last_value_and_drops_nothing(
     vibefollow_server: VibefollowServer, root_handler: vf_otel.VibefollowHandler
 ) -> None:
