@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -38,6 +39,15 @@ def clean_logging() -> Iterator[None]:
             root.removeHandler(handler)
             handler.close()
     root.setLevel(level)
+
+
+@pytest.fixture
+def server(vibefollow_server: VibefollowServer) -> VibefollowServer:
+    """A local Vibefollow API for this test alone (the plugin's ``vibefollow_server``).
+
+    A module that shares one across its tests defines its own, module-scoped.
+    """
+    return vibefollow_server
 
 
 @pytest.fixture
@@ -103,6 +113,20 @@ def server_env(
     env |= app_env or {}
     env |= {"VIBEFOLLOW_API_KEY": server.api_key, "VIBEFOLLOW_BASE_URL": server.base_url}
     return env | extra
+
+
+#: A hang guard for a child process, not a timing assertion.
+HANG_GUARD: Final = 120.0
+
+
+def run_script(
+    server: VibefollowServer, tmp_path: Path, source: str, *args: str, timeout: float = HANG_GUARD
+) -> subprocess.CompletedProcess[str]:
+    """Write ``source`` (dedented) to ``tmp_path/app.py`` and run it with ``args`` as
+    ``run_python`` does, configured from VIBEFOLLOW_* for ``server``."""
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent(source))
+    return run_python(server, [str(script), *args], timeout=timeout)
 
 
 def run_python(

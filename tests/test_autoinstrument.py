@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -39,13 +38,6 @@ needs_install = pytest.mark.skipif(
     not _installed("opentelemetry_traces_exporter"),
     reason="vf-otel is not installed, so its entry points are missing (pip install -e .)",
 )
-
-
-@pytest.fixture
-def server() -> Iterator[VibefollowServer]:
-    """A local Vibefollow API."""
-    with VibefollowServer() as running:
-        yield running
 
 
 @pytest.fixture

@@ -142,13 +142,6 @@ class Collector:
 
 
 @pytest.fixture
-def server() -> Iterator[VibefollowServer]:
-    """A local Vibefollow API."""
-    with VibefollowServer() as running:
-        yield running
-
-
-@pytest.fixture
 def collector() -> Iterator[Collector]:
     """A local OTLP collector."""
     running = Collector()

@@ -19,13 +19,6 @@ IDLE_INTERVAL = 600.0
 
 
 @pytest.fixture
-def server() -> Iterator[VibefollowServer]:
-    """A local Vibefollow API."""
-    with VibefollowServer() as running:
-        yield running
-
-
-@pytest.fixture
 def no_global_provider(monkeypatch: pytest.MonkeyPatch) -> None:
     """Forget the global tracer provider for this test (the API sets it once per process)."""
     monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", Once())

@@ -16,7 +16,6 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +42,6 @@ for seq in range(int(sys.argv[1])):
     log.info("lifecycle", extra={"vf_user": f"usr_{seq % 97}", "vf_properties": {"seq": seq}})
 # No flush, no close: the interpreter's exit runs logging.shutdown().
 """
-
-
-@pytest.fixture
-def server() -> Iterator[VibefollowServer]:
-    """A server per test: a held request must not land in another test's records."""
-    with VibefollowServer() as running:
-        yield running
 
 
 def _run_child(

@@ -8,15 +8,13 @@ once on stderr.
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 from vf_otel.testing import VibefollowServer
 
-from .conftest import run_python
+from .conftest import run_script
 
-SCRIPT = textwrap.dedent(
-    """
+SCRIPT = """
     import logging
     import threading
 
@@ -45,7 +43,6 @@ SCRIPT = textwrap.dedent(
     threading.Thread(target=late, daemon=True).start()
     log.info("before_exit", extra={"vf_user": "u1"})
     """
-)
 
 
 def test_a_record_after_the_final_shutdown_is_refused_and_said(
@@ -53,9 +50,7 @@ def test_a_record_after_the_final_shutdown_is_refused_and_said(
 ) -> None:
     """The event logged before exit is delivered; the two after logging.shutdown() are not
     queued behind a worker that would never run: one line on stderr says so."""
-    script = tmp_path / "app.py"
-    script.write_text(SCRIPT)
-    done = run_python(vibefollow_server, [str(script)], timeout=60)
+    done = run_script(vibefollow_server, tmp_path, SCRIPT)
     assert done.returncode == 0, done.stderr
     assert [e["name"] for e in vibefollow_server.events] == ["before_exit"]
     lines = [line for line in done.stderr.splitlines() if "after logging.shutdown()" in line]

@@ -13,9 +13,8 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
@@ -63,14 +62,6 @@ def _outage(server: VibefollowServer, rng: random.Random) -> None:
 
 
 FAULTS: tuple[Fault, ...] = (_server_error, _rate_limited, _reset, _lost_response, _slow, _outage)
-
-
-@pytest.fixture
-def server() -> Iterator[VibefollowServer]:
-    """A local Vibefollow API per test: a request held past the client's timeout must not
-    land in the next test's records."""
-    with VibefollowServer() as running:
-        yield running
 
 
 def _wait_until(predicate: Callable[[], bool], limit: float) -> bool:

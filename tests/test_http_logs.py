@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,10 +17,8 @@ import vf_otel
 from vf_otel._delivery.httplog import HTTP_LOGGERS
 from vf_otel.testing import VibefollowServer
 
-from .conftest import run_python
+from .conftest import run_script
 
-#: A hang guard for a child process, not a timing assertion.
-HANG_GUARD = 120
 #: What each line the apps below print starts with: thread, level, logger.
 LINE_FORMAT = "%(threadName)s|%(levelname)s|%(name)s|%(message)s"
 
@@ -49,20 +44,6 @@ handler.close()
 """
 
 
-@pytest.fixture
-def server() -> Iterator[VibefollowServer]:
-    """A local Vibefollow API for this test alone."""
-    with VibefollowServer() as running:
-        yield running
-
-
-def run(server: VibefollowServer, tmp_path: Path, source: str) -> subprocess.CompletedProcess[str]:
-    """Run ``source`` in a fresh interpreter configured from VIBEFOLLOW_*; argv[1] is the URL."""
-    script = tmp_path / "app.py"
-    script.write_text(textwrap.dedent(source))
-    return run_python(server, [str(script), server.base_url], timeout=HANG_GUARD)
-
-
 def app(level: str) -> str:
     """APP with basicConfig at ``level`` and LINE_FORMAT."""
     return APP.replace("LEVEL", f"logging.{level}").replace("FORMAT", repr(LINE_FORMAT))
@@ -72,7 +53,7 @@ def test_basicconfig_info_prints_the_apps_request_and_none_of_vf_otels(
     server: VibefollowServer, tmp_path: Path
 ) -> None:
     """basicConfig(level=INFO): the app's GET is printed, no delivery POST is."""
-    done = run(server, tmp_path, app("INFO"))
+    done = run_script(server, tmp_path, app("INFO"), server.base_url)
     assert done.returncode == 0, done.stderr
     assert len(server.events) == 3
     assert len([r for r in server.requests if r.path.endswith("/events/batch")]) == 3
@@ -87,7 +68,7 @@ def test_basicconfig_debug_shows_delivery_only_under_vf_otel_http(
 ) -> None:
     """basicConfig(level=DEBUG): delivery's records appear once each, as DEBUG on
     vf_otel.http; every httpx/httpcore line left is the app's own request's."""
-    done = run(server, tmp_path, app("DEBUG"))
+    done = run_script(server, tmp_path, app("DEBUG"), server.base_url)
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
     posts = [line for line in lines if "HTTP Request: POST" in line]
@@ -106,7 +87,7 @@ def test_a_forked_child_delivers_quietly_too(server: VibefollowServer, tmp_path:
     """A child forked after the handler was built adds no delivery line to its logs."""
     if not hasattr(os, "fork"):
         pytest.skip("needs os.fork")
-    done = run(
+    done = run_script(
         server,
         tmp_path,
         f"""
@@ -129,6 +110,7 @@ def test_a_forked_child_delivers_quietly_too(server: VibefollowServer, tmp_path:
         handler.close()
         raise SystemExit(os.waitstatus_to_exitcode(status))
         """,
+        server.base_url,
     )
     assert done.returncode == 0, done.stderr
     assert sorted(e["name"] for e in server.events) == ["child", "parent"]

@@ -22,13 +22,6 @@ Emit = Callable[..., None]
 
 
 @pytest.fixture
-def server() -> Iterator[VibefollowServer]:
-    """A local Vibefollow API."""
-    with VibefollowServer() as running:
-        yield running
-
-
-@pytest.fixture
 def exporter(server: VibefollowServer) -> Iterator[VibefollowLogExporter]:
     """A log exporter pointed at the server, shut down afterwards."""
     made = VibefollowLogExporter(api_key=server.api_key, base_url=server.base_url)

@@ -28,13 +28,6 @@ HANG_GUARD = 120
 SECRET = "hunter2-do-not-print"
 
 
-@pytest.fixture
-def server() -> Iterator[VibefollowServer]:
-    """A local Vibefollow API for this test alone."""
-    with VibefollowServer() as running:
-        yield running
-
-
 def run(source: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """Run ``source`` in a fresh interpreter with only ``env`` as VIBEFOLLOW_* settings."""
     script = tmp_path / "app.py"

@@ -12,7 +12,6 @@ import logging
 import subprocess
 import textwrap
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,6 @@ from .conftest import NO_FLUSH_TIMER, HandlerFactory, run_python
 
 #: A hang guard for a child process, not a timing assertion.
 HANG_GUARD = 120
-
-
-@pytest.fixture
-def server() -> Iterator[VibefollowServer]:
-    """A local Vibefollow API for this test alone."""
-    with VibefollowServer() as running:
-        yield running
 
 
 def run_script(

@@ -15,7 +15,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +32,6 @@ pytestmark = pytest.mark.skipif(
 #: A hang guard for a child process, not a timing assertion.
 HANG_GUARD = 120
 EVENTS = 25
-
-
-@pytest.fixture
-def server() -> Iterator[VibefollowServer]:
-    """A local Vibefollow API for this test alone."""
-    with VibefollowServer() as running:
-        yield running
 
 
 #: The end of every script: queue EVENTS events, say so, wait for the signal.

@@ -27,13 +27,6 @@ MakeExporter = Callable[..., VibefollowSpanExporter]
 
 
 @pytest.fixture
-def server() -> Iterator[VibefollowServer]:
-    """A local Vibefollow API."""
-    with VibefollowServer() as running:
-        yield running
-
-
-@pytest.fixture
 def make_exporter(server: VibefollowServer) -> Iterator[MakeExporter]:
     """Build exporters pointed at the server; all are shut down afterwards."""
     made: list[VibefollowSpanExporter] = []

@@ -7,9 +7,6 @@ The common set-ups run in a fresh interpreter, as written in docs/integrations/s
 from __future__ import annotations
 
 import logging
-import subprocess
-import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,26 +14,9 @@ import pytest
 import vf_otel
 from vf_otel.testing import VibefollowServer
 
-from .conftest import HandlerFactory, run_python
+from .conftest import HandlerFactory, run_script
 
 structlog = pytest.importorskip("structlog")
-
-#: A hang guard for a child process, not a timing assertion.
-HANG_GUARD = 120
-
-
-@pytest.fixture
-def server() -> Iterator[VibefollowServer]:
-    """A local Vibefollow API for this test alone."""
-    with VibefollowServer() as running:
-        yield running
-
-
-def run(server: VibefollowServer, tmp_path: Path, source: str) -> subprocess.CompletedProcess[str]:
-    """Run ``source`` in a fresh interpreter configured from VIBEFOLLOW_*."""
-    script = tmp_path / "app.py"
-    script.write_text(textwrap.dedent(source))
-    return run_python(server, [str(script)], timeout=HANG_GUARD)
 
 
 def test_structlog_defaults_with_the_processor_before_console_renderer(
@@ -44,7 +24,7 @@ def test_structlog_defaults_with_the_processor_before_console_renderer(
 ) -> None:
     """structlog's own defaults (PrintLogger, ConsoleRenderer last) plus the processor before
     the renderer, as docs/integrations/structlog.md writes it: events sent, console intact."""
-    done = run(
+    done = run_script(
         server,
         tmp_path,
         """
@@ -75,7 +55,7 @@ def test_structlog_defaults_with_the_processor_before_console_renderer(
 def test_processor_formatter_set_up_sends_once(server: VibefollowServer, tmp_path: Path) -> None:
     """stdlib LoggerFactory with ProcessorFormatter (wrap_for_formatter last): each event is
     sent exactly once, even with render_to_log_kwargs elsewhere unused."""
-    done = run(
+    done = run_script(
         server,
         tmp_path,
         """

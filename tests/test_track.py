@@ -16,13 +16,6 @@ from vf_otel.testing import VibefollowServer
 
 
 @pytest.fixture
-def server() -> Iterator[VibefollowServer]:
-    """A local Vibefollow API."""
-    with VibefollowServer() as running:
-        yield running
-
-
-@pytest.fixture
 def handler(server: VibefollowServer) -> Iterator[VibefollowHandler]:
     """A VibefollowHandler on the root logger (left at its default WARNING level)."""
     made = VibefollowHandler(api_key=server.api_key, base_url=server.base_url)

@@ -10,17 +10,11 @@ from __future__ import annotations
 
 import subprocess
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from vf_otel.testing import VibefollowServer
 
-from .conftest import run_python
-
-#: A hang guard for a child process, not a timing assertion.
-HANG_GUARD = 120
+from .conftest import run_script
 
 APP = """
 log = logging.getLogger("shop")
@@ -30,22 +24,12 @@ log.warning("disk almost full")
 """
 
 
-@pytest.fixture
-def server() -> Iterator[VibefollowServer]:
-    """A local Vibefollow API for this test alone."""
-    with VibefollowServer() as running:
-        yield running
-
-
 def run_app(
     server: VibefollowServer, tmp_path: Path, setup: str
 ) -> subprocess.CompletedProcess[str]:
     """Run ``setup`` then APP in a fresh interpreter configured from VIBEFOLLOW_*."""
-    script = tmp_path / "main.py"
-    script.write_text(
-        "import logging\nimport sys\n\nimport vf_otel\n" + textwrap.dedent(setup) + APP
-    )
-    return run_python(server, [str(script)], timeout=HANG_GUARD)
+    header = "import logging\nimport sys\n\nimport vf_otel\n"
+    return run_script(server, tmp_path, header + textwrap.dedent(setup) + APP)
 
 
 def names(server: VibefollowServer) -> list[str]:
