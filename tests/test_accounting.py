@@ -414,6 +414,30 @@ def test_wake_at_batch_size_only() -> None:
     assert wakes.calls == 1
 
 
+def test_the_queue_wakes_the_worker_once_until_it_looks() -> None:
+    """Past batch_size each put would wake the worker: once, until it clears ``woken``."""
+    wakes = Wakes()
+    queue: EventQueue[int] = EventQueue(10, 1, wakes)
+    queue.put(0)
+    queue.put(1)
+    assert (wakes.calls, queue.woken) == (1, True)
+    queue.woken = False  # the worker, before it looks at the queue's length
+    queue.put(2)
+    assert wakes.calls == 2
+    queue.rewire(Wakes())  # a reopened pipeline's new worker has not been woken yet
+    assert not queue.woken
+
+
+def test_room_is_the_limit_while_open_and_none_once_closed() -> None:
+    """``room`` (what the handler's inlined put checks) follows ``closed`` both ways."""
+    queue: EventQueue[int] = EventQueue(3, 100, Wakes())
+    assert queue.room == 3 * RECORD_FIELDS
+    queue.closed = True
+    assert (queue.closed, queue.room) == (True, 0)
+    queue.closed = False
+    assert (queue.closed, queue.room) == (False, 3 * RECORD_FIELDS)
+
+
 def test_wake_callback_is_not_reentered() -> None:
     """A put from inside the wake callback (a signal handler logging) queues but does not wake."""
     wakes = Wakes()

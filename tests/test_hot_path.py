@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
+from collections.abc import Callable
 
 import pytest
 
 from vf_otel._delivery import pace as pace_module
-from vf_otel._delivery.requests import PAUSE_EVERY
+from vf_otel._delivery.pace import BUSY_AFTER, PAUSE_EVERY, STEP_BACK, Pace
 from vf_otel._event.validate import Rejection
+from vf_otel._sources import handler as handler_module
 from vf_otel.testing import VibefollowServer
 
-from .conftest import HandlerFactory
+from .conftest import HANG_GUARD, HandlerFactory
 
 
 def test_a_filter_on_the_handler_still_decides(
@@ -71,7 +74,8 @@ def test_the_worker_lets_the_app_run_while_it_builds(
     for i in range(2 * PAUSE_EVERY):
         app_logger.info("e", extra={"vf_user": f"usr_{i}"})
     assert vibefollow_server.wait_for_events(2 * PAUSE_EVERY, timeout=10)
-    assert len(yields) == 4  # after each PAUSE_EVERY events built, and each encoded
+    # Before the full batch is taken, then after each PAUSE_EVERY events built and encoded.
+    assert len(yields) == 5
 
 
 def test_the_worker_does_not_pause_while_a_flush_waits(
@@ -120,6 +124,166 @@ def test_a_queued_log_call_leaves_nothing_for_the_garbage_collector(
     app_logger.info("e", extra={"vf_user": "usr_1", "vf_properties": {"plan": "pro"}})
     queue = handler._pipeline.queue
     assert len(queue) == 1
-    fields = gc.get_referents(queue._items)
+    fields = gc.get_referents(queue.items)
     # The one tracked field is the handler's redactor, shared by every record.
     assert [field for field in fields if gc.is_tracked(field)] == [handler._redactor]
+
+
+# -- stepping back while the app is busy (pace.py) ---------------------------------
+
+
+class _Waits:
+    """Stands in for the pace's hurry event: records how long each step back would wait."""
+
+    def __init__(self) -> None:
+        self.waits: list[float | None] = []
+        self.flag = False
+
+    def set(self) -> None:
+        self.flag = True
+
+    def clear(self) -> None:
+        self.flag = False
+
+    def is_set(self) -> bool:
+        return self.flag
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return self.flag
+
+
+def _pace(
+    *, queued: int = 0, flush_waiting: Callable[[], bool] = lambda: False, gil_wait: float
+) -> tuple[Pace, _Waits]:
+    """A Pace whose clock says getting the GIL back took ``gil_wait`` seconds."""
+    ticks = iter(float(n) * gil_wait for n in range(1000))
+    pace = Pace(
+        queue=range(queued),
+        max_queue_size=100,
+        stop=threading.Event(),
+        flush_waiting=flush_waiting,
+        clock=lambda: next(ticks),
+    )
+    waits = _Waits()
+    pace._hurry = waits  # type: ignore[assignment]
+    return pace, waits
+
+
+@pytest.fixture
+def yields(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the pace's hand-overs of the GIL instead of making them."""
+    made: list[int] = []
+    monkeypatch.setattr(pace_module, "_yield_gil", lambda: made.append(1))
+    return made
+
+
+def test_the_worker_steps_back_while_the_app_keeps_the_gil(yields: list[int]) -> None:
+    """Getting the GIL back took BUSY_AFTER or more: the worker waits STEP_BACK."""
+    pace, waits = _pace(gil_wait=BUSY_AFTER)
+    pace.pause()
+    assert (len(yields), waits.waits) == (1, [STEP_BACK])
+
+
+def test_the_worker_goes_on_when_nobody_wanted_the_gil(yields: list[int]) -> None:
+    """An idle app gave the GIL straight back: no step back, delivery goes on."""
+    pace, waits = _pace(gil_wait=BUSY_AFTER / 10)
+    pace.pause()
+    assert (len(yields), waits.waits) == (1, [])
+
+
+@pytest.mark.parametrize(
+    ("queued", "flushing"), [(51, False), (0, True)], ids=["queue-past-half", "flush-waits"]
+)
+def test_a_hurried_worker_never_steps_back(yields: list[int], queued: int, flushing: bool) -> None:
+    """Past half of max_queue_size, or with a flush waiting, the worker does not let go."""
+    pace, waits = _pace(queued=queued, flush_waiting=lambda: flushing, gil_wait=1.0)
+    pace.pause()
+    assert (yields, waits.waits) == ([], [])
+
+
+class _EnteredEvent(threading.Event):
+    """A threading.Event that says when somebody starts waiting on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.entered.set()
+        return super().wait(timeout)
+
+
+def test_a_flush_ends_a_step_back_at_once(
+    monkeypatch: pytest.MonkeyPatch, yields: list[int]
+) -> None:
+    """hurry() (what flush() and shutdown call) wakes a worker in the middle of a step back."""
+    monkeypatch.setattr(pace_module, "STEP_BACK", 3600.0)  # only hurry() can end it
+    busy = iter([0.0, 1.0])
+    pace = Pace(
+        queue=(),
+        max_queue_size=100,
+        stop=threading.Event(),
+        flush_waiting=lambda: False,
+        clock=lambda: next(busy),
+    )
+    hurry = pace._hurry = _EnteredEvent()
+    worker = threading.Thread(target=pace.pause, daemon=True)
+    worker.start()
+    assert hurry.entered.wait(HANG_GUARD)  # the worker is stepping back
+    pace.hurry()
+    worker.join(HANG_GUARD)
+    assert not worker.is_alive()
+
+
+def test_a_flush_is_not_slowed_by_a_step_back(
+    vibefollow_server: VibefollowServer,
+    make_handler: HandlerFactory,
+    app_logger: logging.Logger,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every pause finds the app busy and would step back an hour: a flush still delivers."""
+    monkeypatch.setattr(pace_module, "STEP_BACK", 3600.0)
+    monkeypatch.setattr(pace_module, "BUSY_AFTER", 0.0)  # every hand-over counts as busy
+    handler = make_handler(batch_size=PAUSE_EVERY, flush_interval=60.0)
+    app_logger.addHandler(handler)
+    for i in range(5 * PAUSE_EVERY):  # full batches: the worker starts on them, politely
+        app_logger.info("e", extra={"vf_user": f"usr_{i}"})
+    assert handler.flush(timeout=HANG_GUARD)
+    assert len(vibefollow_server.events) == 5 * PAUSE_EVERY
+
+
+# -- which loggers' records may be events (handler.py) --------------------------------
+
+
+def test_a_logger_let_through_once_is_remembered_and_ours_never_are(
+    vibefollow_server: VibefollowServer, make_handler: HandlerFactory
+) -> None:
+    """Names that may send are remembered (str only); the library's own are never let through."""
+    handler = make_handler()
+    record = logging.makeLogRecord({"name": "app.remembered", "msg": "e", "vf_user": "usr_1"})
+    assert handler.handle(record)
+    assert "app.remembered" in handler_module._EVENT_LOGGERS
+    for name in ("vf_otel.delivery", "httpx", "opentelemetry.sdk"):
+        ours = logging.makeLogRecord({"name": name, "msg": "e", "vf_user": "usr_1"})
+        assert not handler.handle(ours)
+        assert name not in handler_module._EVENT_LOGGERS
+    odd = logging.makeLogRecord({"name": None, "msg": "odd", "vf_user": "usr_2"})
+    assert handler.handle(odd)  # a record factory's odd name: not ours, sent, not remembered
+    assert None not in handler_module._EVENT_LOGGERS
+    assert handler.flush(timeout=10)
+    assert [e["name"] for e in vibefollow_server.events] == ["e", "odd"]
+
+
+def test_the_remembered_logger_names_never_grow_past_their_limit(
+    make_handler: HandlerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Logger names made up at run time (one per request) start the set over at the limit."""
+    monkeypatch.setattr(handler_module, "_EVENT_LOGGERS_LIMIT", 3)
+    monkeypatch.setattr(handler_module, "_EVENT_LOGGERS", set())
+    handler = make_handler(enabled=False)
+    for i in range(7):
+        handler.handle(logging.makeLogRecord({"name": f"req.{i}", "vf_user": "usr_1"}))
+        assert len(handler_module._EVENT_LOGGERS) <= 3
+    assert "req.6" in handler_module._EVENT_LOGGERS
+    assert handler.stats().disabled == 7

@@ -105,15 +105,13 @@ class Pipeline:
         self._wake = threading.Event()
         self._stop = threading.Event()
         if queue is None:
-            queue = EventQueue(
-                settings.max_queue_size, settings.batch_size, self._wake.set, self._wake.is_set
-            )
+            queue = EventQueue(settings.max_queue_size, settings.batch_size, self._wake.set)
         elif reopening:
             # The same queue object, its items and counts: a handler holds its bound put().
-            queue.rewire(self._wake.set, self._wake.is_set)
+            queue.rewire(self._wake.set)
         else:
             # The same queue object (emptied): a handler holds its bound put().
-            queue.after_fork(self._wake.set, self._wake.is_set)
+            queue.after_fork(self._wake.set)
         self.queue: EventQueue[Item] = queue
         self._client = Client(settings, self._transport)
         self.circuit = CircuitBreaker(clock=self._clock, on_change=self._circuit_changed)
@@ -268,6 +266,7 @@ class Pipeline:
         self.queue.closed = True
         dropped_before = self.ledger.dropped("shutdown")
         self._stop.set()
+        self._worker.hurry()
         self._wake.set()
         self._worker.join(min(_JOIN_LIMIT, max(0.0, deadline - self._clock()) + _JOIN_LIMIT))
         stats = self.stats()

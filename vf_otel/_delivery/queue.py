@@ -10,9 +10,9 @@ worker is skipped when this thread is already doing it.
 
 The worker is woken once per batch, not once per ``put``: while it is busy the
 queue may grow past ``batch_size``, and setting its wake event again for every
-record would cost each log call a lock and a notify for nothing. ``woken`` tells
-whether the event is still set; the worker clears it before it looks at the
-queue's length, so a record that finds it set is seen all the same.
+record would cost each log call a lock and a notify for nothing. ``woken`` says
+the queue has woken it since the worker last looked; the worker clears it before
+it looks at the queue's length, so a record that finds it set is seen all the same.
 
 Items are kept flat: a tuple of ``RECORD_FIELDS`` fields (a queued log call, see
 ``PendingEvent``) as its fields, one after another, and any other item boxed to
@@ -21,6 +21,10 @@ strings, numbers and dicts of them, which the garbage collector does not track:
 thousands of queued calls no longer make every collection on the app's threads
 longer, nor bring the next full one sooner. ``deque.extend`` of a tuple is as
 atomic as ``append``; ``take`` puts the tuples back together on the worker.
+
+The logging handler inlines ``put``'s common case (see ``VibefollowHandler.emit``):
+``len(items) < room`` (open and not full), extend ``items``, wake at ``wake_at``
+fields unless ``woken``. Anything else goes through ``put``, which counts it.
 """
 
 from __future__ import annotations
@@ -48,33 +52,33 @@ class EventQueue(Generic[T]):
     """A FIFO holding at most ``limit`` items; a full queue refuses the *new* item, counted."""
 
     __slots__ = (
-        "_batch_fields",
-        "_items",
+        "_closed",
         "_limit_fields",
         "_wake",
         "_waking",
-        "_woken",
-        "closed",
+        "items",
         "no_api_key",
         "queue_full",
         "reopen",
+        "room",
         "shutdown",
+        "wake_at",
+        "woken",
     )
 
-    def __init__(
-        self,
-        limit: int,
-        batch_size: int,
-        wake: Callable[[], None],
-        woken: Callable[[], bool] | None = None,
-    ) -> None:
+    def __init__(self, limit: int, batch_size: int, wake: Callable[[], None]) -> None:
         self._limit_fields = limit * RECORD_FIELDS
-        self._batch_fields = batch_size * RECORD_FIELDS
+        #: The queue's length in fields from which a put wakes the worker: a batch.
+        self.wake_at = batch_size * RECORD_FIELDS
         self._wake = wake
-        self._woken = woken or _never
-        self._items: deque[object] = deque()  # RECORD_FIELDS fields per item
+        #: Whether the queue woke the worker since it last looked (see the module docstring).
+        self.woken = False
+        #: RECORD_FIELDS fields per item, oldest first.
+        self.items: deque[object] = deque()
         self._waking = threading.Lock()
-        self.closed = False
+        self._closed = False
+        #: A put may append while ``len(items)`` is below this: the limit, 0 once closed.
+        self.room = self._limit_fields
         # Called by ``put`` on a closed queue: True when it opened the queue again (the
         # logging handler's pipeline, FileHandler's convention); None: stay closed.
         self.reopen: Callable[[], bool] | None = None
@@ -84,12 +88,22 @@ class EventQueue(Generic[T]):
         self.no_api_key = 0
 
     def __len__(self) -> int:
-        return len(self._items) // RECORD_FIELDS
+        return len(self.items) // RECORD_FIELDS
+
+    @property
+    def closed(self) -> bool:
+        """Whether the queue refuses items (counted as ``shutdown``) unless ``reopen`` opens it."""
+        return self._closed
+
+    @closed.setter
+    def closed(self, closed: bool) -> None:
+        self._closed = closed
+        self.room = 0 if closed else self._limit_fields
 
     def put(self, item: T) -> bool:
         """Queue ``item``; False (counted) when full or closed. Never blocks."""
-        items = self._items
-        if self.closed and not self._reopened():
+        items = self.items
+        if self._closed and not self._reopened():
             self.shutdown += 1
             return False
         if len(items) >= self._limit_fields:
@@ -99,7 +113,7 @@ class EventQueue(Generic[T]):
             items.extend(item)  # a log call (see the module docstring)
         else:
             items.extend((item, _BOXED, *_PADDING))
-        if len(items) >= self._batch_fields and not self._woken():
+        if len(items) >= self.wake_at and not self.woken:
             self.wake()
         return True
 
@@ -108,10 +122,10 @@ class EventQueue(Generic[T]):
         reopen = self.reopen
         return reopen is not None and reopen()
 
-    def rewire(self, wake: Callable[[], None], woken: Callable[[], bool] | None = None) -> None:
+    def rewire(self, wake: Callable[[], None]) -> None:
         """A reopened pipeline's new worker: wake it from now on; items and counts stay."""
         self._wake = wake
-        self._woken = woken or _never
+        self.woken = False
 
     def refuse(self, reason: str) -> None:
         """Count one event refused before it was queued (``no_api_key``)."""
@@ -122,6 +136,7 @@ class EventQueue(Generic[T]):
         """Wake the worker, unless this thread is already doing so (a signal handler)."""
         if self._waking.acquire(blocking=False):
             try:
+                self.woken = True
                 self._wake()
             finally:
                 self._waking.release()
@@ -131,7 +146,7 @@ class EventQueue(Generic[T]):
         # Only the worker takes, so the fields counted now are still there below
         # (app threads only add whole items meanwhile).
         # Loops that run in C: a batch is thousands of fields.
-        items, width = self._items, RECORD_FIELDS
+        items, width = self.items, RECORD_FIELDS
         count = min(limit, len(items) // width)
         fields = list(map(operator.call, itertools.repeat(items.popleft, count * width)))
         chunks = iter(fields)
@@ -148,21 +163,15 @@ class EventQueue(Generic[T]):
             "no_api_key": self.no_api_key,
         }
 
-    def after_fork(
-        self, wake: Callable[[], None] | None = None, woken: Callable[[], bool] | None = None
-    ) -> None:
+    def after_fork(self, wake: Callable[[], None] | None = None) -> None:
         """In a forked child: the parent's items and counts stay with the parent.
 
-        The object itself stays (a handler holds its bound ``put``); ``wake`` and
-        ``woken``, when given, are the child's worker's new wake event.
+        The object itself stays (a handler holds it, and its bound ``put``); ``wake``,
+        when given, wakes the child's worker.
         """
-        self._items = deque()
+        self.items = deque()
         self._waking = threading.Lock()
+        self.woken = False
         if wake is not None:
             self._wake = wake
-            self._woken = woken or _never
         self.queue_full = self.shutdown = self.no_api_key = 0
-
-
-def _never() -> bool:
-    return False

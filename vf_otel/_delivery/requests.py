@@ -12,13 +12,10 @@ from .._errors import UndeliveredError, ValidationError
 from .._event.model import Event
 from .._event.validate import SAME_AS_IDENTIFY, email_problem, is_identify
 from .ledger import Ledger
+from .pace import PAUSE_EVERY
 from .wire import MAX_EVENT_BYTES, Request, encode_event, event_requests, user_requests
 
-__all__ = ["NO_BASE_URL_TEXT", "PAUSE_EVERY", "prepare"]
-
-#: Given a ``pause``, prepare() calls it after every this many events (the worker lets
-#: the app's threads run: see pace.py).
-PAUSE_EVERY: Final = 20
+__all__ = ["NO_BASE_URL_TEXT", "prepare"]
 
 _TRAITS: Final = operator.attrgetter("traits")
 _NAME: Final = operator.attrgetter("name")

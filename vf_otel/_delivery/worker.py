@@ -37,7 +37,7 @@ from .pace import Pace
 from .parked import Job, Parked
 from .policy import CircuitBreaker
 from .queue import REFUSALS, EventQueue
-from .requests import PAUSE_EVERY, prepare
+from .requests import prepare
 from .senders import mark_delivery_thread
 from .wire import EVENTS_PATH, Request
 
@@ -117,6 +117,10 @@ class Worker:
         self._jobs.after_fork(self._batches)
         self._reset()
 
+    def hurry(self) -> None:
+        """Someone waits for the worker (a flush, a shutdown): no more stepping back."""
+        self._pace.hurry()
+
     def replay_soon(self) -> None:
         """The circuit changed: try what is parked at the next turn."""
         self._replay_now = True
@@ -131,6 +135,7 @@ class Worker:
         # parked, and look at the spool again (rows other processes freed meanwhile).
         self._take_now = self._replay_now = True
         self._parked.spool_dirty = self._parked.spool is not None
+        self.hurry()
         self._queue.wake()
         answered = waiter.done.wait(max(0.0, timeout))
         self._batches.withdraw(waiter)
@@ -176,6 +181,7 @@ class Worker:
         next_batch = self._clock() + self._interval
         next_replay = self._clock()
         while True:
+            self._queue.woken = False  # before looking at the queue (see queue.py)
             self._wake.clear()
             stopping = self._stop.is_set()
             try:
@@ -216,6 +222,8 @@ class Worker:
         asked = self._batches.unassigned()
         size = self._settings.batch_size
         while len(self._queue) >= (1 if everything else size):
+            if not everything:
+                self._pace.pause()  # a full batch in the middle of a burst: the app first
             items = self._queue.take(size)
             # Counted in flight from here, so stats() never loses sight of them while
             # they are built (a producer pacing itself on queued + backlog relies on it).
@@ -241,7 +249,7 @@ class Worker:
             # A refusal rides the queue only to be counted off the app's thread; an
             # identify() is a user upsert, counted in users_sent, not an event.
             self._ledger.enqueued(count_events(items))
-            built = self._build_politely(items)
+            built = self._pace.in_steps(self._build, items)
             return prepare(built, self._settings, self._ledger, self._pace.pause)
         except Exception:  # noqa: BLE001 - the last resort, see above
             self._ledger.error("worker", "vf-otel could not prepare a batch", exc_info=True)
@@ -249,16 +257,6 @@ class Worker:
             lost = count_events(items) if built is None else len(built)
             self._ledger.drop("internal_error", (), error, count=lost)
             return []
-
-    def _build_politely(self, items: list[Any]) -> list[Event]:
-        """The batch's Events, built PAUSE_EVERY items at a time with a pause after each."""
-        if self._pace.hurried():
-            return self._build(items)
-        events: list[Event] = []
-        for start in range(0, len(items), PAUSE_EVERY):
-            events += self._build(items[start : start + PAUSE_EVERY])
-            self._pace.pause()
-        return events
 
     def _chain(self, requests: list[Request]) -> Job | None:
         """One job for a batch's requests, sent in order (upserts first), tracked each."""

@@ -8,7 +8,7 @@ from typing import Any, Final
 from typing_extensions import Unpack
 
 from .._delivery.stats import Stats
-from .._event.pending import Backdated
+from .._event.pending import Backdated, PendingEvent
 from .._event.validate import Rejection
 from ..typing import Options
 from .context import current_user
@@ -20,6 +20,10 @@ _logger = logging.getLogger("vf_otel")
 #: Records from these loggers (and their children) are never events: the
 #: library's own and its HTTP stack's, so the handler can never feed itself.
 IGNORED_LOGGERS: Final = ("vf_otel", "httpx", "httpcore", "opentelemetry")
+#: Logger names seen not to be ignored: one set lookup per tagged record instead of
+#: matching the prefixes again. ``str`` only, at most ``_EVENT_LOGGERS_LIMIT`` of them.
+_EVENT_LOGGERS: Final[set[str]] = set()
+_EVENT_LOGGERS_LIMIT: Final = 4096
 _NO_USER: Final = Rejection(
     "missing_user", "external_user_id", "no user: set vf_user or use vf_otel.user()"
 )
@@ -60,6 +64,9 @@ class VibefollowHandler(logging.Handler):
         # pipeline keeps this queue object across a fork, so the method stays valid.
         # It is the queue's own put(), unless delivery is off or debug is on (modes.py).
         self._put = self._pipeline.put
+        # The queue whose put() emit() inlines (its common case), when _put is that put.
+        queue = self._pipeline.queue
+        self._queue = queue if self._put == queue.put else None
         self._has_key = self._sink.has_key
         self._redactor = self._sink.redactor
 
@@ -76,7 +83,7 @@ class VibefollowHandler(logging.Handler):
         attrs = record.__dict__
         if "vf_user" not in attrs and "vf_event" not in attrs:
             return False
-        if record.name.startswith(IGNORED_LOGGERS) and _is_ignored(record.name):
+        if record.name not in _EVENT_LOGGERS and _is_ignored(record.name):
             return False
         if self.filters:  # filter() costs a call even with no filters: skip it then
             # Since Python 3.12 a filter may return a replacement record.
@@ -85,41 +92,63 @@ class VibefollowHandler(logging.Handler):
                 return False
             if isinstance(result, logging.LogRecord):
                 record = result
-        self.emit(record)
+                attrs = record.__dict__
+        self._queue_call(record, attrs)
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
         """Build the event and queue it. Never raises."""
+        self._queue_call(record, record.__dict__)
+
+    def _queue_call(self, record: logging.LogRecord, attrs: dict[str, Any]) -> None:
         # Only what must happen now: read the tags, resolve the context user
         # (the context is gone later), snapshot the mappings (the caller may
         # reuse them). Validation, coercion, id and timestamp: on the worker.
         # Inlined on purpose (no helper calls): this runs on the request path.
         try:
-            attrs: dict[str, Any] = record.__dict__
             user = attrs.get("vf_user")
             if user is None or not self._has_key:
                 user = self._context_user()
                 if user is None:
                     return
-            name = attrs.get("vf_event")
             properties = attrs.get("vf_properties")
-            traits = attrs.get("vf_traits")
-            when = attrs.get("vf_occurred_at")
             # A shallow copy, so a dict the caller mutates after logging is sent as
             # it was; anything else is validated (and refused if not a mapping) later.
-            self._put(
-                (
-                    record.msg if name is None else name,
-                    user,
-                    properties.copy() if type(properties) is dict else properties,
-                    traits.copy() if type(traits) is dict else traits,
-                    record.created if when is None else Backdated(when),
-                    self._redactor,
-                )
-            )
+            if type(properties) is dict:
+                properties = properties.copy()
+            if "vf_event" in attrs or "vf_traits" in attrs or "vf_occurred_at" in attrs:
+                call = self._tagged_call(record, attrs, user, properties)
+            else:  # the common record: a message, a user, maybe properties
+                call = (record.msg, user, properties, None, record.created, self._redactor)
+            queue = self._queue
+            if queue is not None and len(queue.items) < queue.room:
+                # EventQueue.put when the queue is open and has room (see queue.py):
+                # saves every tagged record two calls.
+                items = queue.items
+                items.extend(call)
+                if len(items) >= queue.wake_at and not queue.woken:
+                    queue.wake()
+            else:
+                self._put(call)  # full, closed, off or debug: counted (or reopened) there
         except Exception:
             self._pipeline.submit(_INTERNAL_ERROR)  # counted and reported by the worker
             _logger.debug("vf-otel could not build an event", exc_info=True)
+
+    def _tagged_call(
+        self, record: logging.LogRecord, attrs: dict[str, Any], user: object, properties: object
+    ) -> PendingEvent:
+        """The queued call of a record with ``vf_event``, ``vf_traits`` or ``vf_occurred_at``."""
+        name = attrs.get("vf_event")
+        traits = attrs.get("vf_traits")
+        when = attrs.get("vf_occurred_at")
+        return (
+            record.msg if name is None else name,
+            user,
+            properties,
+            traits.copy() if type(traits) is dict else traits,
+            record.created if when is None else Backdated(when),
+            self._redactor,
+        )
 
     def _context_user(self) -> str | None:
         """The user for a record without ``vf_user``; None (counted) when it must be dropped."""
@@ -177,5 +206,14 @@ def reconfiguring_logging() -> bool:
     return bool(is_owned()) if callable(is_owned) else False
 
 
-def _is_ignored(name: str) -> bool:
-    return any(name == root or name.startswith(root + ".") for root in IGNORED_LOGGERS)
+def _is_ignored(name: object) -> bool:
+    """Whether records of logger ``name`` are never events; a name that may send is
+    remembered in ``_EVENT_LOGGERS``, so the next record of it is let through at once."""
+    if not isinstance(name, str):
+        return False  # a record factory's odd name: not one of ours, not remembered
+    if any(name == root or name.startswith(root + ".") for root in IGNORED_LOGGERS):
+        return True
+    if len(_EVENT_LOGGERS) >= _EVENT_LOGGERS_LIMIT:
+        _EVENT_LOGGERS.clear()  # names made up at run time: start over, never grow for ever
+    _EVENT_LOGGERS.add(name)
+    return False
