@@ -38,7 +38,8 @@ class Sizes:
     """How much work one run does: ``full`` for the docs, ``quick`` for CI, ``smoke`` for tests."""
 
     calls: int  # hot path: log calls per variant per round
-    rounds: int  # interleaved rounds (every comparison)
+    hot_rounds: int  # hot path: interleaved rounds (short ones: see hot_path.py)
+    rounds: int  # interleaved rounds (every other comparison)
     span_batches: int  # spans: batches of SPAN_BATCH spans per variant per round
     events: int  # throughput: events per variant per round
     steady_seconds: float  # worker CPU share at a steady rate
@@ -47,9 +48,9 @@ class Sizes:
 
 
 SIZES: Final = {
-    "full": Sizes(20_000, 9, 20, 20_000, 10.0, 60.0, 20.0),
-    "quick": Sizes(5_000, 5, 5, 5_000, 3.0, 10.0, 10.0),
-    "smoke": Sizes(30, 2, 1, 50, 0.3, 0.5, 2.0),
+    "full": Sizes(2_000, 100, 9, 20, 20_000, 10.0, 60.0, 20.0),
+    "quick": Sizes(1_000, 20, 5, 5, 5_000, 3.0, 10.0, 10.0),
+    "smoke": Sizes(30, 2, 2, 1, 50, 0.3, 0.5, 2.0),
 }
 
 
