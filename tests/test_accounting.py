@@ -428,6 +428,35 @@ def test_the_queue_wakes_the_worker_once_until_it_looks() -> None:
     assert not queue.woken
 
 
+class _WakeEvent:
+    """The worker's wake event; ``on_clear`` runs at the start of ``clear()``."""
+
+    def __init__(self) -> None:
+        self.flag = False
+        self.on_clear: Any = lambda: None
+
+    def set(self) -> None:
+        self.flag = True
+
+    def clear(self) -> None:
+        self.on_clear()
+        self.flag = False
+
+
+def test_a_record_woken_while_the_worker_rearms_is_never_left_unwoken() -> None:
+    """An app thread waking the worker in the middle of rearm(): afterwards ``woken`` is
+    set only if the event is, so the next record still wakes the worker."""
+    event = _WakeEvent()
+    queue: EventQueue[int] = EventQueue(10, 1, event.set)
+    event.on_clear = lambda: queue.put(1)  # another thread logs just as the worker rearms
+    queue.rearm(event.clear)
+    assert not (queue.woken and not event.flag)
+    event.on_clear = lambda: None
+    queue.rearm(event.clear)
+    queue.put(2)  # the next record wakes the worker
+    assert (event.flag, queue.woken) == (True, True)
+
+
 def test_room_is_the_limit_while_open_and_none_once_closed() -> None:
     """``room`` (what the handler's inlined put checks) follows ``closed`` both ways."""
     queue: EventQueue[int] = EventQueue(3, 100, Wakes())

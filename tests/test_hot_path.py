@@ -9,8 +9,9 @@ from collections.abc import Callable
 
 import pytest
 
+import vf_otel
 from vf_otel._delivery import pace as pace_module
-from vf_otel._delivery.pace import BUSY_AFTER, PAUSE_EVERY, STEP_BACK, Pace
+from vf_otel._delivery.pace import BUSY_AFTER, FASTEST_LOGGING, PAUSE_EVERY, STEP_BACK, Pace
 from vf_otel._event.validate import Rejection
 from vf_otel._sources import handler as handler_module
 from vf_otel.testing import VibefollowServer
@@ -133,16 +134,21 @@ def test_a_queued_log_call_leaves_nothing_for_the_garbage_collector(
 
 
 class _Waits:
-    """Stands in for the pace's hurry event: records how long each step back would wait."""
+    """Stands in for the pace's hurry event: records how long each step back would wait.
+
+    ``on_clear`` runs at the start of ``clear()``: what another thread did just then.
+    """
 
     def __init__(self) -> None:
         self.waits: list[float | None] = []
         self.flag = False
+        self.on_clear: Callable[[], None] = lambda: None
 
     def set(self) -> None:
         self.flag = True
 
     def clear(self) -> None:
+        self.on_clear()
         self.flag = False
 
     def is_set(self) -> bool:
@@ -154,15 +160,21 @@ class _Waits:
 
 
 def _pace(
-    *, queued: int = 0, flush_waiting: Callable[[], bool] = lambda: False, gil_wait: float
+    *,
+    gil_wait: float,
+    queued: int = 0,
+    max_queue_size: int = 10_000_000,
+    flush_waiting: Callable[[], bool] = lambda: False,
+    patience: float = 3600.0,
 ) -> tuple[Pace, _Waits]:
-    """A Pace whose clock says getting the GIL back took ``gil_wait`` seconds."""
+    """A Pace whose clock says each hand-over of the GIL took ``gil_wait`` seconds."""
     ticks = iter(float(n) * gil_wait for n in range(1000))
     pace = Pace(
         queue=range(queued),
-        max_queue_size=100,
+        max_queue_size=max_queue_size,
         stop=threading.Event(),
         flush_waiting=flush_waiting,
+        patience=patience,
         clock=lambda: next(ticks),
     )
     waits = _Waits()
@@ -197,9 +209,49 @@ def test_the_worker_goes_on_when_nobody_wanted_the_gil(yields: list[int]) -> Non
 )
 def test_a_hurried_worker_never_steps_back(yields: list[int], queued: int, flushing: bool) -> None:
     """Past half of max_queue_size, or with a flush waiting, the worker does not let go."""
-    pace, waits = _pace(queued=queued, flush_waiting=lambda: flushing, gil_wait=1.0)
+    pace, waits = _pace(
+        gil_wait=1.0, queued=queued, max_queue_size=100, flush_waiting=lambda: flushing
+    )
     pace.pause()
     assert (yields, waits.waits) == ([], [])
+
+
+def test_a_step_back_ends_before_the_queue_could_be_half_full(yields: list[int]) -> None:
+    """Near half full a step back is as long as FASTEST_LOGGING takes to fill the rest."""
+    pace, waits = _pace(gil_wait=1.0, queued=4_900, max_queue_size=10_000)
+    pace.pause()
+    assert waits.waits == [pytest.approx(100 / FASTEST_LOGGING)]
+    pace, waits = _pace(gil_wait=1.0, queued=5_000, max_queue_size=10_000)
+    pace.pause()  # exactly at half: no room for a step back
+    assert waits.waits == []
+
+
+def test_an_app_busy_for_longer_than_a_burst_gets_no_more_step_backs(yields: list[int]) -> None:
+    """After ``patience`` (flush_interval) seconds of a busy app the worker takes its share;
+    a pause that finds the app idle starts the count again."""
+    pace, waits = _pace(gil_wait=1.0, patience=2.5)  # each pause: busy, 2 s later
+    pace.pause()  # busy from now on
+    pace.pause()  # 2 s later
+    pace.pause()  # 4 s later: more than patience
+    assert waits.waits == [STEP_BACK, STEP_BACK]
+    pace._clock = iter([10.0, 10.0, 11.0, 12.0]).__next__  # idle, then busy again
+    pace.pause()
+    pace.pause()
+    assert waits.waits == [STEP_BACK, STEP_BACK, STEP_BACK]
+
+
+def test_a_hurry_just_before_a_step_back_is_not_missed(yields: list[int]) -> None:
+    """A flush that asked and hurried the worker just before it cleared the event: no wait."""
+    flushing = threading.Event()
+    pace, waits = _pace(gil_wait=1.0, flush_waiting=flushing.is_set)
+
+    def flush_arrives() -> None:  # Worker.flush: register the waiter, then hurry()
+        flushing.set()
+        pace.hurry()
+
+    waits.on_clear = flush_arrives
+    pace.pause()
+    assert waits.waits == []
 
 
 class _EnteredEvent(threading.Event):
@@ -219,14 +271,8 @@ def test_a_flush_ends_a_step_back_at_once(
 ) -> None:
     """hurry() (what flush() and shutdown call) wakes a worker in the middle of a step back."""
     monkeypatch.setattr(pace_module, "STEP_BACK", 3600.0)  # only hurry() can end it
-    busy = iter([0.0, 1.0])
-    pace = Pace(
-        queue=(),
-        max_queue_size=100,
-        stop=threading.Event(),
-        flush_waiting=lambda: False,
-        clock=lambda: next(busy),
-    )
+    monkeypatch.setattr(pace_module, "FASTEST_LOGGING", 1.0)  # (not the queue's headroom)
+    pace, _ = _pace(gil_wait=1.0)
     hurry = pace._hurry = _EnteredEvent()
     worker = threading.Thread(target=pace.pause, daemon=True)
     worker.start()
@@ -236,21 +282,66 @@ def test_a_flush_ends_a_step_back_at_once(
     assert not worker.is_alive()
 
 
+def test_hurry_from_a_signal_handler_inside_hurry_does_not_deadlock(yields: list[int]) -> None:
+    """A SIGTERM hook's flush() interrupting a flush() inside hurry(): the inner one skips."""
+    pace, _ = _pace(gil_wait=1.0)
+
+    class Interrupted(threading.Event):
+        def set(self) -> None:
+            with self._cond:  # type: ignore[attr-defined]  # as Event.set() holds it
+                pace.hurry()  # the signal handler's flush, on this very thread
+                self._flag = True
+                self._cond.notify_all()  # type: ignore[attr-defined]
+
+    hurry = pace._hurry = Interrupted()
+    caller = threading.Thread(target=pace.hurry, daemon=True)
+    caller.start()
+    caller.join(HANG_GUARD)
+    assert not caller.is_alive()
+    assert hurry.is_set()
+
+
 def test_a_flush_is_not_slowed_by_a_step_back(
     vibefollow_server: VibefollowServer,
     make_handler: HandlerFactory,
     app_logger: logging.Logger,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Every pause finds the app busy and would step back an hour: a flush still delivers."""
+    """A worker stepping back for an hour (every pause finds the app busy): a flush() ends
+    it, and every later pause of the flushed batches goes straight on."""
     monkeypatch.setattr(pace_module, "STEP_BACK", 3600.0)
+    monkeypatch.setattr(pace_module, "FASTEST_LOGGING", 1.0)  # only a flush can end it
     monkeypatch.setattr(pace_module, "BUSY_AFTER", 0.0)  # every hand-over counts as busy
-    handler = make_handler(batch_size=PAUSE_EVERY, flush_interval=60.0)
+    handler = make_handler(batch_size=PAUSE_EVERY, flush_interval=3600.0)
+    hurry = handler._pipeline._worker._pace._hurry = _EnteredEvent()
     app_logger.addHandler(handler)
     for i in range(5 * PAUSE_EVERY):  # full batches: the worker starts on them, politely
         app_logger.info("e", extra={"vf_user": f"usr_{i}"})
+    assert hurry.entered.wait(HANG_GUARD)  # the worker is stepping back
     assert handler.flush(timeout=HANG_GUARD)
     assert len(vibefollow_server.events) == 5 * PAUSE_EVERY
+
+
+def test_a_subclass_emit_is_still_called(
+    vibefollow_server: VibefollowServer, make_handler: HandlerFactory, app_logger: logging.Logger
+) -> None:
+    """handle() skips the call to emit() only when emit() is VibefollowHandler's own."""
+    emitted: list[str] = []
+
+    class Auditing(vf_otel.VibefollowHandler):
+        def emit(self, record: logging.LogRecord) -> None:
+            emitted.append(record.getMessage())
+            super().emit(record)
+
+    handler = Auditing(api_key=vibefollow_server.api_key, base_url=vibefollow_server.base_url)
+    try:
+        app_logger.addHandler(handler)
+        app_logger.info("signup", extra={"vf_user": "usr_1"})
+        assert handler.flush(timeout=10)
+    finally:
+        handler.close()
+    assert emitted == ["signup"]
+    assert [e["name"] for e in vibefollow_server.events] == ["signup"]
 
 
 # -- which loggers' records may be events (handler.py) --------------------------------

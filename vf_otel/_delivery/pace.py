@@ -7,11 +7,14 @@ few ms to build and encode, so the worker lets go every ``PAUSE_EVERY`` events.
 When getting the GIL back took ``BUSY_AFTER`` or more, the app's threads kept it
 until the interpreter made them let go: they are computing, not waiting for I/O.
 The worker then waits ``STEP_BACK`` before it goes on, so a burst of log calls is
-not slowed by the delivery of the calls before it; the queue is there to hold them
-meanwhile. None of this while the worker is hurried: a flush() or shutdown waits
-for it (handing the GIL back and forth costs time they would wait; a flush ends a
-step back at once), or the queue is past half full (the worker takes its share, so
-the queue drains).
+not slowed by the delivery of the calls before it; the queue holds them meanwhile.
+Two bounds keep that a burst's pause: a step back ends before the queue could reach
+half full at ``FASTEST_LOGGING`` events/s, and once the app has been busy for
+``patience`` seconds (the ``flush_interval``) in a row the worker stops stepping
+back and takes its share of the GIL. None of this while the worker is hurried: a
+flush() or shutdown waits for it (handing the GIL back and forth costs time they
+would wait; a flush ends a step back at once), or the queue is past half full (the
+worker takes its share, so the queue drains).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import time
 from collections.abc import Callable, Sized
 from typing import Final, TypeVar
 
-__all__ = ["BUSY_AFTER", "PAUSE_EVERY", "STEP_BACK", "Pace"]
+__all__ = ["BUSY_AFTER", "FASTEST_LOGGING", "PAUSE_EVERY", "STEP_BACK", "Pace"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -32,12 +35,25 @@ PAUSE_EVERY: Final = 20
 BUSY_AFTER: Final = 0.001
 #: How long the worker then stays out of their way (seconds), unless hurried.
 STEP_BACK: Final = 0.02
+#: Faster than one interpreter can log (events/s): a step back lasts no longer than
+#: the queue would take to fill up to half at this rate.
+FASTEST_LOGGING: Final = 200_000
 
 
 class Pace:
     """Whether the worker is hurried, and its pause when it is not."""
 
-    __slots__ = ("_clock", "_flush_waiting", "_hurry", "_max_queue_size", "_queue", "_stop")
+    __slots__ = (
+        "_busy_since",
+        "_clock",
+        "_flush_waiting",
+        "_hurry",
+        "_hurrying",
+        "_max_queue_size",
+        "_patience",
+        "_queue",
+        "_stop",
+    )
 
     def __init__(
         self,
@@ -46,14 +62,19 @@ class Pace:
         max_queue_size: int,
         stop: threading.Event,
         flush_waiting: Callable[[], bool],
+        patience: float,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._queue = queue
         self._max_queue_size = max_queue_size
         self._stop = stop
         self._flush_waiting = flush_waiting
+        self._patience = patience
         self._clock = clock
         self._hurry = threading.Event()
+        self._hurrying = threading.Lock()
+        # When the app's threads were first found busy, in the present run of such pauses.
+        self._busy_since: float | None = None
 
     def hurried(self) -> bool:
         """Build without pausing: a flush() or shutdown waits, or the queue is past half."""
@@ -64,8 +85,17 @@ class Pace:
         )
 
     def hurry(self) -> None:
-        """A flush() or shutdown now waits: end a step back at once."""
-        self._hurry.set()
+        """A flush() or shutdown now waits: end a step back at once.
+
+        Unless this thread is already doing so (a SIGTERM hook's flush interrupting
+        a flush): ``Event.set`` holds a lock it cannot take twice, and the outer
+        call sets the event anyway.
+        """
+        if self._hurrying.acquire(blocking=False):
+            try:
+                self._hurry.set()
+            finally:
+                self._hurrying.release()
 
     def pause(self) -> None:
         """Let the app's threads run, unless hurried; step back while they are busy."""
@@ -73,11 +103,21 @@ class Pace:
             return
         started = self._clock()
         _yield_gil()
-        if self._clock() - started < BUSY_AFTER:
+        now = self._clock()
+        if now - started < BUSY_AFTER:
+            self._busy_since = None
             return  # nobody was waiting for the GIL: go on
+        if self._busy_since is None:
+            self._busy_since = now
+        elif now - self._busy_since > self._patience:
+            return  # busy for longer than a burst: the hand-over above is the app's share
+        half = self._max_queue_size / 2
+        step = min(STEP_BACK, (half - len(self._queue)) / FASTEST_LOGGING)
+        if step <= 0:
+            return
         self._hurry.clear()
         if not self.hurried():  # asked again after the clear: a hurry() is never missed
-            self._hurry.wait(STEP_BACK)
+            self._hurry.wait(step)
 
     def in_steps(self, build: Callable[[list[T]], list[R]], items: list[T]) -> list[R]:
         """``build(items)``, ``PAUSE_EVERY`` items at a time with a pause after each

@@ -11,8 +11,10 @@ worker is skipped when this thread is already doing it.
 The worker is woken once per batch, not once per ``put``: while it is busy the
 queue may grow past ``batch_size``, and setting its wake event again for every
 record would cost each log call a lock and a notify for nothing. ``woken`` says
-the queue has woken it since the worker last looked; the worker clears it before
-it looks at the queue's length, so a record that finds it set is seen all the same.
+the queue has woken it since the worker last looked. Before it looks at the queue's
+length the worker clears its wake event, then ``woken`` (``rearm``), so a record
+that finds ``woken`` set is seen all the same, and ``woken`` is never left set with
+the event cleared (which would leave every later record unwoken).
 
 Items are kept flat: a tuple of ``RECORD_FIELDS`` fields (a queued log call, see
 ``PendingEvent``) as its fields, one after another, and any other item boxed to
@@ -22,7 +24,7 @@ thousands of queued calls no longer make every collection on the app's threads
 longer, nor bring the next full one sooner. ``deque.extend`` of a tuple is as
 atomic as ``append``; ``take`` puts the tuples back together on the worker.
 
-The logging handler inlines ``put``'s common case (see ``VibefollowHandler.emit``):
+The logging handler inlines ``put``'s common case (``VibefollowHandler._queue_call``):
 ``len(items) < room`` (open and not full), extend ``items``, wake at ``wake_at``
 fields unless ``woken``. Anything else goes through ``put``, which counts it.
 """
@@ -121,6 +123,12 @@ class EventQueue(Generic[T]):
         """Closed: whether ``reopen`` opened it again (off the hot path: only when closed)."""
         reopen = self.reopen
         return reopen is not None and reopen()
+
+    def rearm(self, clear_wake: Callable[[], None]) -> None:
+        """The worker is about to look at the queue: ``clear_wake`` (its wake event's
+        ``clear``), then forget ``woken``, in this order (see the module docstring)."""
+        clear_wake()
+        self.woken = False
 
     def rewire(self, wake: Callable[[], None]) -> None:
         """A reopened pipeline's new worker: wake it from now on; items and counts stay."""

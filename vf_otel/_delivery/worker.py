@@ -95,6 +95,7 @@ class Worker:
             max_queue_size=settings.max_queue_size,
             stop=stop,
             flush_waiting=lambda: self._batches.waiting,
+            patience=settings.flush_interval,
         )
         self._interval = settings.flush_interval
         self._replay_every = max(MIN_REPLAY_INTERVAL, settings.flush_interval)
@@ -181,8 +182,7 @@ class Worker:
         next_batch = self._clock() + self._interval
         next_replay = self._clock()
         while True:
-            self._queue.woken = False  # before looking at the queue (see queue.py)
-            self._wake.clear()
+            self._queue.rearm(self._wake.clear)
             stopping = self._stop.is_set()
             try:
                 self._warn_refusals()

@@ -68,6 +68,8 @@ class VibefollowHandler(logging.Handler):
         queue = self._pipeline.queue
         self._queue = queue if self._put == queue.put else None
         self._has_key = self._sink.has_key
+        # handle() queues without the call to emit(), unless a subclass overrides it.
+        self._emit_overridden = type(self).emit is not VibefollowHandler.emit
         self._redactor = self._sink.redactor
 
     def __repr__(self) -> str:
@@ -93,7 +95,10 @@ class VibefollowHandler(logging.Handler):
             if isinstance(result, logging.LogRecord):
                 record = result
                 attrs = record.__dict__
-        self._queue_call(record, attrs)
+        if self._emit_overridden:
+            self.emit(record)  # a subclass's emit() decides
+        else:
+            self._queue_call(record, attrs)
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
