@@ -227,17 +227,22 @@ def test_a_step_back_ends_before_the_queue_could_be_half_full(yields: list[int])
 
 
 def test_an_app_busy_for_longer_than_a_burst_gets_no_more_step_backs(yields: list[int]) -> None:
-    """After ``patience`` (flush_interval) seconds of a busy app the worker takes its share;
-    a pause that finds the app idle starts the count again."""
-    pace, waits = _pace(gil_wait=1.0, patience=2.5)  # each pause: busy, 2 s later
-    pace.pause()  # busy from now on
-    pace.pause()  # 2 s later
-    pace.pause()  # 4 s later: more than patience
+    """After ``patience`` (flush_interval) seconds of busy pauses the worker takes its share;
+    a pause that finds the app idle, or comes RUN_GAP after the last busy one, starts over."""
+    pace, waits = _pace(gil_wait=0.4, patience=1.0)  # each pause: busy, 0.8 s after the last
+    pace.pause()  # busy from now on (0.4)
+    pace.pause()  # 1.2: 0.8 s into the run
+    pace.pause()  # 2.0: 1.6 s into the run, more than patience
     assert waits.waits == [STEP_BACK, STEP_BACK]
     pace._clock = iter([10.0, 10.0, 11.0, 12.0]).__next__  # idle, then busy again
     pace.pause()
     pace.pause()
-    assert waits.waits == [STEP_BACK, STEP_BACK, STEP_BACK]
+    assert waits.waits == [STEP_BACK] * 3
+    pace._clock = iter([12.5, 12.6, 13.0, 13.1, 20.0, 20.1]).__next__
+    pace.pause()  # 12.6: 0.6 s into the run begun at 12.0: a step back
+    pace.pause()  # 13.1: 1.1 s into it: none
+    pace.pause()  # 20.1: nothing busy since 13.1, more than RUN_GAP: a new run, a step back
+    assert waits.waits == [STEP_BACK] * 5
 
 
 def test_a_hurry_just_before_a_step_back_is_not_missed(yields: list[int]) -> None:

@@ -10,8 +10,9 @@ The worker then waits ``STEP_BACK`` before it goes on, so a burst of log calls i
 not slowed by the delivery of the calls before it; the queue holds them meanwhile.
 Two bounds keep that a burst's pause: a step back ends before the queue could reach
 half full at ``FASTEST_LOGGING`` events/s, and once the app has been busy for
-``patience`` seconds (the ``flush_interval``) in a row the worker stops stepping
-back and takes its share of the GIL. None of this while the worker is hurried: a
+``patience`` seconds (the ``flush_interval``) in a row (pauses that find it busy,
+``RUN_GAP`` apart at most) the worker stops stepping back and takes its share of
+the GIL. None of this while the worker is hurried: a
 flush() or shutdown waits for it (handing the GIL back and forth costs time they
 would wait; a flush ends a step back at once), or the queue is past half full (the
 worker takes its share, so the queue drains).
@@ -35,6 +36,8 @@ PAUSE_EVERY: Final = 20
 BUSY_AFTER: Final = 0.001
 #: How long the worker then stays out of their way (seconds), unless hurried.
 STEP_BACK: Final = 0.02
+#: Busy pauses further apart than this (seconds) are not one run of a busy app.
+RUN_GAP: Final = 1.0
 #: Faster than one interpreter can log (events/s): a step back lasts no longer than
 #: the queue would take to fill up to half at this rate.
 FASTEST_LOGGING: Final = 200_000
@@ -49,6 +52,7 @@ class Pace:
         "_flush_waiting",
         "_hurry",
         "_hurrying",
+        "_last_busy",
         "_max_queue_size",
         "_patience",
         "_queue",
@@ -73,8 +77,11 @@ class Pace:
         self._clock = clock
         self._hurry = threading.Event()
         self._hurrying = threading.Lock()
-        # When the app's threads were first found busy, in the present run of such pauses.
+        # When the app's threads were first found busy in the present run of such pauses,
+        # and last found busy (a longer gap than RUN_GAP ends a run: the worker was idle,
+        # or hurried, meanwhile).
         self._busy_since: float | None = None
+        self._last_busy = 0.0
 
     def hurried(self) -> bool:
         """Build without pausing: a flush() or shutdown waits, or the queue is past half."""
@@ -107,9 +114,10 @@ class Pace:
         if now - started < BUSY_AFTER:
             self._busy_since = None
             return  # nobody was waiting for the GIL: go on
-        if self._busy_since is None:
-            self._busy_since = now
-        elif now - self._busy_since > self._patience:
+        if self._busy_since is None or now - self._last_busy > RUN_GAP:
+            self._busy_since = now  # a new run of busy pauses
+        self._last_busy = now
+        if now - self._busy_since > self._patience:
             return  # busy for longer than a burst: the hand-over above is the app's share
         half = self._max_queue_size / 2
         step = min(STEP_BACK, (half - len(self._queue)) / FASTEST_LOGGING)
