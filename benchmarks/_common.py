@@ -238,7 +238,7 @@ def summarise(samples: dict[str, list[float]], reference: str) -> dict[str, dict
 
     The ratio is taken round by round (same moment, same machine load) and then
     the median of those, which is steadier on a shared machine than a ratio of medians.
-    ``spread`` is (max - min) / median of a variant's own samples: how noisy it was.
+    ``spread`` (see :func:`spread`) says how noisy a variant's own samples were.
     """
     base = samples.get(reference)
     out: dict[str, dict[str, Any]] = {}
@@ -247,7 +247,7 @@ def summarise(samples: dict[str, list[float]], reference: str) -> dict[str, dict
         row: dict[str, Any] = {
             "median": median,
             "samples": values,
-            "spread": (max(values) - min(values)) / median if median else 0.0,
+            "spread": spread(values),
         }
         if base is not None:
             pairs = zip(values, base, strict=True)
@@ -255,6 +255,17 @@ def summarise(samples: dict[str, list[float]], reference: str) -> dict[str, dict
             row["ratio"] = statistics.median(ratios) if ratios else None
         out[name] = row
     return out
+
+
+def spread(values: Sequence[float]) -> float:
+    """The interquartile range of ``values`` over their median: how far apart the middle
+    half of the rounds were (0 when fewer than two). Not (max - min): with a hundred
+    rounds, one round a neighbour disturbed would be all it showed."""
+    median = statistics.median(values) if values else 0.0
+    if len(values) < 2 or not median:
+        return 0.0
+    low, _, high = statistics.quantiles(values, n=4)
+    return (high - low) / median
 
 
 def print_table(

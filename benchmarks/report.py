@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-from _common import HERE, optional_module
+from _common import HERE, optional_module, spread
 
 CHART: Final = "benchmarks-hot-path.png"
 MIB: Final = 1024 * 1024
@@ -18,6 +18,12 @@ MIB: Final = 1024 * 1024
 TARGETS: Final = {"vf_tagged": 1.2, "vf_untagged": 1.05}
 #: Delivery to the loopback sink, as a ratio to the OTLP/HTTP log exporter's events/s (at least).
 THROUGHPUT_TARGETS: Final = {"vf_sink": 5.0}
+
+
+def _spread(row: dict[str, Any]) -> float:
+    """A row's spread, from its samples when the results keep them (older results: as saved)."""
+    samples = row.get("samples")
+    return spread(samples) if samples else float(row["spread"])
 
 
 def _ratio(row: dict[str, Any]) -> str:
@@ -61,7 +67,7 @@ def _hot_path(data: dict[str, Any]) -> list[str]:
                 data["labels"][name],
                 f"{row['median'] * 1e6:.2f}",
                 _ratio(row),
-                f"{row['spread']:.0%}",
+                f"{_spread(row):.0%}",
                 verdict,
             ]
         )
@@ -79,7 +85,7 @@ def _hot_path(data: dict[str, Any]) -> list[str]:
 
 def _spans(data: dict[str, Any]) -> list[str]:
     rows = [
-        [data["labels"][name], f"{row['median'] * 1e6:.2f}", _ratio(row), f"{row['spread']:.0%}"]
+        [data["labels"][name], f"{row['median'] * 1e6:.2f}", _ratio(row), f"{_spread(row):.0%}"]
         for name, row in data["variants"].items()
     ]
     return [
@@ -97,8 +103,8 @@ def _throughput(data: dict[str, Any]) -> list[str]:
         verdict = ""
         if target is not None and row.get("ratio") is not None:
             verdict = f"≥ {target:g}x {'✅' if row['ratio'] >= target else '❌'}"
-        median, spread = f"{row['median']:,.0f}", f"{row['spread']:.0%}"
-        rows.append([data["labels"][name], median, _ratio(row), spread, verdict])
+        median, noise = f"{row['median']:,.0f}", f"{_spread(row):.0%}"
+        rows.append([data["labels"][name], median, _ratio(row), noise, verdict])
     steady = [
         [
             data["steady_labels"][name],
@@ -174,9 +180,10 @@ def render(results: dict[str, Any]) -> str:
         "Ratios measured side by side in one run, never absolute limits: every comparison runs",
         "in a process of its own, its variants take turns round by round (the order rotating),",
         "and each figure is the median over the rounds; a ratio is the median of the per-round",
-        "ratios. *Spread* is (max - min) / median of a variant's rounds: how noisy it was;",
-        "above ~20% other work on the machine disturbed some rounds, and the ratio (paired",
-        "round by round) is the figure to trust, not the absolute time.",
+        "ratios. *Spread* is the interquartile range of a variant's rounds over their median:",
+        "how far apart the middle half of them was; above ~20% other work on the machine",
+        "disturbed many rounds, and the ratio (paired round by round) is the figure to trust,",
+        "not the absolute time.",
         "Servers run in another process on 127.0.0.1, and the benchmark refuses any",
         "connection that is not loopback.",
         "",
