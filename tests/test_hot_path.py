@@ -367,8 +367,10 @@ def test_a_logger_let_through_once_is_remembered_and_ours_never_are(
     odd = logging.makeLogRecord({"name": None, "msg": "odd", "vf_user": "usr_2"})
     assert handler.handle(odd)  # a record factory's odd name: not ours, sent, not remembered
     assert None not in handler_module._EVENT_LOGGERS
+    unhashable = logging.makeLogRecord({"name": ["a"], "msg": "unhashable", "vf_user": "u"})
+    assert handler.handle(unhashable)  # never an exception into the app's log call
     assert handler.flush(timeout=10)
-    assert [e["name"] for e in vibefollow_server.events] == ["e", "odd"]
+    assert [e["name"] for e in vibefollow_server.events] == ["e", "odd", "unhashable"]
 
 
 def test_the_remembered_logger_names_never_grow_past_their_limit(

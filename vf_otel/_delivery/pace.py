@@ -12,10 +12,10 @@ Two bounds keep that a burst's pause: a step back ends before the queue could re
 half full at ``FASTEST_LOGGING`` events/s, and once the app has been busy for
 ``patience`` seconds (the ``flush_interval``) in a row (pauses that find it busy,
 ``RUN_GAP`` apart at most) the worker stops stepping back and takes its share of
-the GIL. None of this while the worker is hurried: a
-flush() or shutdown waits for it (handing the GIL back and forth costs time they
-would wait; a flush ends a step back at once), or the queue is past half full (the
-worker takes its share, so the queue drains).
+the GIL. None of this while the worker is hurried: a flush() or shutdown waits for
+it (handing the GIL back and forth costs time they would wait; a flush ends a step
+back at once), or the queue is past half full (the worker takes its share, so the
+queue drains).
 """
 
 from __future__ import annotations

@@ -85,7 +85,11 @@ class VibefollowHandler(logging.Handler):
         attrs = record.__dict__
         if "vf_user" not in attrs and "vf_event" not in attrs:
             return False
-        if record.name not in _EVENT_LOGGERS and _is_ignored(record.name):
+        try:
+            ours = record.name not in _EVENT_LOGGERS and _is_ignored(record.name)
+        except Exception:  # noqa: BLE001 - a record factory's unhashable or odd name
+            ours = False
+        if ours:
             return False
         if self.filters:  # filter() costs a call even with no filters: skip it then
             # Since Python 3.12 a filter may return a replacement record.
@@ -109,7 +113,8 @@ class VibefollowHandler(logging.Handler):
         # Only what must happen now: read the tags, resolve the context user
         # (the context is gone later), snapshot the mappings (the caller may
         # reuse them). Validation, coercion, id and timestamp: on the worker.
-        # Inlined on purpose (no helper calls): this runs on the request path.
+        # Inlined on purpose (no helper call for the common record): this runs on
+        # the request path.
         try:
             user = attrs.get("vf_user")
             if user is None or not self._has_key:
@@ -214,7 +219,7 @@ def reconfiguring_logging() -> bool:
 def _is_ignored(name: object) -> bool:
     """Whether records of logger ``name`` are never events; a name that may send is
     remembered in ``_EVENT_LOGGERS``, so the next record of it is let through at once."""
-    if not isinstance(name, str):
+    if type(name) is not str:
         return False  # a record factory's odd name: not one of ours, not remembered
     if any(name == root or name.startswith(root + ".") for root in IGNORED_LOGGERS):
         return True
