@@ -12,10 +12,15 @@ from .._errors import UndeliveredError, ValidationError
 from .._event.model import Event
 from .._event.validate import SAME_AS_IDENTIFY, email_problem, is_identify
 from .ledger import Ledger
-from .pace import PAUSE_EVERY
 from .wire import MAX_EVENT_BYTES, Request, encode_event, event_requests, user_requests
 
 __all__ = ["NO_BASE_URL_TEXT", "prepare"]
+
+#: ``Pace.in_steps``: ``encode`` over the events a few at a time, pausing in between.
+InSteps = Callable[
+    [Callable[[list[Event]], list[tuple[Event, bytes]]], list[Event]],
+    list[tuple[Event, bytes]],
+]
 
 _TRAITS: Final = operator.attrgetter("traits")
 _NAME: Final = operator.attrgetter("name")
@@ -31,18 +36,21 @@ def prepare(
     events: Sequence[Event],
     settings: Settings,
     ledger: Ledger,
-    pause: Callable[[], None] | None = None,
+    in_steps: InSteps | None = None,
 ) -> list[Request]:
-    """User upserts first, then batches; an unencodable or oversized event is dropped alone."""
+    """User upserts first, then batches; an unencodable or oversized event is dropped alone.
+
+    ``in_steps`` (the worker's ``Pace.in_steps``) encodes a few events at a time, letting
+    the app's threads run in between; without it, all at once.
+    """
     if not settings.has_base_url:
         # An invalid VIBEFOLLOW_BASE_URL: no host is the right one, so nothing goes out.
         ledger.drop("invalid_base_url", events, UndeliveredError(NO_BASE_URL_TEXT))
         return []
-    kept: list[Event] = []
-    bodies: list[bytes] = []
-    step = PAUSE_EVERY if pause is not None else max(1, len(events))
-    for start in range(0, len(events), step):
-        for event in events[start : start + step]:
+
+    def encode(chunk: list[Event]) -> list[tuple[Event, bytes]]:
+        encoded: list[tuple[Event, bytes]] = []
+        for event in chunk:
             try:
                 data = encode_event(event)
             except Exception as exc:  # noqa: BLE001 - one bad event must not sink the batch
@@ -59,10 +67,12 @@ def prepare(
                 )
                 ledger.drop("event_too_large", [event], error)
                 continue
-            kept.append(event)
-            bodies.append(data)
-        if pause is not None:
-            pause()  # after each PAUSE_EVERY events encoded (see pace.py)
+            encoded.append((event, data))
+        return encoded
+
+    pairs = encode(list(events)) if in_steps is None else in_steps(encode, list(events))
+    kept = [event for event, _ in pairs]
+    bodies = [data for _, data in pairs]
     # Passes in C over the batch: most carry no traits and no identify().
     # (``is not``: a traits mapping's own __eq__ is never run.)
     has_traits = any(map(operator.is_not, map(_TRAITS, kept), itertools.repeat(None)))

@@ -250,7 +250,7 @@ class Worker:
             # identify() is a user upsert, counted in users_sent, not an event.
             self._ledger.enqueued(count_events(items))
             built = self._pace.in_steps(self._build, items)
-            return prepare(built, self._settings, self._ledger, self._pace.pause)
+            return prepare(built, self._settings, self._ledger, self._pace.in_steps)
         except Exception:  # noqa: BLE001 - the last resort, see above
             self._ledger.error("worker", "vf-otel could not prepare a batch", exc_info=True)
             error = UndeliveredError("internal error while preparing a batch")
