@@ -221,9 +221,14 @@ def _is_ignored(name: object) -> bool:
     remembered in ``_EVENT_LOGGERS``, so the next record of it is let through at once."""
     if type(name) is not str:
         return False  # a record factory's odd name: not one of ours, not remembered
-    if any(name == root or name.startswith(root + ".") for root in IGNORED_LOGGERS):
+    if is_library_logger(name):
         return True
     if len(_EVENT_LOGGERS) >= _EVENT_LOGGERS_LIMIT:
         _EVENT_LOGGERS.clear()  # names made up at run time: start over, never grow for ever
     _EVENT_LOGGERS.add(name)
     return False
+
+
+def is_library_logger(name: str) -> bool:
+    """Whether ``name`` is one of ``IGNORED_LOGGERS`` or a child of one."""
+    return any(name == root or name.startswith(root + ".") for root in IGNORED_LOGGERS)

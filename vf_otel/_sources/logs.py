@@ -12,7 +12,7 @@ from .._compat import LogExporterBase, LogExportResult
 from .._delivery.stats import Stats
 from .._event.coerce import KeyCollisions
 from ..typing import Options
-from .handler import IGNORED_LOGGERS
+from .handler import is_library_logger
 from .sink import EventSink
 from .translate import Result, translate_log
 
@@ -88,4 +88,4 @@ def _from_ignored_logger(item: Any) -> bool:
     # loggers and its HTTP stack are never events, as with VibefollowHandler.
     scope = getattr(item, "instrumentation_scope", None)
     name = getattr(scope, "name", None) or ""
-    return any(name == root or name.startswith(root + ".") for root in IGNORED_LOGGERS)
+    return is_library_logger(name)
