@@ -749,3 +749,68 @@ def test_devserver_shows_arrivals_and_a_summary(stop_signal: signal.Signals) -> 
         assert devserver.finish() == 0
     assert devserver.lines[-1] == "stopped: events 1, users 1, requests 4, replays 1, rejected 1"
     assert not any("\x1b" in line for line in devserver.lines)  # a pipe is not a terminal
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes and signals")
+def test_devserver_stops_quietly_when_its_reader_goes_away() -> None:
+    """`vf-otel devserver | head -3`: once the pipe closes it exits 141 with no traceback."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vf_otel", "devserver", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()  # the banner's first line, as `head -1` would read
+        assert "dev server listening on" in first
+        process.stdout.close()  # the reader goes away
+        # Make it print (a refused request's line): that write finds the pipe closed. It
+        # may stop before answering, so the request's own outcome does not matter.
+        base_url = first.split(" on ", 1)[1].split(" ", 1)[0]
+        with contextlib.suppress(httpx.HTTPError):
+            _post(base_url, "sk_test_wrong", "/users", {"external_user_id": "u"}, str(uuid.uuid4()))
+        try:
+            status = process.wait(timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGTERM)  # printed nothing more: the summary will
+            status = process.wait(timeout=WAIT)
+        assert process.stderr is not None
+        err = process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=WAIT)
+        if process.stderr is not None:
+            process.stderr.close()
+    assert status == ExitCode.BROKEN_PIPE
+    assert "Traceback" not in err
+    assert "BrokenPipeError" not in err
+
+
+@pytest.mark.slow
+def test_devserver_accepts_localhost() -> None:
+    """--host localhost is resolved to its loopback address and served there."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vf_otel", "devserver", "--host", "localhost", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        devserver = _Devserver(process)
+        line = devserver.expect(lambda line: line.startswith("VIBEFOLLOW_BASE_URL="))
+        key = devserver.expect(lambda line: line.startswith("VIBEFOLLOW_API_KEY="))
+        base_url = line.partition("=")[2]
+        assert base_url.startswith(("http://127.", "http://[::1]"))
+        user = {"external_user_id": "usr_42"}
+        assert _post(base_url, key.partition("=")[2], "/users", user, str(uuid.uuid4())) == 202
+        process.send_signal(signal.SIGTERM)
+        assert devserver.finish() == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=WAIT)
+        if process.stdout is not None:
+            process.stdout.close()

@@ -341,7 +341,7 @@ def test_replay_sends_the_exact_bytes_and_the_server_deduplicates(
     assert len(vibefollow_server.events) == 5
     assert len(vibefollow_server.users) == 1
     # The request that had landed counts as sent: the server answered it with success.
-    assert "3 request(s) sent (5 events, 1 user upserts)" in capsys.readouterr().out
+    assert "3 request(s) sent (5 events, 1 user upsert)" in capsys.readouterr().out
     assert first.idempotency_key == landed.key
 
 
@@ -485,7 +485,7 @@ def test_purge_with_yes_deletes_everything_and_counts_it(
     assert main(["spool", "purge", "--yes", "--spool-path", str(path)]) == ExitCode.OK
     out = capsys.readouterr().out
     assert "purged 3 request(s)" in out
-    assert "5 events and 1 user upserts discarded" in out
+    assert "5 events and 1 user upsert discarded" in out
     assert rows(path) == 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import socket
 import threading
@@ -930,11 +931,25 @@ def test_recorded_request_fields(server: VibefollowServer, client: httpx.Client)
 # -- lifecycle ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "::", "localhost", "example.com"])
+@pytest.mark.parametrize(
+    "host", ["0.0.0.0", "192.168.1.10", "::", "example.invalid", "", "bad host\x00"]
+)
 def test_host_must_be_loopback(host: str) -> None:
-    """Binding anywhere but a loopback IP literal is refused."""
+    """Binding anywhere but loopback, or to a name that does not resolve, is refused."""
     with pytest.raises(ValueError, match="loopback"):
         VibefollowServer(host=host)
+
+
+def test_localhost_is_resolved_to_a_loopback_address() -> None:
+    """host="localhost" binds the loopback address it resolves to, and serves there."""
+    with VibefollowServer(host="localhost") as server:
+        host = httpx.URL(server.base_url).host
+        assert ipaddress.ip_address(host).is_loopback
+        response = httpx.post(
+            f"{server.base_url}/api/v1/events", json=event(), headers=auth(server), timeout=10.0
+        )
+        assert response.status_code == 202
+        assert len(server.events) == 1
 
 
 @pytest.mark.parametrize(

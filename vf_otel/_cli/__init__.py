@@ -7,12 +7,13 @@ library's own.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from .._version import __version__
 from . import _devserver, _doctor, _send, _spool_cmd
-from ._exit import ExitCode
+from ._exit import DOCS_URL, ExitCode
 
 __all__ = ["ExitCode", "build_parser", "main"]
 
@@ -23,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vf-otel",
         description="Tools for vf-otel: a local dev server, a configuration doctor, send, "
         "and the durable spool.",
-        epilog="Exit statuses are listed in docs/cli.md.",
+        epilog=f"Exit statuses and every option: {DOCS_URL}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the URL on one line
     )
     parser.add_argument("--version", action="version", version=f"vf-otel {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -45,6 +47,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vf-otel: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`vf-otel devserver | head -3`): stop quietly, as a Unix
+        # tool killed by SIGPIPE would, instead of a traceback. Standard output is pointed
+        # at /dev/null so the interpreter's last flush of it cannot fail again at exit.
+        _silence_stdout()
+        return ExitCode.BROKEN_PIPE
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (a test's StringIO): nothing to do
+        pass
 
 
 def _status(code: object) -> int:

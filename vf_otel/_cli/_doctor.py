@@ -25,7 +25,7 @@ from ._diagnose import (
     failure_for_exception,
     failure_for_response,
 )
-from ._exit import ExitCode
+from ._exit import DOCS_URL, ExitCode
 from ._settings import (
     SourcedSettings,
     add_connection_options,
@@ -52,7 +52,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=(
             "Show the resolved configuration and where each value came from, then send one "
             f"test event ({DOCTOR_EVENT!r} for user {DOCTOR_USER!r}) and explain any failure. "
-            "Each failure has its own exit status (docs/cli.md)."
+            f"Each failure has its own exit status ({DOCS_URL})."
         ),
     )
     add_connection_options(parser)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Final
 
-__all__ = ["ExitCode"]
+__all__ = ["DOCS_URL", "ExitCode"]
+
+#: Where the statuses (and every command) are documented: a pip user has no docs/ folder.
+DOCS_URL: Final = "https://github.com/vibefollow/vf-otel/blob/main/docs/cli.md"
 
 
 class ExitCode(IntEnum):
@@ -26,3 +30,4 @@ class ExitCode(IntEnum):
     INVALID_EVENT = 13  # 409 / 422, or the client-side checks
     UNEXPECTED_RESPONSE = 14  # any other HTTP status
     INTERRUPTED = 130  # Ctrl-C during doctor or send (128 + SIGINT)
+    BROKEN_PIPE = 141  # the reader of standard output went away (128 + SIGPIPE)

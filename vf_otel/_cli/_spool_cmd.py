@@ -21,7 +21,7 @@ from ._spool_access import (
     resolve_spool_settings,
 )
 from ._spool_replay import run_replay
-from ._terminal import to_json
+from ._terminal import counted, to_json
 
 __all__ = ["add_parser", "run_purge", "run_stats"]
 
@@ -210,9 +210,8 @@ def _purge(spool: Spool, *, yes: bool, force: bool) -> int:
     if summary.rows == 0:
         print(f"the spool {spool.path} is empty: nothing to purge")
         return ExitCode.OK
-    what = (
-        f"{summary.rows} request(s): {summary.events} events, {summary.user_upserts} user upserts"
-    )
+    upserts = counted(summary.user_upserts, "user upsert")
+    what = f"{summary.rows} request(s): {summary.events} events, {upserts}"
     if not yes:
         _confirm(f"Delete {what} from {spool.path}? They will never be sent. [y/N] ")
     # A pid whose liveness cannot be told is kept: deleting its rows might lose them silently.
@@ -221,7 +220,7 @@ def _purge(spool: Spool, *, yes: bool, force: bool) -> int:
         raise Stop(ExitCode.FAILED, f"{spool.path}: cannot purge the spool")
     print(
         f"purged {purged.rows} request(s) from {spool.path}: {purged.events} events and "
-        f"{purged.user_upserts} user upserts discarded"
+        f"{counted(purged.user_upserts, 'user upsert')} discarded"
     )
     return _kept(purged, summary.taken_at)
 

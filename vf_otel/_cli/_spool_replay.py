@@ -25,6 +25,7 @@ from ._exit import ExitCode
 from ._send import CLOSE_TIMEOUT, failure_reason
 from ._settings import quiet_logger
 from ._spool_access import Stop, fail, lease_text, open_spool, resolve_spool_settings
+from ._terminal import counted
 
 __all__ = ["run_replay"]
 
@@ -36,11 +37,11 @@ _DOCTOR_HINT: Final = "Run `vf-otel doctor` to find out why."
 
 
 def _progress(pipeline: Pipeline) -> str:
-    """``3 request(s) sent (1200 events, 1 user upserts)``."""
+    """``3 request(s) sent (1200 events, 1 user upsert)``."""
     stats = pipeline.stats()
     return (
         f"{pipeline.ledger.requests_sent} request(s) sent "
-        f"({stats.sent} events, {stats.users_sent} user upserts)"
+        f"({stats.sent} events, {counted(stats.users_sent, 'user upsert')})"
     )
 
 
@@ -110,7 +111,7 @@ def _send_spool(settings: Settings, spool: Spool) -> int:
     start = _summary(spool)
     print(
         f"replaying {start.rows} request(s) ({start.events} events, "
-        f"{start.user_upserts} user upserts) from {spool.path} to {settings.base_url}",
+        f"{counted(start.user_upserts, 'user upsert')}) from {spool.path} to {settings.base_url}",
         flush=True,
     )
     refused: list[VibefollowError] = []

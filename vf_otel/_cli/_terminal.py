@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TextIO
 
-__all__ = ["Style", "one_line", "printable", "to_json"]
+__all__ = ["Style", "counted", "one_line", "printable", "to_json"]
 
 _RESET: Final = "\033[0m"
 _BOLD: Final = "1"
@@ -77,3 +77,8 @@ def one_line(text: str) -> str:
     """Whitespace collapsed, control characters escaped, cut to MAX_SHOWN_CHARS."""
     flat = printable(" ".join(text.split()))
     return flat if len(flat) <= MAX_SHOWN_CHARS else flat[: MAX_SHOWN_CHARS - 1] + "…"
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``1 user upsert``, ``2 user upserts``: the count and the noun in the right number."""
+    return f"{count} {noun if count == 1 else (plural or noun + 's')}"

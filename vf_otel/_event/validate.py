@@ -180,7 +180,9 @@ def _user_id(value: object) -> str | Rejection:
         return Rejection(
             "invalid_user",
             _USER_FIELD,
-            f"user id must be a non-empty str or int, got {type_name(value)}",
+            "user id must be a non-empty str or int, got an empty or blank str"
+            if text is not None
+            else f"user id must be a non-empty str or int, got {type_name(value)}",
         )
     return utf8_text(text)
 

@@ -11,7 +11,7 @@ from typing import Any, Final
 from vf_otel.testing import _faults as faults
 from vf_otel.testing._api import EventPredicate, InMemoryApi, Rejection
 from vf_otel.testing._records import RecordedRequest
-from vf_otel.testing._serving import Serving, loopback_family
+from vf_otel.testing._serving import Serving, loopback_address
 from vf_otel.testing._validation import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_EVENT_BYTES
 
 DEFAULT_API_KEY: Final = "sk_test_vfotel0local0testing0only0000000"
@@ -58,7 +58,7 @@ class VibefollowServer:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
-        family = loopback_family(host)
+        bind_host, family = loopback_address(host)
         if not api_key or any(char.isspace() for char in api_key):
             raise ValueError("api_key must be a non-empty string without whitespace")
         if not 0 <= port <= 65535:
@@ -83,7 +83,7 @@ class VibefollowServer:
             max_body_bytes=max_body_bytes,
             max_event_bytes=max_event_bytes,
         )
-        self._serving = Serving(self._api, (host, port), family, stopping)
+        self._serving = Serving(self._api, (bind_host, port), family, stopping)
 
     def __repr__(self) -> str:
         # Deliberately without the API key.

@@ -11,17 +11,36 @@ from vf_otel.testing._api import InMemoryApi
 from vf_otel.testing._http import LoopbackHTTPServer
 
 
-def loopback_family(host: str) -> int:
-    """The address family for ``host``, which must be a loopback IP literal."""
+def loopback_address(host: str) -> tuple[str, int]:
+    """The IP literal to bind for ``host`` and its address family.
+
+    ``host`` is a loopback IP literal, or a name such as ``localhost`` that resolves
+    to loopback addresses only (the first one is bound, IPv4 first); anything that is
+    not loopback, or does not resolve, is refused with a ValueError.
+    """
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        raise ValueError(
-            f"host must be a loopback IP address such as 127.0.0.1, got {host!r}"
-        ) from None
+        return _resolve_loopback(host)
     if not address.is_loopback:
         raise ValueError(f"host must be a loopback address, got {host!r}")
-    return socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    return host, socket.AF_INET6 if address.version == 6 else socket.AF_INET
+
+
+def _resolve_loopback(name: str) -> tuple[str, int]:
+    """``name`` resolved, when every address it resolves to is loopback."""
+    try:
+        infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        infos = []
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    if not addresses or not all(address.is_loopback for address in addresses):
+        raise ValueError(
+            f"host must be a loopback address such as 127.0.0.1 or localhost, got {name!r}"
+            + ("" if addresses else " (it does not resolve)")
+        )
+    address = min(addresses, key=lambda a: a.version)  # IPv4 first
+    return str(address), socket.AF_INET6 if address.version == 6 else socket.AF_INET
 
 
 class Serving:
