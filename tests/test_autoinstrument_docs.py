@@ -9,7 +9,7 @@ the test run is removed, so only what the page sets applies.
 
 By default the commands run with this interpreter's environment (which has the
 packages the page's ``pip install`` lines name). With ``VF_OTEL_TEST_FRESH_VENV=1``
-the ``pip install`` lines run too, each in a new virtual environment (``vf-otel``
+the ``pip install`` lines run too, each in a new virtual environment (``./vf-otel``
 being this checkout): that needs the network, so it is opt-in.
 """
 
@@ -93,7 +93,8 @@ def test_the_page_has_both_setups() -> None:
     """Two blocks: OTLP and Vibefollow side by side, and Vibefollow alone."""
     assert [s.env["OTEL_TRACES_EXPORTER"] for s in SETUPS] == ["otlp,vibefollow", "vibefollow"]
     assert all(s.command == ["opentelemetry-instrument", "python", "app.py"] for s in SETUPS)
-    assert all(s.pip and s.pip[0][0] == "vf-otel" for s in SETUPS)
+    assert all(s.pip and s.pip[0][0] == "./vf-otel" for s in SETUPS)  # a clone, until on PyPI
+    assert all("flask" in s.pip[0] for s in SETUPS)  # the example app below imports it
 
 
 class Collector:
@@ -227,7 +228,7 @@ def test_documented_install_and_command_in_a_fresh_venv(
     venv.create(env_dir, with_pip=True)
     bin_dir = env_dir / "bin"
     for packages in setup.pip:
-        argv = [str(ROOT) if word == "vf-otel" else word for word in packages]
+        argv = [str(ROOT) if word == "./vf-otel" else word for word in packages]
         subprocess.run(  # noqa: S603 - the documented install, no shell
             [str(bin_dir / "python"), "-m", "pip", "install", "-q", *argv],
             check=True,

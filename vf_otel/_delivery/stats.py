@@ -71,7 +71,7 @@ class Stats:
     still ``queued``, ``in_flight``, ``parked`` in memory, or spooled.
     ``dropped`` also counts events refused before they were enqueued.
     ``retried`` counts HTTP retries; ``spooled`` counts events written to the
-    spool (cumulative); ``backlog`` is ``in_flight + parked`` (kept from 0.x).
+    spool (cumulative); ``backlog`` is ``in_flight + parked``.
     ``disabled`` counts what was handed over while delivery is off (``enabled=False``):
     not enqueued, not sent, and no loss (never in ``dropped``, never reported).
     ``key_collisions`` counts property and trait values left out because two keys of

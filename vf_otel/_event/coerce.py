@@ -1,4 +1,4 @@
-"""Turn arbitrary Python values into strict-JSON values (design §4).
+"""Turn arbitrary Python values into strict-JSON values.
 
 Runs on the application thread when an event is built, so the common case
 (a flat dict of str/int/float/bool/None) takes a fast path; everything else

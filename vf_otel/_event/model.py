@@ -49,7 +49,7 @@ class Event:
     traits: Mapping[str, Any] | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        """The object sent in an ``/events/batch`` request (design §2: no other keys)."""
+        """The object sent in an ``/events/batch`` request: these keys and no others."""
         return {
             "external_user_id": self.user_id,
             "name": self.name,

@@ -1,4 +1,4 @@
-"""Client-side checks that keep a bad event out of every batch (design §4).
+"""Client-side checks that keep a bad event out of every batch.
 
 Nothing a caller passes makes :func:`make_event` raise: every user-supplied
 object is looked at through guarded checks, and a value that misbehaves is

@@ -1,4 +1,4 @@
-"""Translate finished spans and OTel log records into Events (design §3).
+"""Translate finished spans and OTel log records into Events.
 
 Runs on the SDK's export thread, never on the request path. The common case —
 a span or record with no ``vf`` tag — is decided by two dictionary lookups.

@@ -42,9 +42,12 @@ class VibefollowServer:
     ``max_body_bytes`` makes larger requests get a 413, as a proxy's body limit would;
     ``max_event_bytes`` refuses larger events (their compact JSON) with a 422 naming them.
 
+    ```pycon
     >>> with VibefollowServer() as server:
     ...     server.base_url.startswith("http://127.0.0.1:")
     True
+
+    ```
     """
 
     def __init__(
