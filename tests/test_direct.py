@@ -199,3 +199,34 @@ def test_before_send_must_be_callable() -> None:
     """A before_send that cannot be called is a ValueError at construction."""
     with pytest.raises(ValueError, match="before_send"):
         vf_otel.VibefollowHandler(api_key="sk_test_x", before_send="nope")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("call", ["event", "identify", "track"])
+def test_with_no_handler_installed_it_says_so(call: str) -> None:
+    """event(), identify() and @track with no Vibefollow handler warn (RuntimeWarning), as the
+    structlog processor does, instead of doing nothing silently; they never raise."""
+    assert not any(isinstance(h, vf_otel.VibefollowHandler) for h in logging.getLogger().handlers)
+
+    @vf_otel.track("report_viewed", user="usr_1")
+    def view() -> str:
+        return "ok"
+
+    with pytest.warns(RuntimeWarning, match=rf"vf_otel\.{call}: no VibefollowHandler"):
+        if call == "event":
+            vf_otel.event("report_viewed", user="usr_1")
+        elif call == "identify":
+            vf_otel.identify("usr_1", {"plan": "pro"})
+        else:
+            assert view() == "ok"
+
+
+def test_with_a_handler_installed_it_says_nothing(
+    handler: vf_otel.VibefollowHandler, recwarn: pytest.WarningsRecorder
+) -> None:
+    """With a VibefollowHandler on the root logger the events go, and nothing is warned."""
+    vf_otel.event("report_viewed", user="usr_1")
+    vf_otel.identify("usr_1", {"plan": "pro"})
+    assert handler.flush(10)
+    assert [w for w in recwarn if issubclass(w.category, RuntimeWarning)] == []
+    assert handler.stats().sent == 1
+    assert handler.stats().users_sent == 1

@@ -226,6 +226,47 @@ def test_w3c_baggage_header_supplies_the_user(
     ]
 
 
+def test_user_block_stays_out_of_outgoing_headers_by_default() -> None:
+    """vf_otel.user() keeps the id in-process: propagators inject no vf.user baggage."""
+    carrier: dict[str, str] = {}
+    with vf_otel.user("usr_private"):
+        assert vf_otel.current_user() == "usr_private"
+        propagate.inject(carrier)
+    assert "usr_private" not in str(carrier)
+
+
+def test_user_block_propagates_only_when_asked() -> None:
+    """user(..., propagate=True) puts the id in the W3C baggage header for downstream services."""
+    carrier: dict[str, str] = {}
+    with vf_otel.user("usr_shared", propagate=True):
+        propagate.inject(carrier)
+    assert "vf.user=usr_shared" in carrier.get("baggage", "")
+    after: dict[str, str] = {}
+    propagate.inject(after)
+    assert "vf.user" not in after.get("baggage", "")  # gone with the block
+
+
+def test_inner_user_block_beats_upstream_baggage(
+    exporter: VibefollowSpanExporter, server: VibefollowServer
+) -> None:
+    """An upstream vf.user in baggage applies until a user() block says otherwise, even None."""
+    tracer = tracer_for(exporter)
+    token = otel_context.attach(propagate.extract({"baggage": "vf.user=usr_upstream"}))
+    try:
+        tracer.start_span("a", attributes={"vf.event": "upstream"}).end()
+        with vf_otel.user("usr_inner"):
+            tracer.start_span("b", attributes={"vf.event": "inner"}).end()
+        with vf_otel.user(None):
+            assert vf_otel.current_user() is None  # anonymous: the baggage user is hidden
+    finally:
+        otel_context.detach(token)
+    assert exporter.force_flush(5_000)
+    assert [(e["name"], e["external_user_id"]) for e in server.events] == [
+        ("upstream", "usr_upstream"),
+        ("inner", "usr_inner"),
+    ]
+
+
 def test_processor_copies_user_under_its_own_key() -> None:
     """The processor writes vf.context_user (never vf.user), and only with a user in context."""
 

@@ -6,27 +6,25 @@ delivery path: like ``@track`` each emits a tagged record on the logger
 ``VibefollowHandler`` of ``vf_otel.configure``, one added by hand, or
 the OTel log pipeline — and which then goes through the same validation,
 redaction, queue, delivery and counters as any tagged record. With no handler
-installed they do nothing (as a log call would). They never raise.
+installed they send nothing and say so once (a ``RuntimeWarning``, as
+``structlog_processor`` does). They never raise.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 from .._event.validate import IDENTIFY
 from .context import current_user
-from .track import TRACK_LOGGER
+from .track import hand_over
 
 __all__ = ["event", "identify"]
 
-_logger = logging.getLogger("vf_otel")
 #: What an explicit time may be: an aware (or naive, local) datetime, epoch seconds,
 #: or an ISO-8601 string.
 When = datetime | float | int | str
-_LEVEL: Final = logging.INFO
 
 
 def event(
@@ -62,12 +60,4 @@ def identify(user: str | int, traits: Mapping[str, Any]) -> None:
 
 
 def _emit(what: str, extra: dict[str, Any]) -> None:
-    try:
-        logger = logging.getLogger(TRACK_LOGGER)
-        if not logger.disabled:
-            # Past the logger's level on purpose, as @track: a product event is no
-            # diagnostic with a severity that the root logger's WARNING should eat.
-            record = logger.makeRecord(TRACK_LOGGER, _LEVEL, "", 0, what, (), None, extra=extra)
-            logger.handle(record)
-    except Exception:
-        _logger.warning("vf_otel.%s could not emit its record", what, exc_info=True)
+    hand_over("event" if what != IDENTIFY else "identify", what, extra)

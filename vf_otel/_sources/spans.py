@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from opentelemetry import baggage
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -14,7 +13,7 @@ from typing_extensions import Unpack
 from .._delivery.stats import Stats
 from .._event.coerce import KeyCollisions
 from ..typing import Options
-from .context import BAGGAGE_KEY, current_user
+from .context import user_in
 from .sink import EventSink
 from .translate import CONTEXT_USER_KEY, USER_KEY, Result, translate_span
 
@@ -101,8 +100,7 @@ class VibefollowUserSpanProcessor(SpanProcessor):
             attrs = span.attributes or {}
             if USER_KEY in attrs or not span.is_recording():
                 return
-            found = baggage.get_baggage(BAGGAGE_KEY, parent_context)
-            user = found if isinstance(found, str) and found else current_user()
+            user = user_in(parent_context)
             if user:
                 span.set_attribute(CONTEXT_USER_KEY, user)
         except Exception:

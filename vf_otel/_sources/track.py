@@ -15,19 +15,24 @@ severity), but not ``disabled`` loggers, filters or handler levels.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
 import wrapt
 
 from .context import current_user
+from .handler import VibefollowHandler
 
-__all__ = ["TRACK_LOGGER", "track"]
+__all__ = ["TRACK_LOGGER", "hand_over", "reaches_event_handler", "track"]
 
 TRACK_LOGGER: Final = "vibefollow.track"
+#: A product event is no diagnostic: logged past the logger's level, at INFO.
+_LEVEL: Final = logging.INFO
 F = TypeVar("F", bound=Callable[..., Any])
 UserArg = str | int | Callable[..., object] | None
 PropertiesArg = Mapping[str, Any] | Callable[..., Mapping[str, Any]] | None
@@ -103,10 +108,48 @@ def _emit(
         if found is not None:
             # Left out when unknown, so the handler counts the drop as missing_user.
             extra["vf_user"] = found
-        logger = logging.getLogger(TRACK_LOGGER)
-        if not logger.disabled:
-            logger.handle(
-                logger.makeRecord(TRACK_LOGGER, logging.INFO, "", 0, name, (), None, extra=extra)
-            )
     except Exception:
         _logger.warning("vf_otel.track(%r) could not build its event", name, exc_info=True)
+        return
+    hand_over("track", name, extra)
+
+
+def hand_over(caller: str, what: str, extra: dict[str, Any]) -> None:
+    """Log ``what`` with the tags ``extra`` on ``TRACK_LOGGER``, past its level; say once
+    (a ``RuntimeWarning``) when no handler there can send it. Never raises."""
+    try:
+        logger = logging.getLogger(TRACK_LOGGER)
+        if logger.disabled:
+            return  # switched off on purpose, as logging would: nothing to say
+        record = logger.makeRecord(TRACK_LOGGER, _LEVEL, "", 0, what, (), None, extra=extra)
+        logger.handle(record)
+        heard = reaches_event_handler(logger)
+    except Exception:
+        _logger.warning("vf_otel.%s could not emit its record", caller, exc_info=True)
+        return
+    if not heard:
+        # warnings shows each place once: once per caller and process, with no state of
+        # ours. The app's warning filters decide; turned into errors, it is not raised here.
+        with contextlib.suppress(Warning):
+            warnings.warn(
+                f"vf_otel.{caller}: no VibefollowHandler (nor an OpenTelemetry LoggingHandler) "
+                f"on the logger {TRACK_LOGGER!r} or its parents, so its events are not sent; "
+                "call vf_otel.configure() or add a VibefollowHandler to the root logger",
+                RuntimeWarning,
+                stacklevel=1,
+            )
+
+
+def reaches_event_handler(logger: logging.Logger) -> bool:
+    """Whether a record of ``logger`` meets a handler that can send it: a
+    ``VibefollowHandler``, or the OTel log pipeline's ``LoggingHandler``."""
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            kind = type(handler)
+            if isinstance(handler, VibefollowHandler) or (
+                kind.__name__ == "LoggingHandler" and kind.__module__.startswith("opentelemetry")
+            ):
+                return True
+        current = current.parent if current.propagate else None
+    return False
