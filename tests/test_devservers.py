@@ -42,7 +42,7 @@ def users(server: VibefollowServer) -> list[int]:
 def test_runserver_with_autoreload_delivers_a_quiet_apps_events_when_stopped(
     vibefollow_server: VibefollowServer, tmp_path: Path, stop: signal.Signals
 ) -> None:
-    """runserver (autoreload on), ten requests, a quiet second, a signal to the main pid: 10 of 10."""
+    """runserver (autoreload on), 10 requests, a quiet pause, a signal to the main pid: 10 of 10."""
     pytest.importorskip("django", reason="Django is not installed")
     (tmp_path / "shop_settings.py").write_text(DJANGO_SETTINGS)
     (tmp_path / "shop_urls.py").write_text(DJANGO_URLS)
