@@ -7,6 +7,7 @@ Through the handler added to loguru (``logger.add(VibefollowHandler())``) and th
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,7 @@ import pytest
 import vf_otel
 from vf_otel.testing import VibefollowServer
 
-from .conftest import run_script
-
-pytestmark = pytest.mark.slow
+from .conftest import HandlerFactory, run_script
 
 #: Each form of tagging loguru offers, with its default (time | level | place) format.
 APP = """\
@@ -51,6 +50,7 @@ EXPECTED = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("way", ["handler", "sink"])
 def test_every_loguru_tagging_form_is_delivered(
     vibefollow_server: VibefollowServer, tmp_path: Path, way: str
@@ -69,3 +69,33 @@ def test_loguru_sink_without_a_handler_is_a_value_error(clean_logging: None) -> 
     """loguru_sink() with no VibefollowHandler on the root logger: ValueError at once."""
     with pytest.raises(ValueError, match="configure"):
         vf_otel.loguru_sink()
+
+
+def test_an_extra_dict_on_a_stdlib_record_is_read_from_a_copy(
+    vibefollow_server: VibefollowServer,
+    make_handler: HandlerFactory,
+    app_logger: logging.Logger,
+) -> None:
+    """A record not built by loguru, with an ``extra`` dict: sent, the record left unchanged."""
+    handler = make_handler()
+    seen: list[logging.LogRecord] = []
+    app_logger.addHandler(handler)
+    app_logger.addHandler(Keep(seen))
+    app_logger.info("signup %s", "now", extra={"extra": {"vf_user": "usr_9"}})
+    assert handler.flush(timeout=10)
+    assert [(e["name"], e["external_user_id"]) for e in vibefollow_server.events] == [
+        ("signup %s", "usr_9")
+    ]
+    assert not hasattr(seen[0], "vf_user")
+
+
+class Keep(logging.Handler):
+    """Keep every record it is given."""
+
+    def __init__(self, into: list[logging.LogRecord]) -> None:
+        super().__init__()
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep ``record``."""
+        self.into.append(record)

@@ -12,13 +12,13 @@ reading loguru's record itself. Needs nothing from loguru (a sink is a callable)
 The event name, unless ``vf_event`` is given, is loguru's ``record["message"]``: the
 message after ``message.format(*args, **kwargs)`` and before the sink's format
 (loguru keeps no unformatted template). Through the handler it is read from the
-``raw_record`` local of loguru's ``StandardSink.write`` (loguru 0.7), the caller;
-where that is not found, the record's ``msg`` as loguru formatted it.
+``raw_record`` local of loguru's ``StandardSink.write`` (loguru 0.7), the caller,
+and the tags are set on the record it built for this handler alone; where that is
+not found, on a copy, named by the record's ``msg`` as loguru formatted it.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import sys
 from collections.abc import Callable, Mapping
@@ -51,8 +51,8 @@ def loguru_tags(extra: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def loguru_record(record: logging.LogRecord) -> logging.LogRecord | None:
-    """A copy of ``record`` with the tags of its loguru ``extra`` as attributes and
-    loguru's message as ``msg``; None when it carries no tags. Never raises."""
+    """``record`` with the tags of its loguru ``extra`` as attributes and loguru's
+    message as ``msg``; None when it carries no tags. Never raises."""
     try:
         extra = record.__dict__.get("extra")
         if not isinstance(extra, Mapping):
@@ -60,27 +60,34 @@ def loguru_record(record: logging.LogRecord) -> logging.LogRecord | None:
         tags = loguru_tags(extra)
         if tags is None:
             return None
-        # A copy: a record someone else built (a filter's, a stdlib extra= named
-        # "extra") may go on to other handlers.
-        tagged = copy.copy(record)
-        tagged.__dict__.update(tags)
-        message = _loguru_message(sys._getframe(1))
-        if message is not None:
+        message = _loguru_message(sys._getframe(1), record)
+        if message is None:
+            # Not the record loguru built for this handler alone (a filter's, or a
+            # stdlib extra= named "extra"): others may see it, so a shallow copy.
+            tagged = logging.LogRecord.__new__(type(record))
+            tagged.__dict__.update(record.__dict__)
+        else:
+            tagged = record
             tagged.msg, tagged.args = message, ()
+        tagged.__dict__.update(tags)
     except Exception:  # never raise into the app's log call
         _logger.debug("vf-otel could not read a loguru record's tags", exc_info=True)
         return None
     return tagged
 
 
-def _loguru_message(frame: FrameType | None) -> str | None:
-    """loguru's ``record["message"]``, from ``StandardSink.write`` up the stack, or None."""
+def _loguru_message(frame: FrameType | None, record: logging.LogRecord) -> str | None:
+    """loguru's ``record["message"]`` when ``record`` is the one loguru's
+    ``StandardSink.write`` (up the stack) built and is handing over; else None."""
     for _ in range(_FRAMES_UP):
         if frame is None:
             return None
         code = frame.f_code
         if code.co_name == "write" and frame.f_globals.get("__name__") == _STANDARD_SINK_MODULE:
-            raw = frame.f_locals.get("raw_record")
+            local = frame.f_locals
+            if local.get("record") is not record:
+                return None
+            raw = local.get("raw_record")
             message = raw.get("message") if isinstance(raw, Mapping) else None
             return message if isinstance(message, str) else None
         frame = frame.f_back
