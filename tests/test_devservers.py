@@ -1,10 +1,10 @@
 """Development servers with an autoreloader: stopping the main process loses no quiet app's events.
 
-Django's ``runserver`` (and Werkzeug's reloader) run the app in a child process and,
-when the main process is stopped (SIGINT from a terminal's kill, SIGTERM), SIGKILL
-that child: its ``atexit`` never runs, so nothing queued there can be delivered at
+Django's ``runserver`` and Werkzeug's reloader (``flask run --debug``) run the app in a
+child process and, when the main process is stopped (SIGINT sent to it alone,
+SIGTERM), SIGKILL that child: its ``atexit`` never runs, so nothing queued there can be delivered at
 exit. vf-otel delivers promptly in that child instead (``DEV_SERVER_FLUSH_INTERVAL``).
-Each test is the real ``runserver``, signalled on its main process only.
+Each test is the real ``runserver`` / ``flask run``, signalled on its main process only.
 """
 
 from __future__ import annotations
@@ -37,23 +37,58 @@ def users(server: VibefollowServer) -> list[int]:
     return sorted(int(e["external_user_id"].removeprefix("usr_")) for e in server.events)
 
 
+FLASK_APP = """\
+import logging
+
+from flask import Flask
+
+import vf_otel
+
+vf_otel.configure(spans=False)
+app = Flask(__name__)
+log = logging.getLogger("shop")
+
+
+@app.get("/<user>")
+def view(user):
+    log.warning("page_viewed", extra={"vf_user": user})
+    return "ok"
+"""
+
+
+def start_dev_server(
+    kind: str, server: VibefollowServer, tmp_path: Path, port: int
+) -> subprocess.Popen[str]:
+    """``runserver`` or ``flask run --debug`` (both with their autoreloader), started."""
+    if kind == "django":
+        pytest.importorskip("django", reason="Django is not installed")
+        (tmp_path / "shop_settings.py").write_text(DJANGO_SETTINGS)
+        (tmp_path / "shop_urls.py").write_text(DJANGO_URLS)
+        args = ["-m", "django", "runserver", f"127.0.0.1:{port}"]
+    else:
+        pytest.importorskip("flask", reason="Flask is not installed")
+        (tmp_path / "shop_app.py").write_text(FLASK_APP)
+        args = ["-m", "flask", "--app", "shop_app", "run", "--debug", "--port", str(port)]
+    env = server_env(server, PYTHONPATH=str(tmp_path), DJANGO_SETTINGS_MODULE="shop_settings")
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and the dev server
+        [sys.executable, *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("kind", ["django", "flask"])
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_runserver_with_autoreload_delivers_a_quiet_apps_events_when_stopped(
-    vibefollow_server: VibefollowServer, tmp_path: Path, stop: signal.Signals
+def test_dev_server_with_autoreload_delivers_a_quiet_apps_events_when_stopped(
+    vibefollow_server: VibefollowServer, tmp_path: Path, kind: str, stop: signal.Signals
 ) -> None:
-    """runserver (autoreload on), 10 requests, a quiet pause, a signal to the main pid: 10 of 10."""
-    pytest.importorskip("django", reason="Django is not installed")
-    (tmp_path / "shop_settings.py").write_text(DJANGO_SETTINGS)
-    (tmp_path / "shop_urls.py").write_text(DJANGO_URLS)
+    """Reloader on, 10 requests, a quiet pause, a signal to the main pid only: 10 of 10."""
     port = free_loopback_port()
-    env = server_env(
-        vibefollow_server, PYTHONPATH=str(tmp_path), DJANGO_SETTINGS_MODULE="shop_settings"
-    )
-    command = [sys.executable, "-m", "django", "runserver", f"127.0.0.1:{port}"]
-    main = subprocess.Popen(  # noqa: S603 - our own interpreter and Django
-        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    main = start_dev_server(kind, vibefollow_server, tmp_path, port)
     with main, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=HANG_GUARD) as client:
         statuses = [get_when_listening(client, "/usr_0")]
         statuses += [client.get(f"/usr_{i}").status_code for i in range(1, REQUESTS)]
