@@ -9,6 +9,7 @@ Each test is the real ``runserver`` / ``flask run``, signalled on its main proce
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from vf_otel import _config as config
 from vf_otel._config import DEV_SERVER_FLUSH_INTERVAL, resolve_settings
 from vf_otel.testing import VibefollowServer
 
@@ -111,3 +113,18 @@ def test_a_reloader_child_delivers_promptly_unless_told_otherwise() -> None:
     told = {"RUN_MAIN": "true", "VIBEFOLLOW_FLUSH_INTERVAL": "2"}
     assert resolve_settings(told).flush_interval == 2.0
     assert resolve_settings({"RUN_MAIN": "true"}, flush_interval=3).flush_interval == 3.0
+
+
+def test_a_longer_flush_interval_under_a_reloader_is_warned_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RUN_MAIN=true with flush_interval set above 0.2 s: one warning naming the loss."""
+    monkeypatch.setattr(config, "_DEV_SERVER_WARNED", set())
+    with caplog.at_level(logging.WARNING, logger="vf_otel.config"):
+        resolve_settings({"RUN_MAIN": "true", "VIBEFOLLOW_FLUSH_INTERVAL": "5"})
+        resolve_settings({"RUN_MAIN": "true"}, flush_interval=60)
+        resolve_settings({"VIBEFOLLOW_FLUSH_INTERVAL": "5"})  # no reloader: nothing to say
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1
+    assert "SIGKILL" in warned[0]
+    assert "flush_interval=5s" in warned[0]
