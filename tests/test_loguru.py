@@ -99,3 +99,20 @@ class Keep(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """Keep ``record``."""
         self.into.append(record)
+
+
+def test_a_handler_filter_sees_loguru_records_first(
+    vibefollow_server: VibefollowServer, make_handler: HandlerFactory
+) -> None:
+    """A filter on the handler drops or passes loguru messages; the rest keep loguru's name."""
+    loguru = pytest.importorskip("loguru", reason="loguru is not installed")
+    handler = make_handler()
+    handler.addFilter(lambda record: "drop" not in record.getMessage())
+    sink_id = loguru.logger.add(handler)
+    try:
+        loguru.logger.bind(vf_user="usr_1").info("signup")
+        loguru.logger.bind(vf_user="usr_2").info("drop me")
+    finally:
+        loguru.logger.remove(sink_id)  # closes (drains) the handler, as loguru does
+    events = vibefollow_server.events
+    assert [(e["name"], e["external_user_id"]) for e in events] == [("signup", "usr_1")]
