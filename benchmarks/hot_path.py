@@ -20,11 +20,17 @@ Variants (the same event: "signup" for usr_42 with two properties):
 - otel_logging: the OTel SDK's ``LoggingHandler`` + ``LoggerProvider`` +
   ``BatchLogRecordProcessor`` + OTLP/HTTP log exporter → loopback sink;
 - posthog: ``Posthog.capture()`` → loopback sink;
-- segment: Segment ``analytics`` ``Client.track()`` → loopback sink.
+- segment: Segment ``analytics`` ``Client.track()`` → loopback sink;
+- loguru_nothing / loguru_handler / loguru_sink: loguru's ``logger.bind(vf_user=...,
+  vf_properties=...).info("signup")`` (default format) into a do-nothing function
+  sink, into ``logger.add(VibefollowHandler())`` (loguru's StandardSink builds a
+  ``LogRecord``) and into ``vf_otel.loguru_sink(handler)``. Each sink takes only its
+  own variant's messages (a ``filter=`` on the bound ``bench`` key, alike for all three).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
@@ -61,6 +67,9 @@ LABELS: Final = {
     "otel_logging": "OTel LoggingHandler + BatchLogRecordProcessor (OTLP/HTTP)",
     "posthog": "posthog capture()",
     "segment": "Segment analytics track()",
+    "loguru_nothing": "loguru: do-nothing function sink",
+    "loguru_handler": "loguru: logger.add(VibefollowHandler())",
+    "loguru_sink": "loguru: vf_otel.loguru_sink(handler)",
 }
 VARIANTS: Final = tuple(LABELS)
 
@@ -160,6 +169,36 @@ def segment(sink_url: str) -> Variant | None:
     return Variant(call, client.flush, client.shutdown)
 
 
+def loguru_variant(base_url: str, way: str) -> Variant | None:
+    """A loguru message tagged by ``bind``, into the sink ``way`` names."""
+    module = optional_module("loguru")
+    if module is None:
+        return None
+    logger = module.logger
+    with contextlib.suppress(ValueError):  # loguru's default stderr sink: every message
+        logger.remove(0)
+    if way == "loguru_nothing":
+        sink: Any = lambda message: None  # noqa: E731 - the do-nothing sink
+        handler = None
+    else:
+        handler = vf_otel.VibefollowHandler(
+            api_key=LOCAL_KEY, base_url=base_url, max_queue_size=HUGE_QUEUE
+        )
+        sink = handler if way == "loguru_handler" else vf_otel.loguru_sink(handler)
+    sink_id = logger.add(sink, level="INFO", filter=lambda record: record["extra"]["bench"] == way)
+    bound = logger.bind(bench=way, **EXTRA)
+    if handler is None:
+        return Variant(lambda: bound.info("signup"), close=lambda: logger.remove(sink_id))
+
+    def close() -> None:
+        logger.remove(sink_id)  # loguru closes a handler it is given
+        handler.close()
+
+    return Variant(
+        lambda: bound.info("signup"), lambda: handler.flush(timeout=DRAIN_TIMEOUT), close
+    )
+
+
 def build(name: str, vf_url: str, sink_url: str) -> Variant | None:
     """The variant called ``name``, or None when its library is not installed."""
     factories: dict[str, Callable[[], Variant | None]] = {
@@ -169,6 +208,9 @@ def build(name: str, vf_url: str, sink_url: str) -> Variant | None:
         "otel_logging": lambda: otel_logging(sink_url),
         "posthog": lambda: posthog(sink_url),
         "segment": lambda: segment(sink_url),
+        "loguru_nothing": lambda: loguru_variant(vf_url, "loguru_nothing"),
+        "loguru_handler": lambda: loguru_variant(vf_url, "loguru_handler"),
+        "loguru_sink": lambda: loguru_variant(vf_url, "loguru_sink"),
     }
     return factories[name]()
 

@@ -163,3 +163,14 @@ def test_fileconfig_ini_with_environment_only_settings(
     """An INI file naming vf_otel.VibefollowHandler with args=() sends with env settings."""
     run_example("fileconfig_ini.py", vibefollow_server)
     assert received(vibefollow_server) == [("user_signed_up", "usr_42", {"plan": "trial"})]
+
+
+def test_loguru_sink_example_sends_each_tagged_message(vibefollow_server: VibefollowServer) -> None:
+    """bind(), keywords with vf_event, and extra= through vf_otel.loguru_sink: three events."""
+    pytest.importorskip("loguru", reason="loguru is not installed")
+    run_example("loguru_app.py", vibefollow_server)
+    assert received(vibefollow_server) == [
+        ("subscription_changed", "usr_42", {"from": "trial", "to": "pro"}),
+        ("team_invited", "usr_7", {}),
+        ("feature_used", "usr_7", {"feature": "csv"}),
+    ]

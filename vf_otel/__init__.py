@@ -24,6 +24,7 @@ from ._sources.context import current_user, user
 from ._sources.direct import event, identify
 from ._sources.handler import VibefollowHandler
 from ._sources.logs import VibefollowLogExporter
+from ._sources.loguru_events import loguru_sink
 from ._sources.sigterm import flush_on_sigterm
 from ._sources.spans import VibefollowSpanExporter, VibefollowUserSpanProcessor
 from ._sources.structlog_events import structlog_processor
@@ -52,6 +53,7 @@ __all__ = [
     "event",
     "flush_on_sigterm",
     "identify",
+    "loguru_sink",
     "structlog_processor",
     "track",
     "user",

@@ -31,6 +31,7 @@ __all__ = [
     "NO_BASE_URL",
     "Settings",
     "base_url_problem",
+    "dev_server_child",
     "resolve_settings",
 ]
 
@@ -43,6 +44,15 @@ API_PREFIX: Final = "/api/v1"
 #: The server refuses larger /events/batch requests (vibefollow-api.md §2.4).
 MAX_BATCH_SIZE: Final = 500
 ENV_PREFIX: Final = "VIBEFOLLOW_"
+#: Set to "true" in the serving process a development server's autoreloader runs
+#: (Django's ``runserver``, Werkzeug's / ``flask run --debug``). Its parent kills that
+#: process with SIGKILL when it is stopped (Ctrl-C, SIGTERM) or its wait is cut short,
+#: so nothing queued there survives a stop: deliver at once instead of batching.
+DEV_SERVER_CHILD_ENV: Final = ("RUN_MAIN", "WERKZEUG_RUN_MAIN")
+#: ``flush_interval`` in such a process unless set: an event waits at most this long.
+DEV_SERVER_FLUSH_INTERVAL: Final = 0.2
+#: Whether the warning about a longer ``flush_interval`` there was logged (once a process).
+_DEV_SERVER_WARNED: Final[set[bool]] = set()
 
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
 # Printable ASCII, space excluded: what an HTTP header value can carry as it is.
@@ -175,10 +185,34 @@ def resolve_settings(environ: Mapping[str, str] | None = None, **explicit: Any) 
             values[name] = check(name, given)
         elif env.get(ENV_VARS[name], "").strip():  # an empty variable counts as unset
             values[name] = _from_env(name, env[ENV_VARS[name]], default)
+        elif name == "flush_interval" and dev_server_child(env):
+            values[name] = DEV_SERVER_FLUSH_INTERVAL
         else:
             values[name] = default
     values["base_url"] = _checked_base_url(values, from_env=explicit.get("base_url") is None)
+    if values["flush_interval"] > DEV_SERVER_FLUSH_INTERVAL and dev_server_child(env):
+        _warn_dev_server(values["flush_interval"])
     return Settings(**values)
+
+
+def dev_server_child(environ: Mapping[str, str]) -> bool:
+    """Whether this is the serving process under a development server's autoreloader."""
+    return any(environ.get(name) == "true" for name in DEV_SERVER_CHILD_ENV)
+
+
+def _warn_dev_server(flush_interval: float) -> None:
+    """Say once, at start, what a stop will lose: a set flush_interval under a reloader."""
+    if _DEV_SERVER_WARNED:
+        return
+    _DEV_SERVER_WARNED.add(True)
+    _logger.warning(
+        "vf-otel: this process is served by a development server's autoreloader, which "
+        "kills it with SIGKILL when stopped (SIGINT, SIGTERM): events still queued then "
+        "are lost. With flush_interval=%gs they may wait that long; leave it unset here "
+        "(%gs) or run the server without its reloader (runserver --noreload)",
+        flush_interval,
+        DEV_SERVER_FLUSH_INTERVAL,
+    )
 
 
 def _checked_base_url(values: Mapping[str, Any], *, from_env: bool) -> str:

@@ -12,6 +12,7 @@ from .._event.pending import Backdated, PendingEvent
 from .._event.validate import Rejection
 from ..typing import Options
 from .context import current_user
+from .loguru_events import loguru_record
 from .sink import EventSink
 
 __all__ = ["VibefollowHandler"]
@@ -84,13 +85,28 @@ class VibefollowHandler(logging.Handler):
         """
         attrs = record.__dict__
         if "vf_user" not in attrs and "vf_event" not in attrs:
-            return False
+            # The common untagged record returns after these two checks. A filter may
+            # add the tags (stdlib order: filters first), loguru puts them in ``extra``.
+            if not self.filters and "extra" not in attrs:
+                return False
+            return self._handle_late_tags(record)
+        if self.filters:
+            return self._handle_late_tags(record)
+        # _queue_record's body, inlined: the tagged record saves a call.
         try:
             ours = record.name not in _EVENT_LOGGERS and _is_ignored(record.name)
         except Exception:  # noqa: BLE001 - a record factory's unhashable or odd name
             ours = False
         if ours:
             return False
+        if self._emit_overridden:
+            self.emit(record)  # a subclass's emit() decides
+        else:
+            self._queue_call(record, attrs)
+        return True
+
+    def _handle_late_tags(self, record: logging.LogRecord) -> bool:
+        """A record whose tags may come from the handler's filters or loguru's ``extra``."""
         if self.filters:  # filter() costs a call even with no filters: skip it then
             # Since Python 3.12 a filter may return a replacement record.
             result: object = self.filter(record)
@@ -98,7 +114,22 @@ class VibefollowHandler(logging.Handler):
                 return False
             if isinstance(result, logging.LogRecord):
                 record = result
-                attrs = record.__dict__
+        attrs = record.__dict__
+        if "vf_user" not in attrs and "vf_event" not in attrs:
+            tagged = loguru_record(record)
+            if tagged is None:
+                return False
+            record, attrs = tagged, tagged.__dict__
+        return self._queue_record(record, attrs)
+
+    def _queue_record(self, record: logging.LogRecord, attrs: dict[str, Any]) -> bool:
+        """Queue a tagged record, unless it is one of the library's own."""
+        try:
+            ours = record.name not in _EVENT_LOGGERS and _is_ignored(record.name)
+        except Exception:  # noqa: BLE001 - a record factory's unhashable or odd name
+            ours = False
+        if ours:
+            return False
         if self._emit_overridden:
             self.emit(record)  # a subclass's emit() decides
         else:
