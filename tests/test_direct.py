@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -211,13 +212,13 @@ def test_with_no_handler_installed_it_says_so(call: str) -> None:
     def view() -> str:
         return "ok"
 
+    calls: dict[str, Callable[[], object]] = {
+        "event": lambda: vf_otel.event("report_viewed", user="usr_1"),
+        "identify": lambda: vf_otel.identify("usr_1", {"plan": "pro"}),
+        "track": view,
+    }
     with pytest.warns(RuntimeWarning, match=rf"vf_otel\.{call}: no VibefollowHandler"):
-        if call == "event":
-            vf_otel.event("report_viewed", user="usr_1")
-        elif call == "identify":
-            vf_otel.identify("usr_1", {"plan": "pro"})
-        else:
-            assert view() == "ok"
+        calls[call]()
 
 
 def test_with_a_handler_installed_it_says_nothing(
