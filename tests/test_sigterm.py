@@ -8,6 +8,7 @@ deliver every event and end with the status SIGTERM gives it.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -16,12 +17,13 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import pytest
 
 import vf_otel
+from vf_otel._sources.sigterm import SigtermHook
 from vf_otel.testing import VibefollowServer
 
 from .conftest import NO_FLUSH_TIMER, server_env
@@ -32,6 +34,9 @@ pytestmark = pytest.mark.skipif(
 #: A hang guard for a child process, not a timing assertion.
 HANG_GUARD = 120
 EVENTS = 25
+#: A prompt exit: the API answers at once, so delivery takes well under a second; the
+#: bound leaves room for a loaded machine (the servers' own shutdown included).
+SHUTDOWN_BOUND = 15.0
 
 
 #: The end of every script: queue EVENTS events, say so, wait for the signal.
@@ -169,12 +174,24 @@ def test_without_the_hook_sigterm_loses_the_queue(server: VibefollowServer, tmp_
     assert users(server) == []
 
 
+#: How the ASGI app installs vf-otel: configure(), or a plain handler (dictConfig, as
+#: examples/integrations/fastapi_users.py does), with nothing else about SIGTERM.
+ASGI_SETUPS = {
+    "configure": "vf_otel.configure(spans=False)\n",
+    "dictConfig": (
+        'logging.config.dictConfig({"version": 1, "disable_existing_loggers": False, '
+        '"handlers": {"vf": {"class": "vf_otel.VibefollowHandler"}}, '
+        '"root": {"level": "INFO", "handlers": ["vf"]}})\n'
+    ),
+    "addHandler": "logging.getLogger().addHandler(vf_otel.VibefollowHandler())\n",
+}
 ASGI_APP = """\
 import logging
+import logging.config
 
 import vf_otel
 
-vf_otel.configure(spans=False)
+{setup}
 log = logging.getLogger("shop")
 
 
@@ -192,36 +209,85 @@ async def app(scope, receive, send):
 """
 
 
-def test_uvicorn_delivers_every_request_event_at_sigterm(
-    server: VibefollowServer, tmp_path: Path
-) -> None:
-    """A real uvicorn, SIGTERM after serving: every event arrives, the lifespan's last one too;
-    uvicorn re-raises SIGTERM after its graceful shutdown, so the status is -SIGTERM."""
-    pytest.importorskip("uvicorn")
-    (tmp_path / "shop_app.py").write_text(ASGI_APP)
+def serve_asgi_then_sigterm(
+    server: VibefollowServer, tmp_path: Path, setup: str, command: list[str], **extra: str
+) -> tuple[subprocess.Popen[str], str, float]:
+    """Serve the ASGI app with ``command`` (+ the listening fd), EVENTS requests, then SIGTERM
+    to the whole process group (as systemd and ``docker stop`` of a shell do); (child, stderr,
+    seconds from the signal to the exit)."""
+    (tmp_path / "shop_app.py").write_text(ASGI_APP.replace("{setup}", setup))
     # Bound here and inherited: no port race, and requests wait in the backlog until ready.
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(64)
+        listener.set_inheritable(True)
         port = listener.getsockname()[1]
-        command = [sys.executable, "-m", "uvicorn", "shop_app:app", "--lifespan", "on"]
-        child = subprocess.Popen(  # noqa: S603 - our own interpreter and uvicorn
-            [*command, "--fd", str(listener.fileno())],
+        child = subprocess.Popen(  # noqa: S603 - our own interpreter and the server
+            [sys.executable, "-m", *(part.format(fd=listener.fileno()) for part in command)],
             pass_fds=[listener.fileno()],
             cwd=tmp_path,
-            env=child_env(server, tmp_path),
+            env=child_env(server, tmp_path, **extra),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,
         )
     with child, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=HANG_GUARD) as client:
         statuses = [client.get(f"/usr_{i}").status_code for i in range(EVENTS)]
-        child.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        os.killpg(child.pid, signal.SIGTERM)
         _, err = child.communicate(timeout=HANG_GUARD)
-    assert statuses == [200] * EVENTS
+        took = time.monotonic() - signalled
+    assert statuses == [200] * EVENTS, err
+    return child, err, took
+
+
+UVICORN: Final = ["uvicorn", "shop_app:app", "--lifespan", "on", "--fd", "{fd}"]
+#: hypercorn's default: one worker process (spawned), the parent waits for it.
+HYPERCORN: Final = ["hypercorn", "shop_app:app", "--bind", "fd://{fd}"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setup", sorted(ASGI_SETUPS))
+def test_uvicorn_delivers_every_request_event_at_sigterm(
+    server: VibefollowServer, tmp_path: Path, setup: str
+) -> None:
+    """A real uvicorn, SIGTERM after serving: every event arrives, the lifespan's last one too,
+    whether vf-otel came from configure() or a plain handler; uvicorn re-raises SIGTERM after
+    its graceful shutdown, so the status is -SIGTERM."""
+    pytest.importorskip("uvicorn", reason="uvicorn: the ASGI server under test")
+    child, err, took = serve_asgi_then_sigterm(server, tmp_path, ASGI_SETUPS[setup], UVICORN)
     assert "Finished server process" in err  # uvicorn's own graceful shutdown ran
     assert child.returncode == -signal.SIGTERM, err
     assert users(server) == [*range(EVENTS), 1000]
+    assert took < SHUTDOWN_BOUND, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setup", ["dictConfig", "addHandler"])
+def test_hypercorn_worker_delivers_every_request_event_at_sigterm(
+    server: VibefollowServer, tmp_path: Path, setup: str
+) -> None:
+    """A real hypercorn, SIGTERM to its process group: the worker, whose SIGTERM has the
+    default action, delivers every queued event with a plain handler, then ends promptly."""
+    pytest.importorskip("hypercorn", reason="hypercorn: the ASGI server under test")
+    _, err, took = serve_asgi_then_sigterm(server, tmp_path, ASGI_SETUPS[setup], HYPERCORN)
+    assert set(range(EVENTS)) <= set(users(server)), err
+    assert len(users(server)) == len(set(users(server)))  # each event once
+    assert took < SHUTDOWN_BOUND, err
+
+
+@pytest.mark.slow
+def test_plain_handler_opt_out_by_environment_loses_the_queue(
+    server: VibefollowServer, tmp_path: Path
+) -> None:
+    """VIBEFOLLOW_HANDLE_SIGTERM=false: a plain handler leaves SIGTERM alone, as documented."""
+    pytest.importorskip("uvicorn", reason="uvicorn: the ASGI server under test")
+    child, err, _ = serve_asgi_then_sigterm(
+        server, tmp_path, ASGI_SETUPS["addHandler"], UVICORN, VIBEFOLLOW_HANDLE_SIGTERM="false"
+    )
+    assert child.returncode == -signal.SIGTERM, err
+    assert users(server) == []
 
 
 # -- the hook itself, in this process --------------------------------------------------
@@ -363,3 +429,53 @@ def test_runserver_autoreloader_kills_its_server_and_the_queue_with_it(
     child = serve_then_sigterm(server, tmp_path)
     assert child.returncode == 0  # the reloader's own sys.exit(0)
     assert users(server) == []
+
+
+def test_a_plain_handler_installs_the_hook_and_close_takes_it_out(
+    server: VibefollowServer,
+) -> None:
+    """One hook for any number of handlers, chained to the app's handler, gone after the last
+    close(): no hooks pile up in a process (a test run) that builds many handlers."""
+    options: dict[str, Any] = {"api_key": server.api_key, "base_url": server.base_url}
+
+    def app_handler(signum: int, frame: object) -> None:
+        """The app's own SIGTERM handler."""
+
+    before = signal.signal(signal.SIGTERM, app_handler)
+    try:
+        first = vf_otel.VibefollowHandler(**options)
+        hook = signal.getsignal(signal.SIGTERM)
+        assert isinstance(hook, SigtermHook)
+        assert hook.previous is app_handler  # chained to, never replaced
+        second = vf_otel.VibefollowHandler(**options)
+        assert signal.getsignal(signal.SIGTERM) is hook
+        first.close()
+        assert signal.getsignal(signal.SIGTERM) is hook  # `second` still wants it
+        second.close()
+        assert signal.getsignal(signal.SIGTERM) is app_handler
+        vf_otel.VibefollowHandler(handle_sigterm=False, **options).close()
+        assert signal.getsignal(signal.SIGTERM) is app_handler
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_a_handler_built_off_the_main_thread_or_with_sigterm_ignored_touches_nothing(
+    server: VibefollowServer,
+) -> None:
+    """Off the main thread no signal handler can be installed, and an ignored SIGTERM
+    loses nothing: the handler works and SIGTERM stays as it was."""
+    options: dict[str, Any] = {"api_key": server.api_key, "base_url": server.base_url}
+    before = signal.getsignal(signal.SIGTERM)
+    made: list[vf_otel.VibefollowHandler] = []
+    thread = threading.Thread(target=lambda: made.append(vf_otel.VibefollowHandler(**options)))
+    thread.start()
+    thread.join(HANG_GUARD)
+    assert len(made) == 1
+    assert signal.getsignal(signal.SIGTERM) is before
+    made[0].close()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        vf_otel.VibefollowHandler(**options).close()
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, before)

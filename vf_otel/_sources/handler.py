@@ -12,6 +12,7 @@ from .._event.pending import Backdated, PendingEvent
 from .._event.validate import Rejection
 from ..typing import Options
 from .context import current_user
+from .sigterm import release_sigterm_hook, watch_sigterm
 from .sink import EventSink
 
 __all__ = ["VibefollowHandler"]
@@ -71,6 +72,11 @@ class VibefollowHandler(logging.Handler):
         # handle() queues without the call to emit(), unless a subclass overrides it.
         self._emit_overridden = type(self).emit is not VibefollowHandler.emit
         self._redactor = self._sink.redactor
+        settings = self._pipeline.settings
+        if settings.handle_sigterm and settings.enabled:
+            # SIGTERM's default action skips atexit, and servers (uvicorn) re-raise it
+            # after their graceful shutdown: the queue would be lost (sigterm.py).
+            watch_sigterm(self)
 
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)
@@ -197,6 +203,7 @@ class VibefollowHandler(logging.Handler):
                 self._sink.drain_at_exit()
             else:
                 self._pipeline.shutdown()
+                release_sigterm_hook(self)
         finally:
             super().close()
 
