@@ -479,3 +479,51 @@ def test_a_handler_built_off_the_main_thread_or_with_sigterm_ignored_touches_not
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+#: A spawn Pool used the plain way: the handler built in the initializer, no flush in the
+#: task, and the `with` block's exit calling terminate() (SIGTERM to every worker).
+SPAWN_POOL = f"""\
+import logging
+import multiprocessing
+
+import vf_otel
+
+log = logging.getLogger("jobs")
+
+
+def configure():
+    logging.getLogger().addHandler(vf_otel.VibefollowHandler())
+    logging.getLogger().setLevel(logging.INFO)
+
+
+def export(job):
+    log.info("job_done", extra={{"vf_user": f"usr_{{job}}"}})
+    return True
+
+
+if __name__ == "__main__":
+    with multiprocessing.get_context("spawn").Pool(4, initializer=configure) as pool:
+        assert all(pool.map(export, range({EVENTS})))
+"""
+
+
+@pytest.mark.slow
+def test_a_spawn_pool_block_delivers_without_a_flush_in_the_task(
+    server: VibefollowServer, tmp_path: Path
+) -> None:
+    """`with Pool()` ends in terminate(): each spawned worker's hook (or its exit) drains it."""
+    script = tmp_path / "jobs.py"
+    script.write_text(SPAWN_POOL)
+    started = time.monotonic()
+    done = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, str(script)],
+        env=child_env(server, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert users(server) == list(range(EVENTS))
+    assert time.monotonic() - started < SHUTDOWN_BOUND + 30  # spawning 4 interpreters included
