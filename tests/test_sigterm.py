@@ -210,11 +210,17 @@ async def app(scope, receive, send):
 
 
 def serve_asgi_then_sigterm(
-    server: VibefollowServer, tmp_path: Path, setup: str, command: list[str], **extra: str
+    server: VibefollowServer,
+    tmp_path: Path,
+    setup: str,
+    command: list[str],
+    *,
+    group: bool = True,
+    **extra: str,
 ) -> tuple[subprocess.Popen[str], str, float]:
     """Serve the ASGI app with ``command`` (+ the listening fd), EVENTS requests, then SIGTERM
-    to the whole process group (as systemd and ``docker stop`` of a shell do); (child, stderr,
-    seconds from the signal to the exit)."""
+    to the whole process group (as systemd does), or with ``group=False`` to the server's
+    main process alone (as ``docker stop`` does); (child, stderr, seconds to the exit)."""
     (tmp_path / "shop_app.py").write_text(ASGI_APP.replace("{setup}", setup))
     # Bound here and inherited: no port race, and requests wait in the backlog until ready.
     with socket.socket() as listener:
@@ -235,7 +241,10 @@ def serve_asgi_then_sigterm(
     with child, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=HANG_GUARD) as client:
         statuses = [client.get(f"/usr_{i}").status_code for i in range(EVENTS)]
         signalled = time.monotonic()
-        os.killpg(child.pid, signal.SIGTERM)
+        if group:
+            os.killpg(child.pid, signal.SIGTERM)
+        else:
+            child.send_signal(signal.SIGTERM)
         _, err = child.communicate(timeout=HANG_GUARD)
         took = time.monotonic() - signalled
     assert statuses == [200] * EVENTS, err
@@ -264,14 +273,18 @@ def test_uvicorn_delivers_every_request_event_at_sigterm(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("group", [True, False], ids=["group", "parent"])
 @pytest.mark.parametrize("setup", ["dictConfig", "addHandler"])
 def test_hypercorn_worker_delivers_every_request_event_at_sigterm(
-    server: VibefollowServer, tmp_path: Path, setup: str
+    server: VibefollowServer, tmp_path: Path, setup: str, group: bool
 ) -> None:
-    """A real hypercorn, SIGTERM to its process group: the worker, whose SIGTERM has the
-    default action, delivers every queued event with a plain handler, then ends promptly."""
+    """A real hypercorn, SIGTERM to its process group (the worker's SIGTERM has the default
+    action: the hook delivers) or to the parent alone (the worker exits normally): every
+    queued event of a plain handler arrives, once, and the server ends promptly."""
     pytest.importorskip("hypercorn", reason="hypercorn: the ASGI server under test")
-    _, err, took = serve_asgi_then_sigterm(server, tmp_path, ASGI_SETUPS[setup], HYPERCORN)
+    _, err, took = serve_asgi_then_sigterm(
+        server, tmp_path, ASGI_SETUPS[setup], HYPERCORN, group=group
+    )
     assert set(range(EVENTS)) <= set(users(server)), err
     assert len(users(server)) == len(set(users(server)))  # each event once
     assert took < SHUTDOWN_BOUND, err
