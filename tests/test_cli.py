@@ -13,6 +13,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import sysconfig
 import threading
 import types
 import uuid
@@ -235,6 +236,14 @@ def test_doctor_reads_uwsgi_options(monkeypatch: pytest.MonkeyPatch) -> None:
     fake.opt[b"enable-threads"] = True
     (found,) = [f for f in detect() if f.runtime.startswith("uWSGI")]
     assert not found.warn
+
+
+def test_doctor_names_a_free_threaded_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A free-threaded build (Py_GIL_DISABLED) with the GIL off at run time: said, once."""
+    monkeypatch.setattr(sysconfig, "get_config_var", lambda name: 1)
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: False, raising=False)
+    found = [f.runtime for f in detect({})]
+    assert found.count("free-threaded Python build (GIL off)") == 1
 
 
 def test_doctor_says_when_delivery_is_off(

@@ -29,10 +29,10 @@ PRODUCTION: Final = "docs/production.md"
 #: terminate(), SIGTERM (the handler's hook drains); a forkserver child ends in
 #: os._exit(), which skips both: only a flush in the task delivers.
 _FRESH_CHILDREN: Final[Mapping[str, str]] = {
-    "spawn": "children start without a handler: build one in the Pool initializer; each "
-    "child drains at its exit, and at the SIGTERM of a `with Pool()` block's terminate()",
-    "forkserver": "children start without a handler: build one in the Pool initializer "
-    "and flush at the end of each task (they end in os._exit(), skipping every exit hook)",
+    "spawn": "build the handler in the Pool initializer; children drain at exit and at "
+    "terminate()'s SIGTERM",
+    "forkserver": "build the handler in the Pool initializer and flush at the end of each "
+    "task (children end in os._exit())",
 }
 
 
@@ -76,8 +76,7 @@ def _gevent(_: Mapping[str, str]) -> Finding | None:
         return None
     return Finding(
         "gevent: threading is monkey-patched",
-        "the delivery thread and senders run as greenlets; they send while the app "
-        "yields (I/O, sleep) and drain at exit",
+        "delivery runs in greenlets: it sends whenever the app yields, drains at exit",
         f"{DOCS}#gevent-and-eventlet",
     )
 
@@ -88,8 +87,7 @@ def _eventlet(_: Mapping[str, str]) -> Finding | None:
         return None
     return Finding(
         "eventlet: thread is monkey-patched",
-        "the delivery thread and senders run as green threads; they send while the app "
-        "yields and drain at exit",
+        "delivery runs in green threads: it sends whenever the app yields, drains at exit",
         f"{DOCS}#gevent-and-eventlet",
     )
 
@@ -112,13 +110,12 @@ def _uwsgi(_: Mapping[str, str]) -> Finding | None:
     if not threads:
         return Finding(
             shown,
-            "without enable-threads no Python thread runs between requests: events wait "
-            "in the queue; set enable-threads = true",
+            "no thread runs between requests, so events wait: set enable-threads = true",
             f"{DOCS}#uwsgi",
             warn=True,
         )
-    does = "each worker delivers its own events from its own thread" + (
-        "" if lazy else "; the app is loaded before the fork, so the thread restarts in each worker"
+    does = "each worker delivers its own events" + (
+        "" if lazy else " (loaded before the fork: restarted in each worker)"
     )
     return Finding(shown, does, f"{DOCS}#uwsgi")
 
@@ -129,8 +126,7 @@ def _lambda(env: Mapping[str, str]) -> Finding | None:
         return None
     return Finding(
         f"AWS Lambda (function {name})" if name else "AWS Lambda",
-        "the sandbox freezes between invocations: events must be delivered before each "
-        "invocation returns",
+        "frozen between invocations: events must be delivered before each one returns",
         f"{DOCS}#aws-lambda",
     )
 
@@ -139,16 +135,15 @@ def _prefork(env: Mapping[str, str]) -> Finding | None:
     if env.get("SERVER_SOFTWARE", "").startswith("gunicorn/") or "gunicorn.arbiter" in sys.modules:
         return Finding(
             "gunicorn (prefork)",
-            "a handler built before the fork (--preload) starts anew in each worker; each "
-            "worker delivers its own events and drains at its graceful exit",
+            "each worker delivers its own events (restarted after --preload's fork) and "
+            "drains at its graceful exit",
             f"{PRODUCTION}#gunicorn",
         )
     parent = multiprocessing.parent_process()
     if parent is not None:
         return Finding(
             f"a multiprocessing child (parent pid {parent.pid})",
-            "this process delivers its own events; flush at the end of each task, since "
-            "a Pool's terminate() kills its workers",
+            "delivers its own events: flush at the end of each task (see the start method)",
             f"{DOCS}#multiprocessing",
         )
     return None
@@ -175,7 +170,6 @@ def _free_threaded(_: Mapping[str, str]) -> Finding | None:
     gil = "on" if callable(is_gil_enabled) and is_gil_enabled() else "off"
     return Finding(
         f"free-threaded Python build (GIL {gil})",
-        "the handler takes no lock on the logging thread; delivery runs in parallel "
-        "with the app's threads",
+        "no lock on the logging thread; delivery runs in parallel with the app",
         f"{PRODUCTION}#production-checklist",
     )
