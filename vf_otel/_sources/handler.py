@@ -46,6 +46,10 @@ class VibefollowHandler(logging.Handler):
     [`close()`][vf_otel.VibefollowHandler.close], which wait at most
     ``shutdown_timeout`` seconds.
 
+    Built on the main thread, it also sees that SIGTERM delivers what is queued
+    before the signal acts (option ``handle_sigterm``, on by default; see
+    [`flush_on_sigterm()`][vf_otel.flush_on_sigterm]).
+
     Every option may be omitted: the ``VIBEFOLLOW_*`` environment variable of
     the same name applies, then the default (see [configuration](configuration.md)).
     """
