@@ -273,6 +273,21 @@ def test_uvicorn_delivers_every_request_event_at_sigterm(
 
 
 @pytest.mark.slow
+def test_uvicorn_workers_deliver_the_queue_but_not_what_their_shutdown_logs(
+    server: VibefollowServer, tmp_path: Path
+) -> None:
+    """The documented limit of `uvicorn --workers N`: each worker imports the app after
+    installing its handler, so the hook runs first and delivers every request's event;
+    uvicorn then raises SIGTERM again with the default action, so what its lifespan
+    shutdown logs is lost (docs/runtimes.md says to flush there)."""
+    pytest.importorskip("uvicorn", reason="uvicorn: the ASGI server under test")
+    command = [*UVICORN, "--workers", "2"]
+    _, err, took = serve_asgi_then_sigterm(server, tmp_path, ASGI_SETUPS["addHandler"], command)
+    assert users(server) == list(range(EVENTS)), err
+    assert took < SHUTDOWN_BOUND, err
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("group", [True, False], ids=["group", "parent"])
 @pytest.mark.parametrize("setup", ["dictConfig", "addHandler"])
 def test_hypercorn_worker_delivers_every_request_event_at_sigterm(
