@@ -54,11 +54,12 @@ def child_env(server: VibefollowServer, tmp_path: Path, **extra: str) -> dict[st
 
 
 def terminate_when_ready(
-    server: VibefollowServer, tmp_path: Path, setup: str
+    server: VibefollowServer, tmp_path: Path, setup: str, after: str = ""
 ) -> tuple[int, str, str]:
-    """Run ``setup``, log EVENTS events, print ``ready``; SIGTERM it; (status, out, err)."""
+    """Run ``setup``, log EVENTS events, print ``ready``; SIGTERM it; then ``after`` runs if
+    the process is still there; (status, out, err)."""
     script = tmp_path / "main.py"
-    script.write_text(textwrap.dedent(setup) + WAIT_FOR_SIGTERM)
+    script.write_text(textwrap.dedent(setup) + WAIT_FOR_SIGTERM + textwrap.dedent(after))
     with subprocess.Popen(  # noqa: S603 - our own interpreter and script
         [sys.executable, str(script)],
         env=child_env(server, tmp_path),
@@ -153,6 +154,41 @@ def test_flush_on_sigterm_covers_a_handler_from_dictconfig(
     )
     assert status == -signal.SIGTERM, err
     assert users(server) == list(range(EVENTS))
+
+
+def test_a_server_that_restores_the_default_and_raises_again_loses_nothing(
+    server: VibefollowServer, tmp_path: Path
+) -> None:
+    """As uvicorn's workers do: its handler installed before the handler (so the hook chains
+    to it), events logged during its shutdown, then SIG_DFL restored and SIGTERM raised:
+    everything arrives, and the process still ends with SIGTERM's status."""
+    status, out, err = terminate_when_ready(
+        server,
+        tmp_path,
+        """
+        import logging
+        import signal
+
+        import vf_otel
+
+        stopping = []
+        signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
+        logging.getLogger().addHandler(vf_otel.VibefollowHandler())
+        log = logging.getLogger("worker")
+        """,
+        after="""
+        assert stopping == [signal.SIGTERM]
+        log.warning("server_stopped", extra={"vf_user": "usr_1000"})
+        print("shutdown logged", flush=True)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)
+        print("ran to the end", flush=True)
+        """,
+    )
+    assert status == -signal.SIGTERM, err
+    assert "shutdown logged" in out
+    assert "ran to the end" in out  # the raised SIGTERM was held until the exit
+    assert users(server) == [*range(EVENTS), 1000]
 
 
 def test_without_the_hook_sigterm_loses_the_queue(server: VibefollowServer, tmp_path: Path) -> None:
@@ -273,17 +309,16 @@ def test_uvicorn_delivers_every_request_event_at_sigterm(
 
 
 @pytest.mark.slow
-def test_uvicorn_workers_deliver_the_queue_but_not_what_their_shutdown_logs(
+def test_uvicorn_workers_deliver_what_their_graceful_shutdown_logs_too(
     server: VibefollowServer, tmp_path: Path
 ) -> None:
-    """The documented limit of `uvicorn --workers N`: each worker imports the app after
-    installing its handler, so the hook runs first and delivers every request's event;
-    uvicorn then raises SIGTERM again with the default action, so what its lifespan
-    shutdown logs is lost (docs/runtimes.md says to flush there)."""
+    """`uvicorn --workers 2`: each worker installs its handler before importing the app, so
+    the hook runs first, then uvicorn's graceful shutdown, then uvicorn raises SIGTERM again
+    with the default action. Held until exit, it lets the lifespan's events arrive too."""
     pytest.importorskip("uvicorn", reason="uvicorn: the ASGI server under test")
     command = [*UVICORN, "--workers", "2"]
     _, err, took = serve_asgi_then_sigterm(server, tmp_path, ASGI_SETUPS["addHandler"], command)
-    assert users(server) == list(range(EVENTS)), err
+    assert users(server) == [*range(EVENTS), 1000, 1000], err  # one lifespan per worker
     assert took < SHUTDOWN_BOUND, err
 
 

@@ -8,7 +8,9 @@ and then behaves exactly as SIGTERM did before it was installed:
 
 - a Python handler was installed (a server's graceful shutdown, the app's own): the
   hook flushes (each handler within its ``shutdown_timeout``) and calls it; the
-  process goes on, so everything stays open;
+  process goes on, so everything stays open. A SIGTERM the server raises again later
+  on the main thread (uvicorn's workers, after restoring the default action) is held
+  until the exit, which delivers first (``_hold_until_exit``);
 - the default action: the hook shuts vf-otel down (deliver, else spool, within
   ``shutdown_timeout``), restores the default and raises the signal again, so the
   process ends with SIGTERM's status (``-15`` for a parent, 143 in a shell).
@@ -28,7 +30,9 @@ close handlers leave SIGTERM as they found it.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import signal
 import threading
 import weakref
@@ -63,7 +67,7 @@ class Deliverable(Protocol):
 class SigtermHook:
     """The SIGTERM handler: drain vf-otel, then chain to ``previous`` or re-raise."""
 
-    __slots__ = ("_handlers", "_targets", "pinned", "previous")
+    __slots__ = ("_handlers", "_holding", "_targets", "pinned", "previous")
 
     def __init__(self, previous: PythonHandler | signal.Handlers) -> None:
         self.previous = previous
@@ -73,6 +77,8 @@ class SigtermHook:
         # The handlers that asked for the hook, attached to a logger or not (loguru's
         # logger.add(handler) attaches none); weak: a dropped handler lets go of it.
         self._handlers: weakref.WeakSet[VibefollowHandler] = weakref.WeakSet()
+        # SIGTERM is blocked on the main thread until exit (see _hold_until_exit).
+        self._holding = False
 
     @property
     def wanted(self) -> bool:
@@ -103,10 +109,42 @@ class SigtermHook:
         except Exception:  # the signal must go on whatever happened here
             _logger.debug("vf-otel could not deliver at SIGTERM", exc_info=True)
         if callable(previous):
+            self._hold_until_exit(signum)
             previous(signum, frame)
             return
         signal.signal(signum, signal.SIG_DFL)
         signal.raise_signal(signum)
+
+    def _hold_until_exit(self, signum: int) -> None:
+        """After a server's handler, keep a SIGTERM it raises again for the exit.
+
+        uvicorn's workers (``--workers``, ``--reload``) install their handler before
+        importing the app, so the hook chains to it; after the graceful shutdown uvicorn
+        puts back the default action and raises SIGTERM again, which would end the
+        process with what that shutdown logged. ``raise_signal`` targets the calling
+        (main) thread, so blocking SIGTERM there holds it pending: the process reaches
+        its normal exit, where ``_release_at_exit`` delivers and unblocks it, and the
+        process still ends with SIGTERM's status. A server that exits normally instead
+        (gunicorn) raises nothing: then the exit is as it was.
+        """
+        if self._holding or not hasattr(signal, "pthread_sigmask"):
+            return
+        try:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signum})
+        except (OSError, ValueError):  # no thread signal masks here: nothing is held
+            return
+        self._holding = True
+        atexit.register(self._release_at_exit, signum)
+        if hasattr(os, "register_at_fork"):  # a child forked meanwhile must feel SIGTERM
+            os.register_at_fork(after_in_child=lambda: _unblock(signum))
+
+    def _release_at_exit(self, signum: int) -> None:
+        """At exit: deliver (final), then let a held SIGTERM act (first ``atexit`` hook)."""
+        try:
+            self.deliver(final=True)
+        except Exception:  # the signal must go on whatever happened here
+            _logger.debug("vf-otel could not deliver at exit after SIGTERM", exc_info=True)
+        _unblock(signum)
 
     def deliver(self, *, final: bool) -> None:
         """Flush (or, when ``final``, close) every target and every handler on a logger."""
@@ -124,6 +162,14 @@ class SigtermHook:
                 handler.close()
             else:
                 handler.flush()
+
+
+def _unblock(signum: int) -> None:
+    """Unblock ``signum`` on this thread: a pending one acts now. Never raises."""
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+    except (OSError, ValueError):
+        _logger.debug("vf-otel could not unblock signal %s", signum, exc_info=True)
 
 
 def attached_handlers() -> list[VibefollowHandler]:
