@@ -13,7 +13,9 @@ import socket
 import ssl
 import subprocess
 import sys
+import sysconfig
 import threading
+import types
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,11 +28,14 @@ import vf_otel
 from vf_otel._cli import ExitCode, main
 from vf_otel._cli._devserver import _Printer
 from vf_otel._cli._diagnose import environment_proxy, failure_for_exception, failure_for_response
+from vf_otel._cli._runtime import detect
 from vf_otel._cli._send import parse_value
 from vf_otel._cli._settings import redact_key
 from vf_otel._cli._terminal import Style
 from vf_otel._config import DEFAULTS, resolve_settings
 from vf_otel.testing import RecordedRequest, VibefollowServer
+
+from .conftest import run_python
 
 LIVE_KEY = "sk_live_" + "k3y" * 11 + "abcd"
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
@@ -137,7 +142,14 @@ def test_doctor_sends_one_test_event_and_says_ok(
     """An accepted test event is exit 0 and OK; it was one POST with an Idempotency-Key."""
     assert doctor(vibefollow_server) == ExitCode.OK
     out = capsys.readouterr().out
-    steps = ["[1/4] configuration", "[2/4] connect", "connected to", "[3/4] send", "[4/4] result"]
+    steps = [
+        "[1/5] configuration",
+        "[2/5] runtime",
+        "[3/5] connect",
+        "connected to",
+        "[4/5] send",
+        "[5/5] result",
+    ]
     positions = [out.index(step) for step in steps]
     assert positions == sorted(positions)
     assert "OK: Vibefollow accepted the test event" in out
@@ -148,6 +160,90 @@ def test_doctor_sends_one_test_event_and_says_ok(
     assert event["name"] == "vf_otel_doctor"
     assert event["external_user_id"] == "vf-otel-doctor"
     assert event["properties"] == {"source": "vf-otel doctor"}
+
+
+#: Runs the doctor inside a process set up by ``{setup}``, as an app's process would be.
+DOCTOR_IN_PROCESS = """\
+import sys
+{setup}
+from vf_otel._cli import main
+
+sys.exit(main(["doctor"]))
+"""
+
+
+def doctor_in_process(server: VibefollowServer, setup: str, **env: str) -> tuple[int, str]:
+    """Run the doctor in a child process after ``setup``; (exit status, stdout + stderr)."""
+    script = DOCTOR_IN_PROCESS.replace("{setup}", setup)
+    done = run_python(server, ["-c", script], timeout=WAIT * 4, **env)
+    return done.returncode, done.stdout + done.stderr
+
+
+def runtime_lines(out: str) -> str:
+    """The doctor's runtime step: the lines between its heading and the next step."""
+    return out[out.index("[2/5] runtime") : out.index("[3/5]")]
+
+
+@pytest.mark.slow
+def test_doctor_reports_a_plain_process(vibefollow_server: VibefollowServer) -> None:
+    """No special runtime (fork start method, GIL build): one line says so; exit 0."""
+    status, out = doctor_in_process(
+        vibefollow_server, 'import multiprocessing; multiprocessing.set_start_method("fork")'
+    )
+    assert status == ExitCode.OK, out
+    assert "a plain process" in runtime_lines(out)
+
+
+@pytest.mark.slow
+def test_doctor_reports_gevent_patching(vibefollow_server: VibefollowServer) -> None:
+    """Inside a gevent-patched process the doctor says so and what vf-otel does; exit 0."""
+    pytest.importorskip("gevent", reason="gevent: the monkey-patching detected")
+    status, out = doctor_in_process(
+        vibefollow_server, "from gevent import monkey; monkey.patch_all()"
+    )
+    assert status == ExitCode.OK, out
+    assert "gevent: threading is monkey-patched" in runtime_lines(out)
+    assert "docs/runtimes.md#gevent-and-eventlet" in runtime_lines(out)
+
+
+@pytest.mark.slow
+def test_doctor_reports_lambda_and_a_start_method_that_needs_a_pattern(
+    vibefollow_server: VibefollowServer,
+) -> None:
+    """AWS Lambda's variables and a forkserver start method: one line each, the exit status
+    is still the endpoint's (0)."""
+    status, out = doctor_in_process(
+        vibefollow_server,
+        'import multiprocessing; multiprocessing.set_start_method("forkserver")',
+        AWS_LAMBDA_FUNCTION_NAME="checkout",
+        AWS_LAMBDA_RUNTIME_API="127.0.0.1:9001",
+    )
+    assert status == ExitCode.OK, out
+    lines = runtime_lines(out)
+    assert "AWS Lambda (function checkout)" in lines
+    assert "multiprocessing start method 'forkserver' (set)" in lines
+    assert "flush at the end of each task" in lines
+
+
+def test_doctor_reads_uwsgi_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    """uWSGI's options as its ``uwsgi`` module gives them (bytes): enable-threads off warns."""
+    fake = types.SimpleNamespace(opt={b"master": True, b"lazy-apps": True})
+    monkeypatch.setitem(sys.modules, "uwsgi", fake)
+    (found,) = [f for f in detect() if f.runtime.startswith("uWSGI")]
+    assert found.runtime == "uWSGI (enable-threads off, lazy-apps on)"
+    assert found.warn
+    assert "enable-threads = true" in found.does
+    fake.opt[b"enable-threads"] = True
+    (found,) = [f for f in detect() if f.runtime.startswith("uWSGI")]
+    assert not found.warn
+
+
+def test_doctor_names_a_free_threaded_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A free-threaded build (Py_GIL_DISABLED) with the GIL off at run time: said, once."""
+    monkeypatch.setattr(sysconfig, "get_config_var", lambda name: 1)
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: False, raising=False)
+    found = [f.runtime for f in detect({})]
+    assert found.count("free-threaded Python build (GIL off)") == 1
 
 
 def test_doctor_says_when_delivery_is_off(
@@ -183,7 +279,7 @@ def test_doctor_shows_each_option_with_its_source(
     args = ["doctor", "--base-url", vibefollow_server.base_url, "--timeout", "5"]
     assert main(args) == ExitCode.OK
     out = capsys.readouterr().out
-    table = out[out.index("[1/4]") : out.index("[2/4]")].splitlines()[1:]
+    table = out[out.index("[1/5]") : out.index("[2/5]")].splitlines()[1:]
     rows = {line.split()[0]: line.split() for line in table}
     assert set(rows) == set(DEFAULTS)
     assert rows["api_key"][-2:] == ["env", "VIBEFOLLOW_API_KEY"]
@@ -200,7 +296,7 @@ def test_doctor_without_an_api_key_exits_3(capsys: pytest.CaptureFixture[str]) -
     assert "(not set)" in out
     assert "no API key" in out
     assert "VIBEFOLLOW_API_KEY" in out
-    assert "[2/4]" not in out
+    assert "[3/5]" not in out
 
 
 @pytest.mark.parametrize(
@@ -232,7 +328,7 @@ def test_doctor_explains_an_invalid_base_url_from_the_environment(
     assert "never falls back to the default URL" in out
     assert "(invalid: nothing is sent)" in out
     assert "env VIBEFOLLOW_BASE_URL" in out
-    assert "[2/4]" not in out  # nothing was sent, not even the test event
+    assert "[3/5]" not in out  # nothing was sent, not even the test event
 
 
 def test_doctor_flags_an_environment_value_the_library_would_ignore(
@@ -341,7 +437,7 @@ def test_doctor_reports_a_proxy_that_refuses_the_tunnel(
     assert main(["doctor", "--api-key", LIVE_KEY, "--base-url", base_url]) == ExitCode.PROXY
     out = capsys.readouterr().out
     assert f"the proxy {vibefollow_server.base_url} would not connect" in out
-    assert "[3/4]" not in out
+    assert "[4/5]" not in out
 
 
 def test_doctor_reports_a_proxy_variable_httpx_cannot_use(
@@ -578,6 +674,34 @@ def test_send_gives_up_on_an_unreachable_server(
             "--base-url", f"http://127.0.0.1:{closed_port}"]  # fmt: skip
     assert main(args) == ExitCode.FAILED
     assert "not delivered: ConnectError" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_send_says_what_it_waits_for_while_it_retries(closed_port: int) -> None:
+    """Nothing listening, --timeout 60: within seconds, while still retrying, stderr names the
+    URL and the deadline (never the key); then it is stopped."""
+    url = f"http://127.0.0.1:{closed_port}"
+    command = [sys.executable, "-m", "vf_otel", "send", "x", "--user", "u1",
+               "--timeout", "60", "--base-url", url]  # fmt: skip
+    env = {**os.environ, "VIBEFOLLOW_API_KEY": LIVE_KEY}
+    with subprocess.Popen(  # noqa: S603 - our own interpreter and CLI
+        command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    ) as child:
+        assert child.stderr is not None
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(target=lambda: lines.put(child.stderr.readline()), daemon=True)
+        reader.start()
+        try:
+            line = lines.get(timeout=WAIT)
+            still_running = child.poll() is None
+        finally:
+            child.terminate()
+            rest = child.communicate(timeout=WAIT)[1]
+    assert still_running, line + rest
+    assert f"no answer from {url}/api/v1 yet" in line
+    assert "retrying until" in line
+    assert "--timeout 60 s" in line
+    assert LIVE_KEY not in line + rest
 
 
 def test_send_without_an_api_key_exits_3(capsys: pytest.CaptureFixture[str]) -> None:

@@ -31,6 +31,7 @@ PRECEDENCE: dict[str, tuple[Any, str, Any]] = {
     "spool_max_bytes": (5_000_000, "6000000", 6_000_000),
     "enabled": (True, "false", False),
     "debug": (False, "1", True),
+    "handle_sigterm": (True, "no", False),
 }
 
 
@@ -146,6 +147,7 @@ BAD_ARGUMENTS: list[tuple[str, Any]] = [
     ("enabled", "false"),
     ("enabled", 0),
     ("debug", 1),
+    ("handle_sigterm", "false"),
 ]
 
 
@@ -223,6 +225,7 @@ BAD_ENV: list[tuple[str, str]] = [
     ("spool_max_bytes", "12"),
     ("enabled", "disabled"),
     ("debug", SECRET),
+    ("handle_sigterm", "sometimes"),
 ]
 
 

@@ -8,6 +8,7 @@ deliver every event and end with the status SIGTERM gives it.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -16,12 +17,13 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import pytest
 
 import vf_otel
+from vf_otel._sources.sigterm import SigtermHook
 from vf_otel.testing import VibefollowServer
 
 from .conftest import NO_FLUSH_TIMER, server_env
@@ -32,6 +34,9 @@ pytestmark = pytest.mark.skipif(
 #: A hang guard for a child process, not a timing assertion.
 HANG_GUARD = 120
 EVENTS = 25
+#: A prompt exit: the API answers at once, so delivery takes well under a second; the
+#: bound leaves room for a loaded machine (the servers' own shutdown included).
+SHUTDOWN_BOUND = 15.0
 
 
 #: The end of every script: queue EVENTS events, say so, wait for the signal.
@@ -49,11 +54,12 @@ def child_env(server: VibefollowServer, tmp_path: Path, **extra: str) -> dict[st
 
 
 def terminate_when_ready(
-    server: VibefollowServer, tmp_path: Path, setup: str
+    server: VibefollowServer, tmp_path: Path, setup: str, after: str = ""
 ) -> tuple[int, str, str]:
-    """Run ``setup``, log EVENTS events, print ``ready``; SIGTERM it; (status, out, err)."""
+    """Run ``setup``, log EVENTS events, print ``ready``; SIGTERM it; then ``after`` runs if
+    the process is still there; (status, out, err)."""
     script = tmp_path / "main.py"
-    script.write_text(textwrap.dedent(setup) + WAIT_FOR_SIGTERM)
+    script.write_text(textwrap.dedent(setup) + WAIT_FOR_SIGTERM + textwrap.dedent(after))
     with subprocess.Popen(  # noqa: S603 - our own interpreter and script
         [sys.executable, str(script)],
         env=child_env(server, tmp_path),
@@ -150,6 +156,41 @@ def test_flush_on_sigterm_covers_a_handler_from_dictconfig(
     assert users(server) == list(range(EVENTS))
 
 
+def test_a_server_that_restores_the_default_and_raises_again_loses_nothing(
+    server: VibefollowServer, tmp_path: Path
+) -> None:
+    """As uvicorn's workers do: its handler installed before the handler (so the hook chains
+    to it), events logged during its shutdown, then SIG_DFL restored and SIGTERM raised:
+    everything arrives, and the process still ends with SIGTERM's status."""
+    status, out, err = terminate_when_ready(
+        server,
+        tmp_path,
+        """
+        import logging
+        import signal
+
+        import vf_otel
+
+        stopping = []
+        signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
+        logging.getLogger().addHandler(vf_otel.VibefollowHandler())
+        log = logging.getLogger("worker")
+        """,
+        after="""
+        assert stopping == [signal.SIGTERM]
+        log.warning("server_stopped", extra={"vf_user": "usr_1000"})
+        print("shutdown logged", flush=True)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)
+        print("ran to the end", flush=True)
+        """,
+    )
+    assert status == -signal.SIGTERM, err
+    assert "shutdown logged" in out
+    assert "ran to the end" in out  # the raised SIGTERM was held until the exit
+    assert users(server) == [*range(EVENTS), 1000]
+
+
 def test_without_the_hook_sigterm_loses_the_queue(server: VibefollowServer, tmp_path: Path) -> None:
     """handle_sigterm=False leaves SIGTERM's default: the process dies with its queue."""
     status, _, err = terminate_when_ready(
@@ -169,12 +210,24 @@ def test_without_the_hook_sigterm_loses_the_queue(server: VibefollowServer, tmp_
     assert users(server) == []
 
 
+#: How the ASGI app installs vf-otel: configure(), or a plain handler (dictConfig, as
+#: examples/integrations/fastapi_users.py does), with nothing else about SIGTERM.
+ASGI_SETUPS = {
+    "configure": "vf_otel.configure(spans=False)\n",
+    "dictConfig": (
+        'logging.config.dictConfig({"version": 1, "disable_existing_loggers": False, '
+        '"handlers": {"vf": {"class": "vf_otel.VibefollowHandler"}}, '
+        '"root": {"level": "INFO", "handlers": ["vf"]}})\n'
+    ),
+    "addHandler": "logging.getLogger().addHandler(vf_otel.VibefollowHandler())\n",
+}
 ASGI_APP = """\
 import logging
+import logging.config
 
 import vf_otel
 
-vf_otel.configure(spans=False)
+{setup}
 log = logging.getLogger("shop")
 
 
@@ -192,36 +245,112 @@ async def app(scope, receive, send):
 """
 
 
-def test_uvicorn_delivers_every_request_event_at_sigterm(
-    server: VibefollowServer, tmp_path: Path
-) -> None:
-    """A real uvicorn, SIGTERM after serving: every event arrives, the lifespan's last one too;
-    uvicorn re-raises SIGTERM after its graceful shutdown, so the status is -SIGTERM."""
-    pytest.importorskip("uvicorn")
-    (tmp_path / "shop_app.py").write_text(ASGI_APP)
+def serve_asgi_then_sigterm(
+    server: VibefollowServer,
+    tmp_path: Path,
+    setup: str,
+    command: list[str],
+    *,
+    group: bool = True,
+    **extra: str,
+) -> tuple[subprocess.Popen[str], str, float]:
+    """Serve the ASGI app with ``command`` (+ the listening fd), EVENTS requests, then SIGTERM
+    to the whole process group (as systemd does), or with ``group=False`` to the server's
+    main process alone (as ``docker stop`` does); (child, stderr, seconds to the exit)."""
+    (tmp_path / "shop_app.py").write_text(ASGI_APP.replace("{setup}", setup))
     # Bound here and inherited: no port race, and requests wait in the backlog until ready.
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(64)
+        listener.set_inheritable(True)
         port = listener.getsockname()[1]
-        command = [sys.executable, "-m", "uvicorn", "shop_app:app", "--lifespan", "on"]
-        child = subprocess.Popen(  # noqa: S603 - our own interpreter and uvicorn
-            [*command, "--fd", str(listener.fileno())],
+        child = subprocess.Popen(  # noqa: S603 - our own interpreter and the server
+            [sys.executable, "-m", *(part.format(fd=listener.fileno()) for part in command)],
             pass_fds=[listener.fileno()],
             cwd=tmp_path,
-            env=child_env(server, tmp_path),
+            env=child_env(server, tmp_path, **extra),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,
         )
     with child, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=HANG_GUARD) as client:
         statuses = [client.get(f"/usr_{i}").status_code for i in range(EVENTS)]
-        child.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        if group:
+            os.killpg(child.pid, signal.SIGTERM)
+        else:
+            child.send_signal(signal.SIGTERM)
         _, err = child.communicate(timeout=HANG_GUARD)
-    assert statuses == [200] * EVENTS
+        took = time.monotonic() - signalled
+    assert statuses == [200] * EVENTS, err
+    return child, err, took
+
+
+UVICORN: Final = ["uvicorn", "shop_app:app", "--lifespan", "on", "--fd", "{fd}"]
+#: hypercorn's default: one worker process (spawned), the parent waits for it.
+HYPERCORN: Final = ["hypercorn", "shop_app:app", "--bind", "fd://{fd}"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setup", sorted(ASGI_SETUPS))
+def test_uvicorn_delivers_every_request_event_at_sigterm(
+    server: VibefollowServer, tmp_path: Path, setup: str
+) -> None:
+    """A real uvicorn, SIGTERM after serving: every event arrives, the lifespan's last one too,
+    whether vf-otel came from configure() or a plain handler; uvicorn re-raises SIGTERM after
+    its graceful shutdown, so the status is -SIGTERM."""
+    pytest.importorskip("uvicorn", reason="uvicorn: the ASGI server under test")
+    child, err, took = serve_asgi_then_sigterm(server, tmp_path, ASGI_SETUPS[setup], UVICORN)
     assert "Finished server process" in err  # uvicorn's own graceful shutdown ran
     assert child.returncode == -signal.SIGTERM, err
     assert users(server) == [*range(EVENTS), 1000]
+    assert took < SHUTDOWN_BOUND, err
+
+
+@pytest.mark.slow
+def test_uvicorn_workers_deliver_what_their_graceful_shutdown_logs_too(
+    server: VibefollowServer, tmp_path: Path
+) -> None:
+    """`uvicorn --workers 2`: each worker installs its handler before importing the app, so
+    the hook runs first, then uvicorn's graceful shutdown, then uvicorn raises SIGTERM again
+    with the default action. Held until exit, it lets the lifespan's events arrive too."""
+    pytest.importorskip("uvicorn", reason="uvicorn: the ASGI server under test")
+    command = [*UVICORN, "--workers", "2"]
+    _, err, took = serve_asgi_then_sigterm(server, tmp_path, ASGI_SETUPS["addHandler"], command)
+    assert users(server) == [*range(EVENTS), 1000, 1000], err  # one lifespan per worker
+    assert took < SHUTDOWN_BOUND, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("group", [True, False], ids=["group", "parent"])
+@pytest.mark.parametrize("setup", ["dictConfig", "addHandler"])
+def test_hypercorn_worker_delivers_every_request_event_at_sigterm(
+    server: VibefollowServer, tmp_path: Path, setup: str, group: bool
+) -> None:
+    """A real hypercorn, SIGTERM to its process group (the worker's SIGTERM has the default
+    action: the hook delivers) or to the parent alone (the worker exits normally): every
+    queued event of a plain handler arrives, once, and the server ends promptly."""
+    pytest.importorskip("hypercorn", reason="hypercorn: the ASGI server under test")
+    _, err, took = serve_asgi_then_sigterm(
+        server, tmp_path, ASGI_SETUPS[setup], HYPERCORN, group=group
+    )
+    assert set(range(EVENTS)) <= set(users(server)), err
+    assert len(users(server)) == len(set(users(server)))  # each event once
+    assert took < SHUTDOWN_BOUND, err
+
+
+@pytest.mark.slow
+def test_plain_handler_opt_out_by_environment_loses_the_queue(
+    server: VibefollowServer, tmp_path: Path
+) -> None:
+    """VIBEFOLLOW_HANDLE_SIGTERM=false: a plain handler leaves SIGTERM alone, as documented."""
+    pytest.importorskip("uvicorn", reason="uvicorn: the ASGI server under test")
+    child, err, _ = serve_asgi_then_sigterm(
+        server, tmp_path, ASGI_SETUPS["addHandler"], UVICORN, VIBEFOLLOW_HANDLE_SIGTERM="false"
+    )
+    assert child.returncode == -signal.SIGTERM, err
+    assert users(server) == []
 
 
 # -- the hook itself, in this process --------------------------------------------------
@@ -363,3 +492,101 @@ def test_runserver_autoreloader_kills_its_server_and_the_queue_with_it(
     child = serve_then_sigterm(server, tmp_path)
     assert child.returncode == 0  # the reloader's own sys.exit(0)
     assert users(server) == []
+
+
+def test_a_plain_handler_installs_the_hook_and_close_takes_it_out(
+    server: VibefollowServer,
+) -> None:
+    """One hook for any number of handlers, chained to the app's handler, gone after the last
+    close(): no hooks pile up in a process (a test run) that builds many handlers."""
+    options: dict[str, Any] = {"api_key": server.api_key, "base_url": server.base_url}
+
+    def app_handler(signum: int, frame: object) -> None:
+        """The app's own SIGTERM handler."""
+
+    before = signal.signal(signal.SIGTERM, app_handler)
+    try:
+        first = vf_otel.VibefollowHandler(**options)
+        hook = signal.getsignal(signal.SIGTERM)
+        assert isinstance(hook, SigtermHook)
+        assert hook.previous is app_handler  # chained to, never replaced
+        second = vf_otel.VibefollowHandler(**options)
+        assert signal.getsignal(signal.SIGTERM) is hook
+        first.close()
+        assert signal.getsignal(signal.SIGTERM) is hook  # `second` still wants it
+        second.close()
+        assert signal.getsignal(signal.SIGTERM) is app_handler
+        vf_otel.VibefollowHandler(handle_sigterm=False, **options).close()
+        assert signal.getsignal(signal.SIGTERM) is app_handler
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_a_handler_built_off_the_main_thread_or_with_sigterm_ignored_touches_nothing(
+    server: VibefollowServer,
+) -> None:
+    """Off the main thread no signal handler can be installed, and an ignored SIGTERM
+    loses nothing: the handler works and SIGTERM stays as it was."""
+    options: dict[str, Any] = {"api_key": server.api_key, "base_url": server.base_url}
+    before = signal.getsignal(signal.SIGTERM)
+    made: list[vf_otel.VibefollowHandler] = []
+    thread = threading.Thread(target=lambda: made.append(vf_otel.VibefollowHandler(**options)))
+    thread.start()
+    thread.join(HANG_GUARD)
+    assert len(made) == 1
+    assert signal.getsignal(signal.SIGTERM) is before
+    made[0].close()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        vf_otel.VibefollowHandler(**options).close()
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+#: A spawn Pool used the plain way: the handler built in the initializer, no flush in the
+#: task, and the `with` block's exit calling terminate() (SIGTERM to every worker).
+SPAWN_POOL = f"""\
+import logging
+import multiprocessing
+
+import vf_otel
+
+log = logging.getLogger("jobs")
+
+
+def configure():
+    logging.getLogger().addHandler(vf_otel.VibefollowHandler())
+    logging.getLogger().setLevel(logging.INFO)
+
+
+def export(job):
+    log.info("job_done", extra={{"vf_user": f"usr_{{job}}"}})
+    return True
+
+
+if __name__ == "__main__":
+    with multiprocessing.get_context("spawn").Pool(4, initializer=configure) as pool:
+        assert all(pool.map(export, range({EVENTS})))
+"""
+
+
+@pytest.mark.slow
+def test_a_spawn_pool_block_delivers_without_a_flush_in_the_task(
+    server: VibefollowServer, tmp_path: Path
+) -> None:
+    """`with Pool()` ends in terminate(): each spawned worker's hook (or its exit) drains it."""
+    script = tmp_path / "jobs.py"
+    script.write_text(SPAWN_POOL)
+    started = time.monotonic()
+    done = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, str(script)],
+        env=child_env(server, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert users(server) == list(range(EVENTS))
+    assert time.monotonic() - started < SHUTDOWN_BOUND + 30  # spawning 4 interpreters included

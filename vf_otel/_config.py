@@ -153,6 +153,8 @@ class Settings:
     enabled: bool = field(default=True, metadata={_CHECK: _flag})
     # Each event is shown on the ``vf_otel.debug`` logger as it is queued (modes.py).
     debug: bool = field(default=False, metadata={_CHECK: _flag})
+    # Deliver the queue at SIGTERM, whose default action skips atexit (_sources/sigterm.py).
+    handle_sigterm: bool = field(default=True, metadata={_CHECK: _flag})
 
     @property
     def api_url(self) -> str:

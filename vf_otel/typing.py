@@ -65,6 +65,7 @@ class Options(TypedDict, total=False):
     spool_max_bytes: int | None
     enabled: bool | None
     debug: bool | None
+    handle_sigterm: bool | None
     on_error: ErrorCallback | None
     before_send: BeforeSend | None
     transport: httpx.BaseTransport | None

@@ -26,6 +26,7 @@ from ._diagnose import (
     failure_for_response,
 )
 from ._exit import DOCS_URL, ExitCode
+from ._runtime import Finding, detect
 from ._settings import (
     SourcedSettings,
     add_connection_options,
@@ -41,7 +42,7 @@ __all__ = ["DOCTOR_EVENT", "DOCTOR_PROPERTIES", "DOCTOR_USER", "add_parser", "ru
 DOCTOR_EVENT: Final = "vf_otel_doctor"
 DOCTOR_USER: Final = "vf-otel-doctor"
 DOCTOR_PROPERTIES: Final[Mapping[str, Any]] = MappingProxyType({"source": "vf-otel doctor"})
-_STEPS: Final = 4
+_STEPS: Final = 5
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -81,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         return report.result(Failure(ExitCode.BAD_CONFIG, f"invalid option: {exc}"))
     report.secret = sourced.settings.api_key
     report.settings(sourced)
+    report.step(2, "runtime")
+    report.runtime(detect())
     problem = _config_problem(sourced)
     if problem is not None:
         return report.result(problem)
@@ -123,7 +126,7 @@ def _check_endpoint(settings: Settings, report: _Report) -> Failure | None:
     request = _test_request()
     url = settings.api_url + request.path
     proxy = environment_proxy(url)
-    report.step(2, f"connect  {url}")
+    report.step(3, f"connect  {url}")
     report.detail(f"through the proxy {proxy} (from the environment)" if proxy else "no proxy")
     progress = _Progress(report)
     started = time.monotonic()
@@ -208,6 +211,15 @@ class _Report:
             text = f"{name:<{widths[0]}}  {value:<{widths[1]}}  {source}"
             self.detail(self._style.yellow(text) if "ignored" in source else text)
 
+    def runtime(self, findings: list[Finding]) -> None:
+        """What vf-otel does in each runtime found, one line each (and where to read more)."""
+        if not findings:
+            self.detail("a plain process: threads run, exit hooks run, SIGTERM drains the queue")
+            return
+        for finding in findings:
+            line = f"{finding.runtime}: {finding.does} ({finding.docs})"
+            self.detail(self._style.yellow(line) if finding.warn else line)
+
     def note(self, text: str) -> None:
         """A line shown under an OK verdict: something the user may not expect."""
         self._notes.append(text)
@@ -260,10 +272,10 @@ class _Progress:
                 self.sending()
 
     def sending(self) -> None:
-        """Announce step 3 once (also after the fact if the transport sent no trace)."""
+        """Announce step 4 once (also after the fact if the transport sent no trace)."""
         if not self._sent:
             self._sent = True
-            self._report.step(3, f"send  one event {DOCTOR_EVENT!r} for user {DOCTOR_USER!r}")
+            self._report.step(4, f"send  one event {DOCTOR_EVENT!r} for user {DOCTOR_USER!r}")
 
 
 def _tls_version(info: Mapping[str, Any]) -> str:

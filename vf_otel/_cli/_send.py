@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from .._config import Settings, resolve_settings
@@ -24,6 +25,9 @@ __all__ = ["CLOSE_TIMEOUT", "add_parser", "failure_reason", "parse_pair", "parse
 #: Seconds shutdown() may spend delivering once the command has its answer: none, it
 #: only stops the threads and gives back what it holds.
 CLOSE_TIMEOUT: Final = 0.0
+#: Seconds without an answer before ``send`` says on stderr what it is waiting for: a
+#: reachable API answers well within it; an unreachable one is retried for ``--timeout``.
+WAITING_NOTICE_AFTER: Final = 1.0
 _DOCTOR_HINT: Final = "Run `vf-otel doctor` to find out why."
 
 
@@ -137,13 +141,35 @@ def _deliver(settings: Settings, event: Event) -> _Outcome:
             # flush() rather than deliver(): it also returns early when nothing can be
             # sent before the deadline (a refused key holds sending for a minute).
             pipeline.submit(event)
-            pipeline.flush(settings.export_timeout)
+            _wait_for_delivery(pipeline, settings)
             # Taken before shutdown(), which reports what is still parked as dropped.
             stats, errors = pipeline.stats(), tuple(refused)
         finally:
             pipeline.shutdown(CLOSE_TIMEOUT)
     last_error = pipeline.ledger.last_error
     return _Outcome(stats.sent == 1, stats.users_sent == 1, errors, last_error)
+
+
+def _wait_for_delivery(pipeline: Pipeline, settings: Settings) -> None:
+    """Wait up to ``export_timeout``; when the first second brings no answer, say on stderr
+    what the command is waiting for, and until when, instead of a silent wait."""
+    deadline = time.monotonic() + settings.export_timeout
+    first = min(WAITING_NOTICE_AFTER, settings.export_timeout)
+    if pipeline.flush(first):
+        return
+    stats = pipeline.stats()
+    if stats.queued + stats.in_flight + stats.parked == 0:
+        return  # settled already: sent, or refused (the report says which)
+    remaining = max(0.0, deadline - time.monotonic())
+    until = (datetime.now(UTC) + timedelta(seconds=remaining)).strftime("%H:%M:%S UTC")
+    tries = f" after {stats.retried + 1} attempts" if stats.retried else ""
+    print(
+        f"vf-otel send: no answer from {settings.api_url} yet{tries}; retrying until "
+        f"{until} (--timeout {settings.export_timeout:g} s; Ctrl-C stops)",
+        file=sys.stderr,
+        flush=True,
+    )
+    pipeline.flush(remaining)
 
 
 def failure_reason(error: VibefollowError) -> str:

@@ -96,13 +96,15 @@ class Configuration:
             return self.span_exporter._sink.pipeline.settings.shutdown_timeout
         return None
 
-    def _delivers(self) -> bool:
-        """False when delivery is off (``enabled=False``): there is nothing to drain."""
+    def _handles_sigterm(self) -> bool:
+        """The ``handle_sigterm`` option, and delivery on (else there is nothing to drain)."""
         if self.handler is not None:
-            return self.handler._pipeline.settings.enabled
-        if self.span_exporter is not None:
-            return self.span_exporter._sink.pipeline.settings.enabled
-        return True
+            settings = self.handler._pipeline.settings
+        elif self.span_exporter is not None:
+            settings = self.span_exporter._sink.pipeline.settings
+        else:
+            return False
+        return settings.handle_sigterm and settings.enabled
 
     def _watch_sigterm(self) -> None:
         """Drain at SIGTERM (see ``configure``); nothing when SIGTERM must be left alone."""
@@ -143,7 +145,6 @@ def configure(
     spans: bool = True,
     logger: logging.Logger | None = None,
     tracer_provider: trace.TracerProvider | None = None,
-    handle_sigterm: bool = True,
     **options: Unpack[Options],
 ) -> Configuration:
     """Send tagged log records and spans to Vibefollow in one call.
@@ -167,29 +168,25 @@ def configure(
     installs nothing and returns the same ``Configuration``, with a warning when
     the arguments differ. To change them, ``shutdown()`` it and call again.
 
-    With ``handle_sigterm`` (the default), on the main thread, SIGTERM first
-    delivers what is queued (within ``shutdown_timeout``), then does what it did
-    before: calls the Python handler installed earlier, or ends the process with
-    SIGTERM's status (see ``vf_otel.flush_on_sigterm``). ``shutdown()`` puts the
-    previous SIGTERM handling back.
+    With the ``handle_sigterm`` option (on by default; ``VIBEFOLLOW_HANDLE_SIGTERM``),
+    on the main thread, SIGTERM first delivers what is queued, spans included (within
+    ``shutdown_timeout``), then does what it did before: calls the Python handler
+    installed earlier, or ends the process with SIGTERM's status (see
+    ``vf_otel.flush_on_sigterm``). ``shutdown()`` puts the previous SIGTERM handling
+    back.
 
     With delivery off (``enabled=False`` or ``VIBEFOLLOW_ENABLED=false``) events are
     only counted (``stats().disabled``): no delivery thread, no batching thread for
     spans (a ``SimpleSpanProcessor`` counts them at once), no SIGTERM handler.
     """
-    for name, flag in (
-        ("include_error_spans", include_error_spans),
-        ("handle_sigterm", handle_sigterm),
-    ):
-        if not isinstance(flag, bool):
-            raise ValueError(f"{name} must be a bool")
+    if not isinstance(include_error_spans, bool):
+        raise ValueError("include_error_spans must be a bool")
     arguments: dict[str, Any] = {
         "include_error_spans": include_error_spans,
         "logs": logs,
         "spans": spans,
         "logger": logger,
         "tracer_provider": tracer_provider,
-        "handle_sigterm": handle_sigterm,
         "options": options,
     }
     with _LIVE.lock:
@@ -209,7 +206,7 @@ def configure(
             tracer_provider=tracer_provider,
             options=options,
         )
-        if handle_sigterm and configured._delivers():
+        if configured._handles_sigterm():
             configured._watch_sigterm()
         _LIVE.configuration, _LIVE.arguments = configured, arguments
         return configured

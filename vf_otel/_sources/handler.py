@@ -13,6 +13,7 @@ from .._event.validate import Rejection
 from ..typing import Options
 from .context import current_user
 from .loguru_events import loguru_record
+from .sigterm import release_sigterm_hook, watch_sigterm
 from .sink import EventSink
 
 __all__ = ["VibefollowHandler"]
@@ -46,6 +47,10 @@ class VibefollowHandler(logging.Handler):
     [`close()`][vf_otel.VibefollowHandler.close], which wait at most
     ``shutdown_timeout`` seconds.
 
+    Built on the main thread, it also sees that SIGTERM delivers what is queued
+    before the signal acts (option ``handle_sigterm``, on by default; see
+    [`flush_on_sigterm()`][vf_otel.flush_on_sigterm]).
+
     Every option may be omitted: the ``VIBEFOLLOW_*`` environment variable of
     the same name applies, then the default (see [configuration](configuration.md)).
     """
@@ -72,6 +77,11 @@ class VibefollowHandler(logging.Handler):
         # handle() queues without the call to emit(), unless a subclass overrides it.
         self._emit_overridden = type(self).emit is not VibefollowHandler.emit
         self._redactor = self._sink.redactor
+        settings = self._pipeline.settings
+        if settings.handle_sigterm and settings.enabled:
+            # SIGTERM's default action skips atexit, and servers (uvicorn) re-raise it
+            # after their graceful shutdown: the queue would be lost (sigterm.py).
+            watch_sigterm(self)
 
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)
@@ -228,6 +238,7 @@ class VibefollowHandler(logging.Handler):
                 self._sink.drain_at_exit()
             else:
                 self._pipeline.shutdown()
+                release_sigterm_hook(self)
         finally:
             super().close()
 
