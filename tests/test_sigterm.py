@@ -488,7 +488,9 @@ def test_runserver_noreload_delivers_every_request_event_at_sigterm(
 def test_runserver_autoreloader_kills_its_server_and_the_queue_with_it(
     server: VibefollowServer, tmp_path: Path
 ) -> None:
-    """The documented limit: runserver's reloader answers SIGTERM by SIGKILLing the server."""
+    """runserver's reloader answers SIGTERM by SIGKILLing the server: what is still queued
+    (here with a one-hour flush_interval, so nothing went early) is lost with it. By
+    default the serving process sends within 0.2 s instead (tests/test_devservers.py)."""
     child = serve_then_sigterm(server, tmp_path)
     assert child.returncode == 0  # the reloader's own sys.exit(0)
     assert users(server) == []
