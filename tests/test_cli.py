@@ -289,6 +289,28 @@ def test_doctor_shows_each_option_with_its_source(
     assert rows["max_retries"][-1] == "default"
 
 
+def test_docs_doctor_sample_shows_the_real_rows(
+    vibefollow_server: VibefollowServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/cli.md's `vf-otel doctor` sample lists the options the real output lists, in
+    order, and the same steps."""
+    assert doctor(vibefollow_server) == ExitCode.OK
+    real = capsys.readouterr().out
+    page = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    sample = page[page.index("$ vf-otel doctor\n") :]
+    sample = sample[: sample.index("```")]
+
+    def options(out: str) -> list[str]:
+        table = out[out.index("[1/5] configuration") : out.index("[2/5]")].splitlines()[1:]
+        return [line.split()[0] for line in table]
+
+    def steps(out: str) -> list[str]:
+        return re.findall(r"^\[\d/\d\] \w+", out, flags=re.MULTILINE)
+
+    assert options(sample) == options(real)
+    assert steps(sample) == steps(real)
+
+
 def test_doctor_without_an_api_key_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
     """No key anywhere: exit 3, saying how to set one, before any request."""
     assert main(["doctor", "--base-url", "http://127.0.0.1:9"]) == ExitCode.NO_API_KEY
