@@ -37,9 +37,10 @@ from .policy import CircuitBreaker
 from .queue import EventQueue
 from .screen import Screen, build_counted
 from .senders import on_delivery_thread
+from .serverless import watch_lambda
 from .stats import Stats
 from .stopping import exiting, say_late_at_exit, warn_undelivered
-from .uwsgi import watch_host
+from .uwsgi import watch_uwsgi
 from .worker import Worker
 
 __all__ = ["Item", "Pipeline", "live_pipelines"]
@@ -102,7 +103,8 @@ class Pipeline:
         if hasattr(os, "register_at_fork"):
             ref = weakref.WeakMethod(self._after_fork)
             os.register_at_fork(after_in_child=lambda: _call(ref))
-        watch_host()  # uWSGI forks in C: Python's at-fork hooks above may never run
+        watch_uwsgi()  # uWSGI forks in C: Python's at-fork hooks above may never run
+        watch_lambda()  # Lambda freezes the sandbox once the result is posted
 
     def _build_parts(
         self, queue: EventQueue[Item] | None = None, *, reopening: bool = False

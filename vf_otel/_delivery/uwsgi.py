@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, Final
 
-__all__ = ["NO_THREADS_WARNING", "watch_host"]
+__all__ = ["NO_THREADS_WARNING", "watch_uwsgi"]
 
 #: Marks the hook vf-otel chained, so it is chained (and the warning given) once.
 _MARK: Final = "_vf_otel_post_fork"
@@ -29,7 +29,7 @@ NO_THREADS_WARNING: Final = (
 )
 
 
-def watch_host() -> None:
+def watch_uwsgi() -> None:
     """Under uWSGI, chain the post-fork hook and warn when threads are off; once a process."""
     module = sys.modules.get("uwsgi")  # present only inside uWSGI; importing it costs
     if module is None or getattr(getattr(module, "post_fork_hook", None), _MARK, False):
