@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from vf_otel._delivery.uwsgi import NO_THREADS_WARNING, threads_enabled
+from vf_otel._delivery.uwsgi import NO_THREADS_WARNING, threads_enabled, watch_uwsgi
 from vf_otel.testing import VibefollowServer
 
 from .conftest import NO_FLUSH_TIMER, server_env
@@ -168,3 +169,44 @@ def test_reload_then_die_on_term(vibefollow_server: VibefollowServer, tmp_path: 
 def test_threads_enabled_reads_uwsgi_opt(opt: dict[str, object], expected: bool) -> None:
     """enable-threads or any threads option lets the delivery thread run; nothing else does."""
     assert threads_enabled(opt) is expected
+
+
+def _fake_uwsgi(monkeypatch: pytest.MonkeyPatch, hook: object, opt: dict[str, object]) -> object:
+    module = types.ModuleType("uwsgi")
+    module.post_fork_hook = hook  # type: ignore[attr-defined]
+    module.opt = opt  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "uwsgi", module)
+    return module
+
+
+def test_post_fork_hook_keeps_the_apps_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """vf-otel's post-fork hook is chained once and still calls the hook the app had set."""
+    calls: list[str] = []
+    module = _fake_uwsgi(monkeypatch, lambda: calls.append("app"), {"enable-threads": True})
+    watch_uwsgi()
+    hook = module.post_fork_hook  # type: ignore[attr-defined]
+    watch_uwsgi()  # a second handler: not chained again
+    assert module.post_fork_hook is hook  # type: ignore[attr-defined]
+    hook()
+    assert calls == ["app"]
+
+
+def test_post_fork_joins_uwsgidecorators_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With uwsgidecorators loaded, vf-otel joins its chain (its import would replace a hook)."""
+    chain: list[object] = []
+    decorators = types.ModuleType("uwsgidecorators")
+    decorators.postfork_chain = chain  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "uwsgidecorators", decorators)
+    module = _fake_uwsgi(monkeypatch, lambda: None, {"threads": b"2"})
+    before = module.post_fork_hook  # type: ignore[attr-defined]
+    watch_uwsgi()
+    assert module.post_fork_hook is before  # type: ignore[attr-defined]
+    assert len(chain) == 1
+    assert callable(chain[0])
+
+
+def test_no_threads_warns_naming_the_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without enable-threads or threads, watching uWSGI warns, naming enable-threads."""
+    _fake_uwsgi(monkeypatch, None, {"master": True})
+    with pytest.warns(RuntimeWarning, match="enable-threads = true"):
+        watch_uwsgi()
