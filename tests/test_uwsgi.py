@@ -210,3 +210,48 @@ def test_no_threads_warns_naming_the_option(monkeypatch: pytest.MonkeyPatch) -> 
     _fake_uwsgi(monkeypatch, None, {"master": True})
     with pytest.warns(RuntimeWarning, match="enable-threads = true"):
         watch_uwsgi()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_c_fork_without_hooks_is_noticed_at_flush(
+    vibefollow_server: VibefollowServer, tmp_path: Path
+) -> None:
+    """A child forked by libc's fork (no at-fork hooks) delivers its events at flush and exits."""
+    script = tmp_path / "c_fork.py"
+    script.write_text(
+        textwrap.dedent(
+            """\
+            import ctypes, logging, os, sys
+
+            import vf_otel
+
+            handler = vf_otel.VibefollowHandler(shutdown_timeout=2)
+            log = logging.getLogger("job")
+            log.addHandler(handler)
+            log.setLevel(logging.INFO)
+            pid = ctypes.CDLL(None).fork()  # as uWSGI forks: Python's at-fork hooks do not run
+            if pid == 0:
+                log.info("child", extra={"vf_user": "usr_1", "vf_properties": {"n": "child"}})
+                ok = handler.flush(10)
+                os._exit(0 if ok else 3)
+            _, status = os.waitpid(pid, 0)
+            log.info("parent", extra={"vf_user": "usr_1", "vf_properties": {"n": "parent"}})
+            sys.exit(os.waitstatus_to_exitcode(status))
+            """
+        )
+    )
+    started = time.monotonic()
+    done = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, str(script)],
+        env=server_env(vibefollow_server, drop=("OTEL_",), app_env=NO_FLUSH_TIMER),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < EXIT_BOUND, done.stderr
+    assert Counter(event["properties"]["n"] for event in vibefollow_server.events) == Counter(
+        ["child", "parent"]
+    )

@@ -107,7 +107,11 @@ class Pipeline:
         watch_lambda()  # Lambda freezes the sandbox once the result is posted
 
     def _build_parts(
-        self, queue: EventQueue[Item] | None = None, *, reopening: bool = False
+        self,
+        queue: EventQueue[Item] | None = None,
+        *,
+        reopening: bool = False,
+        keep_queued: bool = False,
     ) -> None:
         settings = self.settings
         self._pid = os.getpid()  # whose threads these parts are (see adopt_fork)
@@ -120,7 +124,7 @@ class Pipeline:
             queue.rewire(self._wake.set)
         else:
             # The same queue object (emptied): a handler holds its bound put().
-            queue.after_fork(self._wake.set)
+            queue.after_fork(self._wake.set, keep_items=keep_queued)
         self.queue: EventQueue[Item] = queue
         self._client = Client(settings, self._transport)
         self.circuit = CircuitBreaker(clock=self._clock, on_change=self._circuit_changed)
@@ -148,24 +152,30 @@ class Pipeline:
             worker.replay_soon()
 
     def _after_fork(self) -> None:
+        self._restart_in_child(keep_queued=False)
+
+    def _restart_in_child(self, *, keep_queued: bool) -> None:
         # The child delivers only its own events: the parent's queue, parked
         # requests, threads, HTTP client and counts stay with the parent.
         self.ledger.after_fork()
         self.parked.after_fork()
         self._lifecycle = threading.Lock()
-        self._build_parts(self.queue)
+        self._build_parts(self.queue, keep_queued=keep_queued)
         self.queue.closed = self._closed
         if not self._closed:
             self._worker.start()
 
-    def adopt_fork(self) -> None:
+    def adopt_fork(self, *, late: bool = False) -> None:
         """Start again in a child forked without Python's at-fork hooks (uWSGI forks in C).
 
         The one fork check (a PID compare), made where it is cheap: uWSGI's post-fork
         hook, ``flush()`` and ``shutdown()``; never on the app's per-record path.
+        ``late`` (from flush or shutdown): the child may have queued its own records
+        since the fork, mixed with the parent's copy; all are kept and sent (the
+        parent's copy may then arrive twice) rather than the child's lost.
         """
         if self._pid != os.getpid() and self._discard is None:
-            self._after_fork()
+            self._restart_in_child(keep_queued=late)
 
     # -- app thread -----------------------------------------------------------
 
@@ -211,7 +221,7 @@ class Pipeline:
         queued since the previous flush was dropped or dead-lettered."""
         if self._discard is not None:
             return True  # delivery is off: nothing waits
-        self.adopt_fork()
+        self.adopt_fork(late=True)
         if self._closed or on_delivery_thread():
             # From on_error (a delivery thread) waiting would only wait for itself; this
             # answers without moving the mark the app's own next flush() compares with.
@@ -237,7 +247,7 @@ class Pipeline:
         """
         if self._discard is not None:
             return True  # delivery is off: nothing runs, nothing waits
-        self.adopt_fork()  # else it would wait for a worker thread the fork left behind
+        self.adopt_fork(late=True)  # else it would wait for a thread the fork left behind
         wait = self.settings.shutdown_timeout if timeout is None else timeout
         # Not while another thread's item reopens it (that takes no time to wait for).
         if not self._lifecycle.acquire(timeout=max(0.0, wait)):
