@@ -42,3 +42,24 @@ def test_run_py_smoke_writes_results_and_docs(tmp_path: Path) -> None:
     assert spans["vf_events_delivered"] == spans["batch"]
     page = (tmp_path / "benchmarks.md").read_text()
     assert "VibefollowHandler, tagged record" in page
+
+
+@pytest.mark.slow
+def test_cold_start_smoke_counts_sdk_modules(tmp_path: Path) -> None:
+    """cold_start.py --smoke: the logging path loads no OpenTelemetry SDK module, spans do."""
+    out = tmp_path / "cold.json"
+    subprocess.run(  # noqa: S603 - our own interpreter and script
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "cold_start.py"),
+            "--size=smoke",
+            f"--json={out}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    results = json.loads(out.read_text())
+    assert results["sdk_modules"]["logging"] == 0
+    assert results["sdk_modules"]["spans"] > 0

@@ -7,6 +7,10 @@ logging.getLogger("app").info("signup", extra={"vf_user": "usr_42"})
 
 from __future__ import annotations
 
+import importlib as _importlib
+import typing as _typing
+
+from ._delivery.serverless import flush_after
 from ._delivery.stats import Stats
 from ._errors import (
     AuthError,
@@ -19,17 +23,29 @@ from ._errors import (
 )
 from ._event.model import Event
 from ._event.validate import CANONICAL_EVENTS
-from ._sources.configure import Configuration, configure
 from ._sources.context import current_user, user
 from ._sources.direct import event, identify
 from ._sources.handler import VibefollowHandler
-from ._sources.logs import VibefollowLogExporter
 from ._sources.loguru_events import loguru_sink
 from ._sources.sigterm import flush_on_sigterm
-from ._sources.spans import VibefollowSpanExporter, VibefollowUserSpanProcessor
 from ._sources.structlog_events import structlog_processor
 from ._sources.track import track
 from ._version import __version__
+
+if _typing.TYPE_CHECKING:
+    from ._sources.configure import Configuration, configure
+    from ._sources.logs import VibefollowLogExporter
+    from ._sources.spans import VibefollowSpanExporter, VibefollowUserSpanProcessor
+
+#: Loaded at first use, not by ``import vf_otel``: they import the OpenTelemetry SDK's
+#: trace and export machinery, a cold start the logging path (a Lambda function's) never needs.
+_LAZY: _typing.Final = {
+    "Configuration": "._sources.configure",
+    "configure": "._sources.configure",
+    "VibefollowLogExporter": "._sources.logs",
+    "VibefollowSpanExporter": "._sources.spans",
+    "VibefollowUserSpanProcessor": "._sources.spans",
+}
 
 __all__ = [
     "CANONICAL_EVENTS",
@@ -51,6 +67,7 @@ __all__ = [
     "configure",
     "current_user",
     "event",
+    "flush_after",
     "flush_on_sigterm",
     "identify",
     "loguru_sink",
@@ -58,3 +75,17 @@ __all__ = [
     "track",
     "user",
 ]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    """Import a name of ``_LAZY`` at its first use (then it is a plain attribute)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

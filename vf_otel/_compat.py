@@ -21,7 +21,6 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
-import opentelemetry.sdk._logs.export as _logs_export
 from opentelemetry import context as _context
 
 __all__ = ["FALLBACK", "LogExportResult", "LogExporterBase", "suppressed_instrumentation"]
@@ -52,10 +51,17 @@ if TYPE_CHECKING:
     from opentelemetry.sdk._logs.export import LogRecordExporter as LogExporterBase
     from opentelemetry.sdk._logs.export import LogRecordExportResult as LogExportResult
 else:
-    LogExporterBase = getattr(_logs_export, "LogRecordExporter", None) or _logs_export.LogExporter
-    LogExportResult = (
-        getattr(_logs_export, "LogRecordExportResult", None) or _logs_export.LogExportResult
-    )
+
+    def __getattr__(name: str) -> Any:
+        # At the log exporter's first use: the SDK's export machinery is no part of the
+        # logging handler's cold start (the delivery path imports this module too).
+        if name not in ("LogExporterBase", "LogExportResult"):
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import opentelemetry.sdk._logs.export as logs_export  # noqa: PLC0415
+
+        if name == "LogExporterBase":
+            return getattr(logs_export, "LogRecordExporter", None) or logs_export.LogExporter
+        return getattr(logs_export, "LogRecordExportResult", None) or logs_export.LogExportResult
 
 
 @contextlib.contextmanager

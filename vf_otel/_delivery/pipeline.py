@@ -37,17 +37,22 @@ from .policy import CircuitBreaker
 from .queue import EventQueue
 from .screen import Screen, build_counted
 from .senders import on_delivery_thread
+from .serverless import watch_lambda
 from .stats import Stats
 from .stopping import exiting, say_late_at_exit, warn_undelivered
+from .uwsgi import watch_uwsgi
 from .worker import Worker
 
-__all__ = ["Item", "Pipeline"]
+__all__ = ["Item", "Pipeline", "live_pipelines"]
 
 _logger = logging.getLogger("vf_otel")
 #: What the queue holds: a built Event, a log call's tags, or a refusal to count.
 Item = Event | PendingEvent | Rejection
 #: How long shutdown waits for the worker to park what is left (it sends nothing).
 _JOIN_LIMIT: Final = 2.0
+#: Every pipeline that delivers, weakly: for hooks that act on them all (uWSGI's
+#: post-fork, the Lambda runtime's result call), which no single handler owns.
+_LIVE: Final[weakref.WeakSet[Pipeline]] = weakref.WeakSet()
 
 
 class Pipeline:
@@ -94,14 +99,22 @@ class Pipeline:
         if settings.debug:
             self.put = shown(self.queue.put)
         self._worker.start()
+        _LIVE.add(self)
         if hasattr(os, "register_at_fork"):
             ref = weakref.WeakMethod(self._after_fork)
             os.register_at_fork(after_in_child=lambda: _call(ref))
+        watch_uwsgi()  # uWSGI forks in C: Python's at-fork hooks above may never run
+        watch_lambda()  # Lambda freezes the sandbox once the result is posted
 
     def _build_parts(
-        self, queue: EventQueue[Item] | None = None, *, reopening: bool = False
+        self,
+        queue: EventQueue[Item] | None = None,
+        *,
+        reopening: bool = False,
+        keep_queued: bool = False,
     ) -> None:
         settings = self.settings
+        self._pid = os.getpid()  # whose threads these parts are (see adopt_fork)
         self._wake = threading.Event()
         self._stop = threading.Event()
         if queue is None:
@@ -111,7 +124,7 @@ class Pipeline:
             queue.rewire(self._wake.set)
         else:
             # The same queue object (emptied): a handler holds its bound put().
-            queue.after_fork(self._wake.set)
+            queue.after_fork(self._wake.set, keep_items=keep_queued)
         self.queue: EventQueue[Item] = queue
         self._client = Client(settings, self._transport)
         self.circuit = CircuitBreaker(clock=self._clock, on_change=self._circuit_changed)
@@ -139,15 +152,30 @@ class Pipeline:
             worker.replay_soon()
 
     def _after_fork(self) -> None:
+        self._restart_in_child(keep_queued=False)
+
+    def _restart_in_child(self, *, keep_queued: bool) -> None:
         # The child delivers only its own events: the parent's queue, parked
         # requests, threads, HTTP client and counts stay with the parent.
         self.ledger.after_fork()
         self.parked.after_fork()
         self._lifecycle = threading.Lock()
-        self._build_parts(self.queue)
+        self._build_parts(self.queue, keep_queued=keep_queued)
         self.queue.closed = self._closed
         if not self._closed:
             self._worker.start()
+
+    def adopt_fork(self, *, late: bool = False) -> None:
+        """Start again in a child forked without Python's at-fork hooks (uWSGI forks in C).
+
+        The one fork check (a PID compare), made where it is cheap: uWSGI's post-fork
+        hook, ``flush()`` and ``shutdown()``; never on the app's per-record path.
+        ``late`` (from flush or shutdown): the child may have queued its own records
+        since the fork, mixed with the parent's copy; all are kept and sent (the
+        parent's copy may then arrive twice) rather than the child's lost.
+        """
+        if self._pid != os.getpid() and self._discard is None:
+            self._restart_in_child(keep_queued=late)
 
     # -- app thread -----------------------------------------------------------
 
@@ -193,6 +221,7 @@ class Pipeline:
         queued since the previous flush was dropped or dead-lettered."""
         if self._discard is not None:
             return True  # delivery is off: nothing waits
+        self.adopt_fork(late=True)
         if self._closed or on_delivery_thread():
             # From on_error (a delivery thread) waiting would only wait for itself; this
             # answers without moving the mark the app's own next flush() compares with.
@@ -218,6 +247,7 @@ class Pipeline:
         """
         if self._discard is not None:
             return True  # delivery is off: nothing runs, nothing waits
+        self.adopt_fork(late=True)  # else it would wait for a thread the fork left behind
         wait = self.settings.shutdown_timeout if timeout is None else timeout
         # Not while another thread's item reopens it (that takes no time to wait for).
         if not self._lifecycle.acquire(timeout=max(0.0, wait)):
@@ -284,6 +314,11 @@ class Pipeline:
         if self._discard is not None:
             return dataclasses.replace(stats, disabled=self._discard.count)
         return stats
+
+
+def live_pipelines() -> list[Pipeline]:
+    """Every pipeline that delivers (not those with delivery off), in no order."""
+    return list(_LIVE)
 
 
 def _call(ref: weakref.WeakMethod[Callable[[], None]]) -> None:

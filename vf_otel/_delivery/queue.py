@@ -171,13 +171,17 @@ class EventQueue(Generic[T]):
             "no_api_key": self.no_api_key,
         }
 
-    def after_fork(self, wake: Callable[[], None] | None = None) -> None:
+    def after_fork(
+        self, wake: Callable[[], None] | None = None, *, keep_items: bool = False
+    ) -> None:
         """In a forked child: the parent's items and counts stay with the parent.
 
         The object itself stays (a handler holds it, and its bound ``put``); ``wake``,
-        when given, wakes the child's worker.
+        when given, wakes the child's worker. ``keep_items``: a fork noticed late, when
+        the child's own items are mixed with the parent's copy (they are kept, all).
         """
-        self.items = deque()
+        if not keep_items:
+            self.items = deque()
         self._waking = threading.Lock()
         self.woken = False
         if wake is not None:
