@@ -126,7 +126,8 @@ def _lambda(env: Mapping[str, str]) -> Finding | None:
         return None
     return Finding(
         f"AWS Lambda (function {name})" if name else "AWS Lambda",
-        "frozen between invocations: events must be delivered before each one returns",
+        "frozen between invocations: vf-otel delivers an invocation's events before its "
+        "result is posted (awslambdaric wrapped; elsewhere @vf_otel.flush_after)",
         f"{DOCS}#aws-lambda",
     )
 
