@@ -22,10 +22,12 @@ most its timeout (docs/runtimes.md).
 
 from __future__ import annotations
 
-import _queue
 import _thread
 import sys
 import threading
+
+# The C queue: its blocking get() waits on a real lock; no library patches ``_queue``.
+from _queue import SimpleQueue
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
@@ -65,8 +67,6 @@ RLock: Final[Callable[[], Any]] = _original("_thread", "RLock")
 local: Final[type[threading.local]] = _original("_thread", "_local")
 #: A real sleep, which releases the GIL and blocks only this thread.
 sleep: Final[Callable[[float], None]] = _original("time", "sleep")
-#: The C queue: its blocking get() waits on a real lock; no library patches ``_queue``.
-SimpleQueue: Final = _queue.SimpleQueue
 #: The longest wait a real lock accepts.
 _TIMEOUT_MAX: Final = _thread.TIMEOUT_MAX
 
