@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from vf_otel._delivery import threads
 from vf_otel.testing import VibefollowServer
 
 from .conftest import run_script
@@ -143,3 +144,46 @@ def test_gunicorn_green_workers_send_each_request_once(
     # Preloaded: logged once, in the master; else in each of the 4 workers, as it imports the app.
     assert booted == [master.pid] if preload else len(set(booted)) == len(booted) == 4
     assert vibefollow_server.replayed == 0
+
+
+def test_event_waits_until_set_or_timeout() -> None:
+    """threads.Event: wait() times out unset, returns at once when set, and set() wakes a waiter."""
+    event = threads.Event()
+    assert event.wait(0.01) is False
+    woken: list[bool] = []
+    waiter = threads.Thread(lambda: woken.append(event.wait(30)), "waiter")
+    waiter.start()
+    time.sleep(0.05)
+    event.set()
+    waiter.join(30)
+    assert woken == [True]
+    assert event.wait(0) is True
+    event.clear()
+    assert not event.is_set()
+
+
+def test_semaphore_hands_a_released_unit_to_a_waiter() -> None:
+    """threads.Semaphore: acquire() times out with no unit; release() gives one to a waiter."""
+    slots = threads.Semaphore(1)
+    assert slots.acquire(timeout=0)
+    assert slots.acquire(timeout=0.01) is False
+    assert slots.acquire(blocking=False) is False
+    got: list[bool] = []
+    waiter = threads.Thread(lambda: got.append(slots.acquire(timeout=30)), "waiter")
+    waiter.start()
+    time.sleep(0.05)
+    slots.release()
+    waiter.join(30)
+    assert got == [True]
+    assert not waiter.is_alive()
+    assert slots.acquire(timeout=0) is False  # the unit went to the waiter, not back
+
+
+def test_thread_knows_whether_it_is_the_caller() -> None:
+    """threads.Thread.is_current(): True only on the thread itself."""
+    seen: list[bool] = []
+    thread = threads.Thread(lambda: seen.append(thread.is_current()), "probe")
+    thread.start()
+    thread.join(30)
+    assert seen == [True]
+    assert not thread.is_current()
