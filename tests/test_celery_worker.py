@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,12 +108,12 @@ def _write_app(tmp_path: Path) -> None:
 
 @contextlib.contextmanager
 def _celery_worker(
-    env: dict[str, str], tmp_path: Path, loglevel: str | None
+    env: dict[str, str], tmp_path: Path, loglevel: str | None, pool: str = "prefork"
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``celery worker`` with the prefork pool and 2 processes; SIGKILLed if still running."""
+    """``celery worker`` with ``pool`` and a concurrency of 2; SIGKILLed if still running."""
     log_path = tmp_path / "worker.log"
     command = [sys.executable, "-m", "celery", "-A", "worker_app", "worker"]
-    command += ["--pool", "prefork", "--concurrency", "2"]
+    command += ["--pool", pool, "--concurrency", "2"]
     if loglevel is not None:
         command += ["--loglevel", loglevel]
     command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
@@ -151,14 +152,18 @@ def _send_tasks(server: VibefollowServer, settings: dict[str, str], tmp_path: Pa
 
 
 def _run_and_stop(
-    server: VibefollowServer, tmp_path: Path, loglevel: str | None = "INFO", **extra: str
+    server: VibefollowServer,
+    tmp_path: Path,
+    loglevel: str | None = "INFO",
+    pool: str = "prefork",
+    **extra: str,
 ) -> str:
     """Run TASKS tasks on a worker, check none was sent yet, stop it with SIGTERM; its log."""
     pytest.importorskip("celery")
     _write_app(tmp_path)
     settings = _child_settings(**extra)
     env = server_env(server, drop=_DROP, **settings)
-    with _celery_worker(env, tmp_path, loglevel) as worker:
+    with _celery_worker(env, tmp_path, loglevel, pool) as worker:
         results = _send_tasks(server, settings, tmp_path)
         assert results == [f"r{n}.pdf" for n in range(TASKS)]
         assert server.events == []  # every event is still queued in a pool process
@@ -186,6 +191,23 @@ def test_worker_sends_each_task_event_once_with_the_senders_user(
     assert {e["name"] for e in events} == {"feature_used"}
     assert all(e["properties"] == {"feature": "pdf"} for e in events)
     assert vibefollow_server.replayed == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pool", ["threads", "solo", "gevent"])
+def test_other_pools_send_each_task_event_once(
+    vibefollow_server: VibefollowServer, tmp_path: Path, pool: str
+) -> None:
+    """threads, solo and gevent pools, SIGTERM: each task event arrives once, as its user."""
+    if pool == "gevent":
+        pytest.importorskip("gevent", reason="gevent is not installed (celery -P gevent)")
+    started = time.monotonic()
+    worker_log = _run_and_stop(vibefollow_server, tmp_path, pool=pool)
+    assert worker_log.count(_TASK_LOG_LINE) == TASKS
+    users = [f"usr_{n}" for n in range(TASKS) if n % 3 != 2]
+    assert Counter(e["external_user_id"] for e in vibefollow_server.events) == Counter(users)
+    assert vibefollow_server.replayed == 0
+    assert time.monotonic() - started < SEND_TIMEOUT, worker_log  # no hang at the warm shutdown
 
 
 @pytest.mark.slow

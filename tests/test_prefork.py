@@ -77,12 +77,17 @@ def _wait_until_answering(port: int, log_path: Path) -> None:
 
 @contextlib.contextmanager
 def _gunicorn(
-    server: VibefollowServer, tmp_path: Path, version: tuple[int, ...]
+    server: VibefollowServer,
+    tmp_path: Path,
+    version: tuple[int, ...],
+    *options: str,
+    config: Path = EXAMPLES / "gunicorn.conf.py",
 ) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
-    """The example config and app, preloaded in the master, on a port the system picks."""
+    """The example config (or ``config``) and app, preloaded in the master, on a port the
+    system picks; ``options`` added to gunicorn's command line."""
     (tmp_path / "master_app.py").write_text(_MASTER_APP)
     log_path = tmp_path / "gunicorn.log"
-    command = [sys.executable, "-m", "gunicorn", "-c", str(EXAMPLES / "gunicorn.conf.py")]
+    command = [sys.executable, "-m", "gunicorn", "-c", str(config), *options]
     command += ["--chdir", str(EXAMPLES), "--pythonpath", str(tmp_path)]
     if version >= (25, 1):
         command.append("--no-control-socket")  # else it creates one under $HOME

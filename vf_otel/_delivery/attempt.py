@@ -16,13 +16,13 @@ bisected the same way. Only an event that still fails alone is dead-lettered.
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Final, Literal
 
 from .._config import Settings
 from .._errors import AuthError, ValidationError, VibefollowError
+from . import threads
 from .answers import isolatable, redirected, retryable, too_large
 from .client import Client
 from .ledger import Ledger
@@ -59,7 +59,7 @@ class Attempts:
         circuit: CircuitBreaker,
         ledger: Ledger,
         *,
-        stop: threading.Event,
+        stop: threads.Event,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         sleep: Callable[[float], bool] | None = None,

@@ -9,9 +9,10 @@ events queued before the flush are in those batches.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Callable
+
+from . import threads
 
 __all__ = ["Batches", "Waiter"]
 
@@ -24,7 +25,7 @@ class Waiter:
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.target: int | None = None  # set once the worker took the queue
-        self.done = threading.Event()
+        self.done = threads.Event()
         self.answer = False
 
     def resolve(self, answer: bool) -> None:
@@ -38,7 +39,7 @@ class Batches:
 
     def __init__(self) -> None:
         # Re-entrant: a SIGTERM hook may flush() while the main thread is inside flush().
-        self._lock = threading.RLock()
+        self._lock = threads.RLock()
         self._open: Counter[int] = Counter()  # batch number -> jobs in flight or parked
         self._last = 0
         self._waiters: list[Waiter] = []

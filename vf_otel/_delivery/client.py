@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import platform
-import threading
 from typing import Final
 
 import httpx
@@ -21,6 +20,7 @@ import httpx
 from .._config import Settings
 from .._errors import NetworkError, VibefollowError
 from .._version import __version__
+from . import threads
 from .answers import error_for, foreign_answer
 from .httplog import own_http, quiet_own_http_logs
 from .wire import Request, accepted_envelope, scrub
@@ -44,7 +44,7 @@ class Client:
         self._headers: list[tuple[bytes, bytes]] = []
         self._configured_timeout: dict[str, float | None] | None = None
         # Senders share one client (and its connection pool): make it once.
-        self._lock = threading.Lock()
+        self._lock = threads.Lock()
         # Its requests must add no line to the app's logs (httplog.py).
         quiet_own_http_logs()
 
@@ -52,7 +52,7 @@ class Client:
         """Forget the parent's client (its sockets are the parent's)."""
         self._pid = os.getpid()
         self._client = None
-        self._lock = threading.Lock()
+        self._lock = threads.Lock()
 
     def post(self, request: Request, timeout: float) -> VibefollowError | None:
         """None when the API accepted ``request``; else the error (status 0: no answer)."""

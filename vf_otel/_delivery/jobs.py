@@ -9,12 +9,12 @@ place: delivered or refused (its spool row goes), or parked for a later attempt.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Final
 
 from .._compat import suppressed_instrumentation
 from .._errors import UndeliveredError
+from . import threads
 from .attempt import Attempts
 from .batches import Batches
 from .ledger import Ledger
@@ -39,8 +39,8 @@ class JobRunner:
         circuit: CircuitBreaker,
         ledger: Ledger,
         batches: Batches,
-        wake: threading.Event,
-        stop: threading.Event,
+        wake: threads.Event,
+        stop: threads.Event,
         queue_filling: Callable[[], bool],
         when_stopped: Callable[[], None],
         clock: Callable[[], float],

@@ -11,7 +11,6 @@ the counts (``snapshot`` and the properties the pipeline waits on) goes through 
 from __future__ import annotations
 
 import logging
-import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
@@ -22,6 +21,7 @@ from .._event.coerce import KeyCollisions
 from .._event.model import Event
 from .._observe.ratelimit import RateLimitedLog
 from ..typing import ErrorCallback
+from . import threads
 from .stats import REFUSAL_TEXT, DropReason, Stats
 from .wire import USERS_PATH, Request
 
@@ -44,7 +44,7 @@ class Ledger:
     def __init__(self, on_error: ErrorCallback | None) -> None:
         self._on_error = on_error
         self._log = RateLimitedLog(_logger)
-        self._lock = threading.RLock()
+        self._lock = threads.RLock()
         self._counts: Counter[str] = Counter()
         self._dropped: Counter[str] = Counter()
         self._in_flight = 0
@@ -53,7 +53,7 @@ class Ledger:
 
     def after_fork(self) -> None:
         """A forked child counts only its own events."""
-        self._lock = threading.RLock()
+        self._lock = threads.RLock()
         self._counts = Counter()
         self._dropped = Counter()
         self._in_flight = self._parked = 0

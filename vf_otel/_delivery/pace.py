@@ -20,10 +20,11 @@ queue drains).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sized
 from typing import Final, TypeVar
+
+from . import threads
 
 __all__ = ["BUSY_AFTER", "FASTEST_LOGGING", "PAUSE_EVERY", "STEP_BACK", "Pace"]
 
@@ -64,7 +65,7 @@ class Pace:
         *,
         queue: Sized,
         max_queue_size: int,
-        stop: threading.Event,
+        stop: threads.Event,
         flush_waiting: Callable[[], bool],
         patience: float,
         clock: Callable[[], float] = time.perf_counter,
@@ -75,8 +76,8 @@ class Pace:
         self._flush_waiting = flush_waiting
         self._patience = patience
         self._clock = clock
-        self._hurry = threading.Event()
-        self._hurrying = threading.Lock()
+        self._hurry = threads.Event()
+        self._hurrying = threads.Lock()
         # When the app's threads were first found busy in the present run of such pauses,
         # and last found busy (a longer gap than RUN_GAP ends a run: the worker was idle,
         # or hurried, meanwhile).
@@ -141,4 +142,4 @@ class Pace:
 
 def _yield_gil() -> None:
     """Let a thread waiting for the GIL take it: a sleep releases it, even for 0 s."""
-    time.sleep(0)
+    threads.sleep(0)

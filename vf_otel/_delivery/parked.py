@@ -10,7 +10,6 @@ A spool that refuses a request (full, or unusable) leaves it in memory.
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Final
 
 from .._errors import UndeliveredError
 from .._spool.store import Spool
+from . import threads
 from .ledger import Ledger
 from .wire import EVENTS_PATH, Request
 
@@ -53,7 +53,7 @@ class Parked:
         self._limit = limit
         self._ledger = ledger
         self.spool = spool
-        self._lock = threading.Lock()
+        self._lock = threads.Lock()
         self._memory: deque[Job] = deque()
         self._weight = 0
         # Whether the spool may hold rows this process could claim (checked lazily).
@@ -61,7 +61,7 @@ class Parked:
 
     def after_fork(self) -> None:
         """In a forked child: nothing parked (the parent's jobs stay with the parent)."""
-        self._lock = threading.Lock()
+        self._lock = threads.Lock()
         self._memory = deque()
         self._weight = 0
         if self.spool is not None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ from .._event.pending import PendingEvent
 from .._event.validate import Rejection
 from .._spool.store import Spool
 from ..typing import BeforeSend, ErrorCallback
+from . import threads
 from .attempt import Attempts
 from .client import Client
 from .ledger import Ledger
@@ -86,7 +86,7 @@ class Pipeline:
         self._said_late_at_exit = False
         self._failures_seen = 0
         # Held by shutdown() and reopen(), so the two never interleave.
-        self._lifecycle = threading.Lock()
+        self._lifecycle = threads.Lock()
         self._build_parts()
         if reopenable:
             self.queue.reopen = self.reopen
@@ -115,8 +115,8 @@ class Pipeline:
     ) -> None:
         settings = self.settings
         self._pid = os.getpid()  # whose threads these parts are (see adopt_fork)
-        self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._wake = threads.Event()
+        self._stop = threads.Event()
         if queue is None:
             queue = EventQueue(settings.max_queue_size, settings.batch_size, self._wake.set)
         elif reopening:
@@ -159,7 +159,7 @@ class Pipeline:
         # requests, threads, HTTP client and counts stay with the parent.
         self.ledger.after_fork()
         self.parked.after_fork()
-        self._lifecycle = threading.Lock()
+        self._lifecycle = threads.Lock()
         self._build_parts(self.queue, keep_queued=keep_queued)
         self.queue.closed = self._closed
         if not self._closed:

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import math
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Final, Literal
+
+from . import threads
 
 __all__ = [
     "COOLDOWN_BASE",
@@ -131,7 +132,7 @@ class CircuitBreaker:
         self._cap = max(cooldown, cooldown_cap)
         self._clock = clock
         self._on_change = on_change
-        self._lock = threading.Lock()
+        self._lock = threads.Lock()
         self._state: State = "closed"
         self._failures = 0
         self._cooldown = cooldown

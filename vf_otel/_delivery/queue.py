@@ -33,10 +33,11 @@ from __future__ import annotations
 
 import itertools
 import operator
-import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Final, Generic, TypeVar, cast
+
+from . import threads
 
 __all__ = ["RECORD_FIELDS", "REFUSALS", "EventQueue"]
 
@@ -77,7 +78,7 @@ class EventQueue(Generic[T]):
         self.woken = False
         #: RECORD_FIELDS fields per item, oldest first.
         self.items: deque[object] = deque()
-        self._waking = threading.Lock()
+        self._waking = threads.Lock()
         self._closed = False
         #: A put may append while ``len(items)`` is below this: the limit, 0 once closed.
         self.room = self._limit_fields
@@ -182,7 +183,7 @@ class EventQueue(Generic[T]):
         """
         if not keep_items:
             self.items = deque()
-        self._waking = threading.Lock()
+        self._waking = threads.Lock()
         self.woken = False
         if wake is not None:
             self._wake = wake

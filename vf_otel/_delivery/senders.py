@@ -10,11 +10,11 @@ are out at once.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable
 from typing import Final, Generic, TypeVar
+
+from . import threads
 
 __all__ = ["MAX_CONCURRENT_REQUESTS", "Senders", "on_delivery_thread"]
 
@@ -22,7 +22,7 @@ _logger = logging.getLogger("vf_otel")
 T = TypeVar("T")
 #: Requests in flight at once, per handler or exporter.
 MAX_CONCURRENT_REQUESTS: Final = 4
-_marker = threading.local()
+_marker = threads.local()
 
 
 def on_delivery_thread() -> bool:
@@ -44,10 +44,10 @@ class Senders(Generic[T]):
         self._reset()
 
     def _reset(self) -> None:
-        self._slots = threading.Semaphore(self._size)
-        self._jobs: queue.SimpleQueue[T | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
+        self._slots = threads.Semaphore(self._size)
+        self._jobs: threads.SimpleQueue[T | None] = threads.SimpleQueue()
+        self._lock = threads.Lock()
+        self._threads: list[threads.Thread] = []
         self._idle = 0
         self._busy = 0
 
@@ -75,11 +75,11 @@ class Senders(Generic[T]):
             else:
                 busy = False
         if busy:
-            time.sleep(min(timeout, 0.01))  # a slot is free but the limit says wait
+            threads.sleep(min(timeout, 0.01))  # a slot is free but the limit says wait
             return False
         with self._lock:
             if self._idle == 0 and len(self._threads) < self._size:
-                thread = threading.Thread(target=self._loop, name="VibefollowSender", daemon=True)
+                thread = threads.Thread(self._loop, "VibefollowSender")
                 try:
                     thread.start()
                 except RuntimeError:  # the interpreter is exiting, or no thread can be made
@@ -98,12 +98,12 @@ class Senders(Generic[T]):
         A thread still in a request (the server hangs) is left to finish alone.
         """
         with self._lock:
-            threads = list(self._threads)
-        for _ in threads:
+            started = list(self._threads)
+        for _ in started:
             self._jobs.put(None)
         deadline = time.monotonic() + timeout
-        for thread in threads:
-            if thread is not threading.current_thread():
+        for thread in started:
+            if not thread.is_current():
                 thread.join(max(0.0, deadline - time.monotonic()))
 
     def _loop(self) -> None:

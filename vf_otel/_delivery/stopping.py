@@ -10,10 +10,10 @@ from __future__ import annotations
 import atexit
 import logging
 import sys
-import threading
 from typing import Final
 
 from .._spool.store import Spool
+from . import threads
 
 __all__ = ["exiting", "say_late_at_exit", "warn_undelivered"]
 
@@ -23,7 +23,7 @@ _logger = logging.getLogger("vf_otel")
 # module: so this is set before the handlers are closed at exit. From then on a
 # closed pipeline stays closed: a record logged then (by a daemon thread) is refused
 # and counted, not queued behind a worker the interpreter stops mid-way.
-_EXITING: Final = threading.Event()
+_EXITING: Final = threads.Event()
 atexit.register(_EXITING.set)
 
 

@@ -19,7 +19,6 @@ when there is one) instead of waiting, so the queue keeps draining.
 from __future__ import annotations
 
 import operator
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
@@ -29,6 +28,7 @@ from .._errors import UndeliveredError
 from .._event.model import Event
 from .._event.pending import count_events
 from .._event.validate import SAME_AS_IDENTIFY
+from . import threads
 from .attempt import Attempts
 from .batches import Batches, Waiter
 from .jobs import JobRunner
@@ -62,8 +62,8 @@ class Worker:
         circuit: CircuitBreaker,
         attempts: Attempts,
         ledger: Ledger,
-        wake: threading.Event,
-        stop: threading.Event,
+        wake: threads.Event,
+        stop: threads.Event,
         when_stopped: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -105,11 +105,11 @@ class Worker:
         self._warned = dict.fromkeys(REFUSALS, 0)
         self._replay_now = True
         self._take_now = False
-        self._thread: threading.Thread | None = None
+        self._thread: threads.Thread | None = None
 
     def start(self) -> None:
         """Start the thread (again, in a forked child)."""
-        self._thread = threading.Thread(target=self._loop, name="VibefollowWorker", daemon=True)
+        self._thread = threads.Thread(self._loop, "VibefollowWorker")
         self._thread.start()
 
     def after_fork(self) -> None:
@@ -154,7 +154,7 @@ class Worker:
         kept = sum(len(r.events) for r in requests if r.path == EVENTS_PATH)
         deadline = self._clock() + timeout
         results: list[bool] = [kept == wanted]
-        finished = threading.Semaphore(0)
+        finished = threads.Semaphore(0)
 
         def done(sent: bool) -> None:
             results.append(sent)
@@ -171,7 +171,7 @@ class Worker:
     def join(self, timeout: float) -> None:
         """Wait for the thread to end (after stop is set)."""
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+        if thread is not None and not thread.is_current():
             thread.join(max(0.0, timeout))
         self._jobs.senders.stop(timeout=0.5)
 

@@ -20,11 +20,11 @@ import contextlib
 import logging
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Final, TypeVar
 
+from .._delivery import threads
 from .._delivery.wire import Request
 from .._observe.ratelimit import RateLimitedLog
 from .database import BUSY_TIMEOUT, FileId, connect, immediate, same_file
@@ -69,7 +69,7 @@ class Spool:
         self._max_bytes = max_bytes
         self._lease = lease
         self._now = wall_clock
-        self._lock = threading.Lock()
+        self._lock = threads.Lock()
         self._conn: sqlite3.Connection | None = None
         self._file: FileId | None = None  # the file the connection has open
         self._pid = os.getpid()
@@ -93,7 +93,7 @@ class Spool:
         The rows the parent holds stay the parent's: the child neither finishes nor
         releases them.
         """
-        self._lock = threading.Lock()
+        self._lock = threads.Lock()
         if self._conn is not None:
             self._inherited.append(self._conn)
         self._conn = None

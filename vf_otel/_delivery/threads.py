@@ -1,0 +1,227 @@
+"""Real OS threads and locks for the delivery machinery, whatever gevent or eventlet patched.
+
+gevent's and eventlet's monkey-patching turn ``threading``, ``_thread``, ``queue`` and
+``time.sleep`` into greenlet versions. vf-otel's worker and sender threads must stay
+real OS threads blocking on real OS locks: a thread started before the patch (a handler
+created at import, ``gunicorn --preload``) would otherwise start its senders as
+greenlets on a hub that never runs, or wait on a green lock no one can wake, and
+deliver nothing while holding the process open at exit.
+
+So everything the delivery core starts or waits on comes from here, built on the
+interpreter's original ``_thread`` functions (``gevent.monkey.get_original``,
+``eventlet.patcher.original``). ``threading.Event``, ``Semaphore`` and ``Condition``
+are not used even unpatched: they look up ``Lock`` in the ``threading`` module at call
+time, so one made before the patch builds green locks after it. ``Event`` and
+``Semaphore`` below are the stdlib's semantics on original locks.
+
+The app's side (a greenlet calling ``handle()`` or ``flush()``) then takes real locks:
+each is held only for a few counter updates, never across I/O, so a greenlet never
+waits on one another greenlet holds. ``flush()`` from a greenlet blocks its hub for at
+most its timeout (docs/runtimes.md).
+"""
+
+from __future__ import annotations
+
+import _thread
+import sys
+import threading
+
+# The C queue: its blocking get() waits on a real lock; no library patches ``_queue``.
+from _queue import SimpleQueue
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final
+
+__all__ = [
+    "Event",
+    "Lock",
+    "RLock",
+    "Semaphore",
+    "SimpleQueue",
+    "Thread",
+    "green_patched",
+    "local",
+    "sleep",
+]
+
+
+def _original(module: str, name: str) -> Any:
+    """``module.name`` as it was before gevent or eventlet patched it."""
+    gevent = sys.modules.get("gevent.monkey")
+    if gevent is not None:
+        return gevent.get_original(module, name)
+    eventlet = sys.modules.get("eventlet.patcher")
+    if eventlet is not None:
+        return getattr(eventlet.original(module), name)
+    # Neither is loaded: nothing is patched yet, and what a later patch replaces is
+    # captured here first.
+    return getattr(sys.modules[module], name)
+
+
+_allocate_lock: Final[Callable[[], _thread.LockType]] = _original("_thread", "allocate_lock")
+_start_new_thread: Final[Callable[..., int]] = _original("_thread", "start_new_thread")
+_get_ident: Final[Callable[[], int]] = _original("_thread", "get_ident")
+#: A real re-entrant lock (the C one; a green one after the patch is ``threading.RLock``).
+RLock: Final[Callable[[], Any]] = _original("_thread", "RLock")
+#: A real thread-local: a greenlet-local would differ per greenlet, not per thread.
+local: Final[type[threading.local]] = _original("_thread", "_local")
+#: A real sleep, which releases the GIL and blocks only this thread.
+sleep: Final[Callable[[float], None]] = _original("time", "sleep")
+#: The longest wait a real lock accepts.
+_TIMEOUT_MAX: Final = _thread.TIMEOUT_MAX
+
+
+def Lock() -> _thread.LockType:  # noqa: N802 - named like threading.Lock, which it replaces
+    """A real lock."""
+    return _allocate_lock()
+
+
+def green_patched() -> bool:
+    """Whether gevent or eventlet has patched ``threading`` in this process."""
+    gevent = sys.modules.get("gevent.monkey")
+    if gevent is not None and gevent.is_module_patched("threading"):
+        return True
+    eventlet = sys.modules.get("eventlet.patcher")
+    return bool(eventlet is not None and eventlet.is_monkey_patched("thread"))
+
+
+def _limit(timeout: float | None) -> float:
+    return -1 if timeout is None else min(max(0.0, timeout), _TIMEOUT_MAX)
+
+
+class Event:
+    """``threading.Event`` on real locks: one waiter lock per wait, released by set()."""
+
+    __slots__ = ("_flag", "_lock", "_waiters")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._lock = _allocate_lock()
+        self._waiters: list[_thread.LockType] = []
+
+    def is_set(self) -> bool:
+        """Whether the flag is set."""
+        return self._flag
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter."""
+        with self._lock:
+            self._flag = True
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.release()
+
+    def clear(self) -> None:
+        """Clear the flag."""
+        self._flag = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until set or ``timeout``; the flag on return."""
+        with self._lock:
+            if self._flag:
+                return True
+            waiter = _allocate_lock()
+            waiter.acquire()
+            self._waiters.append(waiter)
+        if waiter.acquire(True, _limit(timeout)):
+            return True
+        with self._lock:
+            try:
+                self._waiters.remove(waiter)
+            except ValueError:
+                return True  # set() took it as this wait timed out: it was set
+            return self._flag
+
+
+class Semaphore:
+    """``threading.Semaphore`` on real locks; release() hands a unit to the first waiter."""
+
+    __slots__ = ("_lock", "_value", "_waiters")
+
+    def __init__(self, value: int = 1) -> None:
+        self._value = value
+        self._lock = _allocate_lock()
+        self._waiters: deque[_thread.LockType] = deque()
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Take a unit, waiting up to ``timeout`` (forever if None); False if none came."""
+        with self._lock:
+            if self._value > 0:
+                self._value -= 1
+                return True
+            if not blocking:
+                return False
+            waiter = _allocate_lock()
+            waiter.acquire()
+            self._waiters.append(waiter)
+        if waiter.acquire(True, _limit(timeout)):
+            return True
+        with self._lock:
+            try:
+                self._waiters.remove(waiter)
+            except ValueError:
+                return True  # release() handed its unit over as this wait timed out
+            return False
+
+    def release(self) -> None:
+        """Give a unit back (to the first waiter, if any)."""
+        with self._lock:
+            if self._waiters:
+                self._waiters.popleft().release()
+            else:
+                self._value += 1
+
+
+class Thread:
+    """A daemon OS thread running ``target``; a ``threading.Thread`` unless threading
+    is patched now (then one started by the original ``_thread``, which threading does
+    not list: its name shows only here)."""
+
+    __slots__ = ("_done", "_target", "ident", "name")
+
+    def __init__(self, target: Callable[[], object], name: str) -> None:
+        self._target = target
+        self.name = name
+        self._done = Event()
+        self.ident: int | None = None
+
+    def start(self) -> None:
+        """Start it; RuntimeError if no thread can be started (the interpreter exits)."""
+        if green_patched():
+            _start_new_thread(self._run, ())
+        else:
+            # A threading.Thread keeps its name in log records and thread listings.
+            threading.Thread(target=self._run, name=self.name, daemon=True).start()
+
+    def _run(self) -> None:
+        self.ident = _get_ident()
+        try:
+            self._target()
+        finally:
+            self._done.set()
+            if green_patched():
+                _rekey_for_patched_threading()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait up to ``timeout`` for it to end."""
+        self._done.wait(timeout)
+
+    def is_alive(self) -> bool:
+        """Started and not ended."""
+        return self.ident is not None and not self._done.is_set()
+
+    def is_current(self) -> bool:
+        """Whether the caller runs on this thread."""
+        return self.ident == _get_ident()
+
+
+def _rekey_for_patched_threading() -> None:
+    """Let a ``threading.Thread`` started before the patch end without a KeyError.
+
+    Its exit removes it from threading's table under ``threading.get_ident()``, which
+    gevent made a greenlet's id (the entry is under the OS thread's id: moved), and in
+    a table eventlet replaced (no entry: a placeholder is put there for it to remove).
+    """
+    active = getattr(threading, "_active", None)
+    if isinstance(active, dict):
+        active.setdefault(threading.get_ident(), active.pop(_get_ident(), None))
