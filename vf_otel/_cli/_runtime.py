@@ -76,7 +76,8 @@ def _gevent(_: Mapping[str, str]) -> Finding | None:
         return None
     return Finding(
         "gevent: threading is monkey-patched",
-        "delivery runs in greenlets: it sends whenever the app yields, drains at exit",
+        "delivery runs on real OS threads, patched or not: it sends while greenlets run or "
+        "compute; a flush() from a greenlet blocks its hub for at most its timeout",
         f"{DOCS}#gevent-and-eventlet",
     )
 
@@ -87,7 +88,8 @@ def _eventlet(_: Mapping[str, str]) -> Finding | None:
         return None
     return Finding(
         "eventlet: thread is monkey-patched",
-        "delivery runs in green threads: it sends whenever the app yields, drains at exit",
+        "delivery runs on real OS threads, patched or not: it sends while green threads "
+        "run or compute; a flush() from one blocks its hub for at most its timeout",
         f"{DOCS}#gevent-and-eventlet",
     )
 
