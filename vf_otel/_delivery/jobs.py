@@ -56,6 +56,7 @@ class JobRunner:
         self._when_stopped = when_stopped  # e.g. close the HTTP client
         self._clock = clock
         self.senders: Senders[Job] = Senders(self._run)
+        parked.on_evicted = self._evicted
 
     def after_fork(self, batches: Batches) -> None:
         """In a forked child: no sender threads, the child's own batch numbers."""
@@ -106,6 +107,10 @@ class JobRunner:
             job.done(False)
             job.done = None
         self._wake.set()  # a flush waiting on it may want it tried again
+
+    def _evicted(self, job: Job) -> None:
+        """``job`` was dropped from a full backlog (counted there): its batch is settled."""
+        self._settle(job, sent=False)
 
     def park_everything(self) -> None:
         """Stopping: what memory holds goes to the spool, or is dropped (counted)."""
