@@ -29,12 +29,14 @@ from .._version import __version__
 from .answers import NOT_THE_API, error_for, foreign_answer
 from .deadline import Watch, Watchdog
 from .httplog import own_http, quiet_own_http_logs, scrub_key
-from .wire import Request, accepted_envelope, scrub
+from .wire import Request, accepted_envelope, declined_envelope, scrub
 
-__all__ = ["MAX_ANSWER_BYTES", "USER_AGENT", "Client"]
+__all__ = ["MAX_ANSWER_BYTES", "NOT_ACCEPTED", "USER_AGENT", "Client"]
 
 #: The most of an answer read: the API's envelopes and error texts are far smaller.
 MAX_ANSWER_BYTES: Final = 64 * 1024
+#: The code of the error for a 2xx envelope saying ``"accepted": false``.
+NOT_ACCEPTED: Final = "not_accepted"
 
 USER_AGENT: Final = (
     f"vf-otel/{__version__} python/{platform.python_version()} httpx/{httpx.__version__}"
@@ -116,6 +118,14 @@ class Client:
                 )
             # A captive portal's or a proxy's page is not a delivery: retried (same key).
             if accepted_envelope(body):
+                if declined_envelope(body):
+                    # Not sent, and asking again with the same key replays the same
+                    # answer: refused for good, dead-lettered and reported (delivery.md).
+                    return VibefollowError(
+                        f"HTTP {response.status_code} whose answer says accepted: false",
+                        status=response.status_code,
+                        code=NOT_ACCEPTED,
+                    )
                 return None
             return foreign_answer(response, self._settings.api_key, body)
         return error_for(response, self._settings.api_key, body or b"")

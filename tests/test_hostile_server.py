@@ -1,0 +1,187 @@
+"""Servers that really misbehave (issue 18): 200 MB answers, trickled answers, a key in
+the reason phrase, ``accepted: false``, and flush() after a full backlog.
+
+Raw-socket servers (tests/hostile.py) on 127.0.0.1; a child process where memory
+(its VmHWM) or its exit is measured. Every bound on time is generous: a hang guard.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import vf_otel
+from vf_otel.testing import VibefollowServer
+
+from .conftest import HANG_GUARD, HandlerFactory
+from .hostile import HostileServer
+
+KEY = "vf_test_hostile_0123456789abcdef"
+#: What a child on 200 MB answers may reach (a bare child is ~40 MB; before: 738 MB+).
+MEMORY_BOUND_KB = 150 * 1024
+
+CHILD = """
+    import json, logging, os, sys, time
+    import vf_otel
+
+    reported = []
+    handler = vf_otel.VibefollowHandler(
+        api_key={key!r}, base_url={url!r}, flush_interval=3600,
+        on_error=lambda error, events: reported.extend(events), **{options!r},
+    )
+    log = logging.getLogger("app")
+    log.propagate = False
+    log.addHandler(handler)
+    for i in range({count}):
+        log.warning("e", extra={{"vf_event": "e", "vf_user": "u", "vf_properties": {{"i": i}}}})
+    flushed = handler.flush(timeout={flush})
+    started = time.monotonic()
+    handler.close()
+    stats = handler.stats()
+    with open("/proc/self/status") as status:
+        hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
+    print(json.dumps({{
+        "flushed": flushed, "sent": stats.sent, "dropped": stats.dropped_total,
+        "in_flight": stats.in_flight, "reported": len(reported), "hwm_kb": hwm,
+        "close_seconds": time.monotonic() - started,
+    }}))
+"""
+
+
+def run_child(url: str, *, count: int = 10, flush: float = 5.0, **options: Any) -> dict[str, Any]:
+    """Run CHILD against ``url``; its printed summary."""
+    source = textwrap.dedent(CHILD).format(
+        key=KEY, url=url, options=options, count=count, flush=flush
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIBEFOLLOW_")}
+    done = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", source],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert KEY not in done.stdout + done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["huge200", "huge500"])
+def test_a_200_mb_answer_keeps_memory_bounded(mode: str) -> None:
+    """A 200 MB answer (2xx or 500, retried) is not read whole: memory stays bounded."""
+    with HostileServer(mode) as server:
+        result = run_child(server.base_url, flush=4.0, max_retries=3, shutdown_timeout=2.0)
+    assert result["hwm_kb"] < MEMORY_BOUND_KB, result
+    assert server.requests >= 2  # retried: an oversized 2xx is not the API's answer
+    assert result["flushed"] is False
+    assert result["sent"] == 0
+    # Nothing silent: every event is dropped at shutdown and reported to on_error.
+    assert result["dropped"] == result["reported"] == 10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["trickle_head", "trickle_body"])
+def test_timeout_bounds_the_whole_request_against_a_trickling_server(mode: str) -> None:
+    """A server trickling a byte every 0.2 s: each request ends at ``timeout``, is retried,
+    and at exit every event is reported (none left in flight, unreported)."""
+    with HostileServer(mode) as server:
+        began = time.monotonic()
+        result = run_child(
+            server.base_url, flush=4.0, timeout=1.0, max_retries=5, shutdown_timeout=2.0
+        )
+        took = time.monotonic() - began
+    assert server.requests >= 2, result  # the first request timed out and was retried
+    assert result["sent"] == 0
+    assert result["in_flight"] == 0
+    assert result["dropped"] == result["reported"] == 10
+    assert took < 30  # flush 4 s + shutdown 2 s; a trickled answer would take 20-40 s
+
+
+def test_api_key_in_the_reason_phrase_is_scrubbed_from_http_debug_records(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server echoing the key into its reason phrase: vf_otel.http lines never show it."""
+    with HostileServer("answer", reason=f"Accepted for Bearer {KEY}") as server:
+        handler = vf_otel.VibefollowHandler(api_key=KEY, base_url=server.base_url)
+        try:
+            with caplog.at_level(logging.DEBUG):  # httpx logs only when enabled
+                log = logging.getLogger("app.hostile.reason")
+                log.propagate = False
+                log.addHandler(handler)
+                log.warning("e", extra={"vf_event": "e", "vf_user": "u"})
+                assert handler.flush(timeout=10)
+                log.removeHandler(handler)
+        finally:
+            handler.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "vf_otel.http"]
+    assert any("[redacted]" in line for line in lines), lines
+    assert not any(KEY in line for line in lines)
+    assert KEY not in caplog.text
+
+
+def test_accepted_false_is_dead_lettered_and_reported_not_counted_as_sent() -> None:
+    """A 2xx envelope saying accepted: false is refused for good: not sent, reported."""
+    body = b'{"data":{"accepted":false}}'
+    reported: list[vf_otel.VibefollowError] = []
+    with HostileServer("answer", body=body) as server:
+        handler = vf_otel.VibefollowHandler(
+            api_key=KEY,
+            base_url=server.base_url,
+            on_error=lambda error, events: reported.append(error),
+        )
+        try:
+            log = logging.getLogger("app.hostile.declined")
+            log.propagate = False
+            log.addHandler(handler)
+            for _ in range(3):
+                log.warning("e", extra={"vf_event": "e", "vf_user": "u"})
+            assert handler.flush(timeout=10) is False
+            log.removeHandler(handler)
+        finally:
+            handler.close()
+        requests = server.requests
+    stats = handler.stats()
+    assert stats.sent == 0
+    assert stats.dead_lettered == 3
+    assert requests == 1  # one batch, never retried (the same key would replay it)
+    assert reported and all(error.code == "not_accepted" for error in reported)
+
+
+@pytest.mark.slow
+def test_flush_after_a_backlog_full_drop_reports_it_once_then_answers_true(
+    vibefollow_server: VibefollowServer, make_handler: HandlerFactory
+) -> None:
+    """After backlog_full drops, the next flush says False once; later ones True, promptly."""
+    handler = make_handler(max_retries=0, max_queue_size=20, batch_size=10, timeout=2.0)
+    log = logging.getLogger("app.hostile.backlog")
+    log.propagate = False
+    log.addHandler(handler)
+    vibefollow_server.fail_next(503, count=100_000)
+    for round_ in range(6):  # each flush parks a batch; the backlog holds 20 events
+        for i in range(10):
+            log.warning("e", extra={"vf_event": f"e{round_}_{i}", "vf_user": "u"})
+        handler.flush(timeout=0.5)
+    assert handler.stats().dropped.get("backlog_full", 0) > 0
+    vibefollow_server.clear_faults()
+    assert handler.flush(timeout=15) is False  # the drops, said once
+    began = time.monotonic()
+    assert handler.flush(timeout=15) is True
+    assert time.monotonic() - began < 10  # not the whole timeout
+    log.warning("e", extra={"vf_event": "after", "vf_user": "u"})
+    assert handler.flush(timeout=15) is True
+    log.removeHandler(handler)
+    stats = handler.stats()
+    assert stats.sent == len(vibefollow_server.events)
+    assert stats.sent + stats.dropped_total == 61
