@@ -185,3 +185,88 @@ def test_flush_after_a_backlog_full_drop_reports_it_once_then_answers_true(
     stats = handler.stats()
     assert stats.sent == len(vibefollow_server.events)
     assert stats.sent + stats.dropped_total == 61
+
+
+EXIT_CHILD = """
+    import atexit, json, time
+    # Registered before logging is imported: runs after logging.shutdown() at exit.
+    marks = {{}}
+    def report():
+        stats = handler.stats()
+        print(json.dumps({{
+            "exit_seconds": time.monotonic() - marks["exit"], "dropped": stats.dropped_total,
+            "spooled": stats.spooled, "in_flight": stats.in_flight, "reported": len(reported),
+        }}), flush=True)
+    atexit.register(report)
+    import logging
+    import vf_otel
+
+    reported = []
+    handler = vf_otel.VibefollowHandler(
+        api_key={key!r}, base_url={url!r}, on_error=lambda error, events: reported.extend(events),
+        **{options!r},
+    )
+    log = logging.getLogger("app")
+    log.propagate = False
+    log.addHandler(handler)
+    for i in range(50):
+        log.warning("e", extra={{"vf_event": "e", "vf_user": "u", "vf_properties": {{"i": i}}}})
+    marks["exit"] = time.monotonic()
+"""
+
+
+def run_exit_child(url: str, **options: Any) -> dict[str, Any]:
+    """Run EXIT_CHILD against ``url``: 50 events, then a plain exit; its summary."""
+    source = textwrap.dedent(EXIT_CHILD).format(key=KEY, url=url, options=options)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIBEFOLLOW_")}
+    done = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", source],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert KEY not in done.stdout + done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def refused_url() -> str:
+    """A loopback URL nothing listens on: every connection is refused."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("mode", "shutdown_timeout"), [("hang", 3.0), ("refused", 6.0)])
+def test_exit_never_overruns_shutdown_timeout(mode: str, shutdown_timeout: float) -> None:
+    """logging.shutdown() at exit (flush, then close) costs at most shutdown_timeout, with
+    the API hanging or refusing connections; every event is accounted for."""
+    if mode == "hang":
+        with HostileServer("hang") as server:
+            result = run_exit_child(
+                server.base_url, shutdown_timeout=shutdown_timeout, timeout=30.0
+            )
+    else:
+        result = run_exit_child(refused_url(), shutdown_timeout=shutdown_timeout)
+    # Before: flush and close each waited (about 1.5 to 2 times shutdown_timeout).
+    assert result["exit_seconds"] < shutdown_timeout + 1.0, result
+    assert result["dropped"] + result["in_flight"] == 50, result
+
+
+@pytest.mark.slow
+def test_exit_with_a_spool_and_an_unreachable_api_goes_to_disk_at_once(tmp_path: Path) -> None:
+    """With a spool and the API refusing connections, exit spools everything in well under
+    shutdown_timeout (before: it waited all of it)."""
+    result = run_exit_child(
+        refused_url(), shutdown_timeout=10.0, spool_path=str(tmp_path / "spool.db")
+    )
+    assert result["exit_seconds"] < 3.0, result
+    assert result["spooled"] == 50
+    assert result["dropped"] == result["in_flight"] == result["reported"] == 0

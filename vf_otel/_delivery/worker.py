@@ -46,6 +46,8 @@ __all__ = ["Worker"]
 T = TypeVar("T")
 #: Parked requests are tried again at most this often, whatever flush_interval says.
 MIN_REPLAY_INTERVAL: Final = 0.1
+#: The longest a stop waits for sender threads that finish their last request.
+SENDERS_JOIN: Final = 0.5
 _NAME: Final = operator.attrgetter("name")
 
 
@@ -169,11 +171,12 @@ class Worker:
         return all(results)
 
     def join(self, timeout: float) -> None:
-        """Wait for the thread to end (after stop is set)."""
+        """Wait up to ``timeout`` for the thread, then the senders, to end (after stop is set)."""
+        end = self._clock() + timeout
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, timeout))
-        self._jobs.senders.stop(timeout=0.5)
+        self._jobs.senders.stop(timeout=min(SENDERS_JOIN, max(0.0, end - self._clock())))
 
     # -- the loop -------------------------------------------------------------
 
@@ -195,7 +198,9 @@ class Worker:
                 if now >= next_replay and self._parked.spool is not None:
                     self._parked.spool_dirty = True  # rows freed by others, or by a lease ending
                 due = self._replay_now or self._batches.waiting or now >= next_replay
-                if not stopping and due and self._replay():
+                # Stopping with the API unreachable: what is parked stays in the spool.
+                gave_up = self._attempts.gave_up
+                if not stopping and due and not gave_up and self._replay():
                     next_replay = now + self._replay_every
                 self._batches.answer(lambda: self._parked.claimable() == 0, self._hopeless)
             except Exception:  # noqa: BLE001 - the thread must outlive one bad turn
@@ -289,9 +294,12 @@ class Worker:
         return True
 
     def _hopeless(self, waiter: Waiter) -> bool:
-        """Nothing is in flight and the circuit opens only after the flush's deadline."""
+        """Nothing is in flight, and the circuit opens only after the flush's deadline or
+        a request failed while stopping with a spool (the rest goes there at once)."""
         if self._jobs.senders.busy:
             return False
+        if self._attempts.gave_up:
+            return True
         return self._clock() + self._circuit.seconds_until_ready() > waiter.deadline
 
     def _warn_refusals(self) -> None:
