@@ -270,3 +270,30 @@ def test_exit_with_a_spool_and_an_unreachable_api_goes_to_disk_at_once(tmp_path:
     assert result["exit_seconds"] < 3.0, result
     assert result["spooled"] == 50
     assert result["dropped"] == result["in_flight"] == result["reported"] == 0
+
+
+@pytest.mark.slow
+def test_a_batchs_user_upserts_go_out_side_by_side_and_its_events_after_them(
+    vibefollow_server: VibefollowServer, make_handler: HandlerFactory
+) -> None:
+    """20 new users at 0.5 s per upsert: sent concurrently (not 10 s one by one), and the
+    batch's events only after every upsert was answered."""
+    handler = make_handler(batch_size=100)
+    log = logging.getLogger("app.hostile.upserts")
+    log.propagate = False
+    log.addHandler(handler)
+    vibefollow_server.delay_next(0.5, count=20, path="/users")
+    for i in range(20):
+        log.warning("e", extra={"vf_event": "signup", "vf_user": f"u{i}", "vf_traits": {"n": i}})
+    began = time.monotonic()
+    assert handler.flush(timeout=60)
+    took = time.monotonic() - began
+    log.removeHandler(handler)
+    assert took < 7  # one by one: 10 s; four at a time: about 3 s
+    paths = [r.path for r in vibefollow_server.requests]
+    assert paths.count("/api/v1/users") == 20
+    last_upsert = max(i for i, path in enumerate(paths) if path == "/api/v1/users")
+    first_batch = min(i for i, path in enumerate(paths) if path == "/api/v1/events/batch")
+    assert last_upsert < first_batch
+    stats = handler.stats()
+    assert (stats.users_sent, stats.sent, len(vibefollow_server.events)) == (20, 20, 20)

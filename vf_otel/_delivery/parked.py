@@ -39,6 +39,9 @@ class Job:
     # go before its events.
     then: list[Job] = field(default_factory=list)
     done: Callable[[bool], None] | None = field(default=None, repr=False)
+    # Called once at its first outcome (sent, refused, parked): a batch's events wait
+    # for every user upsert of the batch sent side by side (jobs.Upserts).
+    after: Callable[[], None] | None = field(default=None, repr=False)
 
     @property
     def weight(self) -> int:

@@ -31,7 +31,7 @@ from .._event.pending import count_events
 from .._event.validate import SAME_AS_IDENTIFY
 from .attempt import Attempts
 from .batches import Batches, Waiter
-from .jobs import JobRunner
+from .jobs import JobRunner, Upserts
 from .ledger import Ledger
 from .pace import Pace
 from .parked import Job, Parked
@@ -39,7 +39,7 @@ from .policy import CircuitBreaker
 from .queue import REFUSALS, EventQueue
 from .requests import prepare
 from .senders import mark_delivery_thread
-from .wire import EVENTS_PATH, Request
+from .wire import EVENTS_PATH, USERS_PATH, Request
 
 __all__ = ["Worker"]
 
@@ -192,6 +192,7 @@ class Worker:
                 now = self._clock()
                 flushing = stopping or self._take_now
                 self._take_now = False
+                self._dispatch_ready()
                 if flushing or now >= next_batch or len(self._queue) >= self._settings.batch_size:
                     self._take_queue(everything=flushing or now >= next_batch)
                     next_batch = now + self._interval
@@ -234,8 +235,7 @@ class Worker:
             # they are built (a producer pacing itself on queued + backlog relies on it).
             self._ledger.move(len(items), None, "in_flight")
             try:
-                job = self._chain(self._requests_for(items))
-                if job is not None:
+                for job in self._chain(self._requests_for(items)):
                     self._jobs.dispatch(job, self._clock() + self._settings.export_timeout)
             finally:
                 self._ledger.move(len(items), "in_flight", None)
@@ -263,16 +263,39 @@ class Worker:
             self._ledger.drop("internal_error", (), error, count=lost)
             return []
 
-    def _chain(self, requests: list[Request]) -> Job | None:
-        """One job for a batch's requests, sent in order (upserts first), tracked each."""
+    def _chain(self, requests: list[Request]) -> list[Job]:
+        """The jobs to dispatch for a batch's requests, each tracked in its batch.
+
+        Its user upserts go side by side; its events once every upsert has an outcome
+        (the API buffers an event of an unknown user, but its traits come first). With
+        one upsert or none: one job, the rest chained after it on the same sender.
+        """
         if not requests:
-            return None
+            return []
         seq = self._batches.next()
-        first, *rest = (Job(request, seq) for request in requests)
-        first.then = rest
-        for job in rest:
-            self._batches.opened(job.seq)
-        return first
+        jobs = [Job(request, seq) for request in requests]
+        upserts = [job for job in jobs if job.request.path == USERS_PATH]
+        if len(upserts) <= 1:
+            first, *rest = jobs
+            first.then = rest
+            for job in rest:
+                self._batches.opened(job.seq)
+            return [first]
+        events = [job for job in jobs if job.request.path != USERS_PATH]
+        for job in events:
+            self._batches.opened(job.seq)  # open now: the batch is not settled meanwhile
+        group = Upserts(len(upserts), events, self._jobs.release)
+        for job in upserts:
+            job.after = group.one_done
+        return upserts
+
+    def _dispatch_ready(self) -> None:
+        """Dispatch the events whose batch's upserts all have their outcome."""
+        jobs = self._jobs.take_ready()
+        if jobs:
+            deadline = self._clock() + self._settings.export_timeout
+            for job in jobs:
+                self._jobs.dispatch(job, deadline, tracked=True)
 
     def _replay(self) -> bool:
         """Dispatch parked jobs, as many as senders are free; True if it could try."""
