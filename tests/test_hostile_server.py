@@ -156,7 +156,8 @@ def test_accepted_false_is_dead_lettered_and_reported_not_counted_as_sent() -> N
     assert stats.sent == 0
     assert stats.dead_lettered == 3
     assert requests == 1  # one batch, never retried (the same key would replay it)
-    assert reported and all(error.code == "not_accepted" for error in reported)
+    assert reported
+    assert all(error.code == "not_accepted" for error in reported)
 
 
 @pytest.mark.slow

@@ -107,7 +107,7 @@ class Client:
             # A broken (e.g. gzip) body: whatever the status, nobody knows what the
             # server did, and a retry with the same key is safe.
             return NetworkError(f"the answer could not be decoded ({type(exc).__name__})")
-        except _Late:
+        except _LateError:
             return _timed_out(timeout)
         if response.is_success:
             if body is None:
@@ -184,7 +184,7 @@ class Client:
         return self._client
 
 
-class _Late(Exception):
+class _LateError(Exception):
     """The request's deadline passed while its answer was being read."""
 
 
@@ -194,7 +194,7 @@ def _read_answer(response: httpx.Response, watch: Watch) -> bytes | None:
     size = 0
     for chunk in response.iter_bytes():
         if watch.late():
-            raise _Late
+            raise _LateError
         size += len(chunk)
         if size > MAX_ANSWER_BYTES:
             return None

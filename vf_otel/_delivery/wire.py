@@ -209,8 +209,10 @@ def declined_envelope(payload: bytes) -> bool:
         data = json.loads(payload)
     except (ValueError, RecursionError):
         return False
-    return isinstance(data, dict) and isinstance(data.get("data"), dict) and (
-        data["data"].get("accepted") is False
+    return (
+        isinstance(data, dict)
+        and isinstance(data.get("data"), dict)
+        and (data["data"].get("accepted") is False)
     )
 
 
