@@ -9,7 +9,10 @@ waits (a stalled or trickled status line and headers) ends at once with a
 transport error, which the client then reports as a timeout.
 
 The socket comes from httpcore's trace: the stream a new connection opened; on a
-reused connection, the stream the answer arrived on (``network_stream``). One
+reused connection, the stream the answer arrived on (``network_stream``). So on a
+reused connection the status line and headers are bounded by the read timeout
+only (httpcore's trace names no stream there): a server that answered once and
+then trickles its next status line is cut off only at the first body chunk. One
 thread per process, started at the first request; it holds no socket after its
 request ended.
 """
