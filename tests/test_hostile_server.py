@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -288,8 +289,17 @@ def test_a_batchs_user_upserts_go_out_side_by_side_and_its_events_after_them(
     for i in range(20):
         log.warning("e", extra={"vf_event": "signup", "vf_user": f"u{i}", "vf_traits": {"n": i}})
     began = time.monotonic()
-    assert handler.flush(timeout=60)
+    flushed: list[bool] = []
+    flushing = threading.Thread(target=lambda: flushed.append(handler.flush(timeout=60)))
+    flushing.start()
+    while flushing.is_alive():  # while the upserts are out, stats() sees every event
+        stats = handler.stats()
+        # in_flight counts the upserts out too (weight 1 each): at least the 20 events.
+        seen = stats.queued + stats.in_flight + stats.parked + stats.sent + stats.dropped_total
+        assert seen >= 20, stats
+        time.sleep(0.05)
     took = time.monotonic() - began
+    assert flushed == [True]
     log.removeHandler(handler)
     assert took < 7  # one by one: 10 s; four at a time: about 3 s
     paths = [r.path for r in vibefollow_server.requests]

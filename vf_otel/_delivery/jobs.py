@@ -98,10 +98,11 @@ class JobRunner:
         self._wake.set()
         if self._stop.is_set():
             for job in self.take_ready():  # whoever takes a job parks it: once each
-                self.park(job)
+                self.park(job, source="in_flight")
 
     def take_ready(self) -> list[Job]:
-        """The jobs released since the last call (already counted open in their batch)."""
+        """The jobs released since the last call (already open in their batch, and counted
+        in flight)."""
         jobs = []
         while self._ready:
             jobs.append(self._ready.popleft())
@@ -169,7 +170,7 @@ class JobRunner:
         for job in self._parked.take():
             self.park(job, source="parked")
         for job in self.take_ready():
-            self.park(job)
+            self.park(job, source="in_flight")
 
     # -- on a sender thread ---------------------------------------------------
 

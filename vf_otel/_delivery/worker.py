@@ -284,6 +284,8 @@ class Worker:
         events = [job for job in jobs if job.request.path != USERS_PATH]
         for job in events:
             self._batches.opened(job.seq)  # open now: the batch is not settled meanwhile
+            # Counted in flight while they wait, so stats() never loses sight of them.
+            self._ledger.move(job.weight, None, "in_flight")
         group = Upserts(len(upserts), events, self._jobs.release)
         for job in upserts:
             job.after = group.one_done
@@ -295,7 +297,7 @@ class Worker:
         if jobs:
             deadline = self._clock() + self._settings.export_timeout
             for job in jobs:
-                self._jobs.dispatch(job, deadline, tracked=True)
+                self._jobs.dispatch(job, deadline, source="in_flight", tracked=True)
 
     def _replay(self) -> bool:
         """Dispatch parked jobs, as many as senders are free; True if it could try."""
