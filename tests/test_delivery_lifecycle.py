@@ -73,11 +73,12 @@ def test_five_failures_right_before_exit_still_deliver_everything(
 def test_one_hung_request_does_not_cost_the_rest_under_default_flush_and_close(
     server: VibefollowServer,
 ) -> None:
-    """One request held past the client's 10 s timeout: the other 9,500 events go on other
-    senders at once, the held one is retried, and the default flush() + close() of
-    logging.shutdown() deliver all 10,000 exactly once."""
-    server.delay_next(12.0, count=1, path="/events/batch")
-    done = _run_child(server, EXIT_SCRIPT, "10000")
+    """One request held past the client's timeout (4 s): it is retried, the other 9,500
+    events follow, and the default flush() + close() of logging.shutdown(), which share
+    one shutdown_timeout (10 s), deliver all 10,000 exactly once."""
+    server.delay_next(6.0, count=1, path="/events/batch")
+    script = ["-c", textwrap.dedent(EXIT_SCRIPT), "10000"]
+    done = run_python(server, script, timeout=CHILD_LIMIT, VIBEFOLLOW_TIMEOUT="4")
     assert done.returncode == 0, done.stderr
     server.wait_for_events(10_000, timeout=15.0)  # the held original lands late, deduplicated
     assert _seqs(server) == Counter(range(10_000)), done.stderr

@@ -110,7 +110,9 @@ def test_events_and_upserts_go_through_the_environment_proxy(
         assert headers["Content-Type"] == "application/json"
         assert headers["Authorization"] == f"Bearer {vibefollow_server.api_key}"
         assert "Idempotency-Key" in headers
-        assert "gzip" in headers["Accept-Encoding"]  # httpx's defaults still go along
+        assert headers["Accept"] == "*/*"  # httpx's defaults still go along
+        # Answers are small: read as sent, never inflated past the 64 KiB read.
+        assert headers["Accept-Encoding"] == "identity"
 
 
 def test_no_proxy_sends_directly(

@@ -71,9 +71,14 @@ def isolatable(error: VibefollowError) -> bool:
     return error.status == 422 and error.code != "idempotency_key_reuse"
 
 
-def error_for(response: httpx.Response, secret: str | None = None) -> VibefollowError:
-    """The error a non-2xx answer stands for, with its code, fields and Retry-After."""
-    details = error_details(response.content, secret)
+def error_for(
+    response: httpx.Response, secret: str | None = None, body: bytes | None = None
+) -> VibefollowError:
+    """The error a non-2xx answer stands for, with its code, fields and Retry-After.
+
+    ``body`` is what was read of the answer (its start), else ``response.content``.
+    """
+    details = error_details(response.content if body is None else body, secret)
     first = details[0]
     status, code = response.status_code, first.code
     more = len(details) - 1
@@ -104,15 +109,18 @@ def error_for(response: httpx.Response, secret: str | None = None) -> Vibefollow
     return VibefollowError(message, status=status, code=code)
 
 
-def foreign_answer(response: httpx.Response, secret: str | None = None) -> NetworkError:
+def foreign_answer(
+    response: httpx.Response, secret: str | None = None, body: bytes | None = None
+) -> NetworkError:
     """A 2xx that is not the API's JSON envelope (a captive portal, a proxy): not delivered.
 
     Status 0, like a lost answer: nobody knows what reached the API, and a retry
     with the same Idempotency-Key is safe.
     """
+    content = response.content if body is None else body
     kind = _one_line(response.headers.get("Content-Type", "") or "no Content-Type", secret)
-    title = _TITLE.search(response.content[:_TITLE_SCAN])
-    text = snippet(title.group(1) if title else response.content, secret)
+    title = _TITLE.search(content[:_TITLE_SCAN])
+    text = snippet(title.group(1) if title else content, secret)
     return NetworkError(
         f"HTTP {response.status_code} that is not the Vibefollow API's answer ({kind})"
         + (f": {text}" if text else ""),

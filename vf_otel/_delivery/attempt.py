@@ -74,6 +74,11 @@ class Attempts:
         # Returns True when interrupted (delivery is stopping): the wait is cut short.
         self._sleep = sleep or stop.wait
         self._policy = RetryPolicy(settings.max_retries)
+        #: Stopping with a usable spool: a failed request is spooled at once, not retried
+        #: (the spool delivers it at the next start; exit takes no longer than it must).
+        self.hasty = False
+        #: Whether a request failed while hasty: the API is unreachable for this stop.
+        self.gave_up = False
 
     def run(self, request: Request, deadline: float) -> tuple[Outcome, Request]:
         """Attempt ``request`` until an outcome; the request returned may be narrowed.
@@ -134,6 +139,10 @@ class Attempts:
         """Record the failure and wait the backoff; False when the request must park instead."""
         self._ledger.last_error = error
         retry_after = getattr(error, "retry_after", None)
+        if self.hasty:
+            permit.failed(retry_after)
+            self.gave_up = True
+            return False
         if permit.failed(retry_after):
             self._ledger.warn("circuit", "Vibefollow unreachable (%s); events kept", error)
             return False

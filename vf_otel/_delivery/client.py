@@ -5,8 +5,13 @@ Each POST is an ``httpx.Request`` built here and handed to ``httpx.Client.send``
 every request, a third of the client's own cost per batch. The URL and headers
 are the same for every request but its Idempotency-Key, so they are made once;
 the client still picks the transport (proxies from the environment, TLS
-settings), never follows a redirect, and times the request out; cookies a server
-set go back as Client.post would send them.
+settings), never follows a redirect; cookies a server set go back as Client.post
+would send them.
+
+An answer is read only as far as it can matter: the API's envelope and error
+texts are small, so at most ``MAX_ANSWER_BYTES`` are read and the rest is left
+unread (the connection is closed, not drained). A 2xx larger than that is not
+the API's answer. ``timeout`` bounds the whole request (deadline.py).
 """
 
 from __future__ import annotations
@@ -21,11 +26,17 @@ from .._config import Settings
 from .._errors import NetworkError, VibefollowError
 from .._version import __version__
 from . import threads
-from .answers import error_for, foreign_answer
-from .httplog import own_http, quiet_own_http_logs
-from .wire import Request, accepted_envelope, scrub
+from .answers import NOT_THE_API, error_for, foreign_answer
+from .deadline import Watch, Watchdog
+from .httplog import own_http, quiet_own_http_logs, scrub_key
+from .wire import Request, accepted_envelope, declined_envelope, scrub
 
-__all__ = ["USER_AGENT", "Client"]
+__all__ = ["MAX_ANSWER_BYTES", "NOT_ACCEPTED", "USER_AGENT", "Client"]
+
+#: The most of an answer read: the API's envelopes and error texts are far smaller.
+MAX_ANSWER_BYTES: Final = 64 * 1024
+#: The code of the error for a 2xx envelope saying ``"accepted": false``.
+NOT_ACCEPTED: Final = "not_accepted"
 
 USER_AGENT: Final = (
     f"vf-otel/{__version__} python/{platform.python_version()} httpx/{httpx.__version__}"
@@ -45,8 +56,10 @@ class Client:
         self._configured_timeout: dict[str, float | None] | None = None
         # Senders share one client (and its connection pool): make it once.
         self._lock = threads.Lock()
+        self._watchdog = Watchdog()
         # Its requests must add no line to the app's logs (httplog.py).
         quiet_own_http_logs()
+        scrub_key(settings.api_key)
 
     def after_fork(self) -> None:
         """Forget the parent's client (its sockets are the parent's)."""
@@ -55,7 +68,17 @@ class Client:
         self._lock = threads.Lock()
 
     def post(self, request: Request, timeout: float) -> VibefollowError | None:
-        """None when the API accepted ``request``; else the error (status 0: no answer)."""
+        """None when the API accepted ``request``; else the error (status 0: no answer).
+
+        ``timeout`` bounds the whole request, from connecting to the answer's last byte.
+        """
+        watch = self._watchdog.watch(timeout)
+        try:
+            return self._post(request, timeout, watch)
+        finally:
+            self._watchdog.release(watch)
+
+    def _post(self, request: Request, timeout: float, watch: Watch) -> VibefollowError | None:
         try:
             client = self.http()
             prepared = httpx.Request(
@@ -63,26 +86,49 @@ class Client:
                 self._url(request.path),
                 content=request.body,
                 headers=[*self._headers, (b"Idempotency-Key", request.key.encode())],
-                extensions={"timeout": self._timeout(timeout)},
+                extensions={"timeout": self._timeout(timeout), "trace": watch.trace},
             )
             if client.cookies:  # what Client.post sends too: a load balancer's sticky cookie
                 client.cookies.set_cookie_header(prepared)
-            response = client.send(prepared)
+            response = client.send(prepared, stream=True)
+            try:
+                watch.use(response.extensions.get("network_stream"))  # a reused connection
+                body = _read_answer(response, watch)
+            finally:
+                response.close()  # what is left unread is not drained: the connection goes
         except httpx.TimeoutException as exc:
             return NetworkError(f"timed out ({type(exc).__name__})")
         except httpx.TransportError as exc:
+            if watch.late():
+                return _timed_out(timeout)  # the watchdog cut it
             # A protocol error may quote what the server sent, which may echo the key.
             return NetworkError(f"{type(exc).__name__}: {scrub(str(exc), self._settings.api_key)}")
         except httpx.DecodingError as exc:
             # A broken (e.g. gzip) body: whatever the status, nobody knows what the
             # server did, and a retry with the same key is safe.
             return NetworkError(f"the answer could not be decoded ({type(exc).__name__})")
+        except _LateError:
+            return _timed_out(timeout)
         if response.is_success:
+            if body is None:
+                return NetworkError(
+                    f"HTTP {response.status_code} with an answer over {MAX_ANSWER_BYTES} bytes: "
+                    "not the Vibefollow API's answer",
+                    code=NOT_THE_API,
+                )
             # A captive portal's or a proxy's page is not a delivery: retried (same key).
-            if accepted_envelope(response.content):
+            if accepted_envelope(body):
+                if declined_envelope(body):
+                    # Not sent, and asking again with the same key replays the same
+                    # answer: refused for good, dead-lettered and reported (delivery.md).
+                    return VibefollowError(
+                        f"HTTP {response.status_code} whose answer says accepted: false",
+                        status=response.status_code,
+                        code=NOT_ACCEPTED,
+                    )
                 return None
-            return foreign_answer(response, self._settings.api_key)
-        return error_for(response, self._settings.api_key)
+            return foreign_answer(response, self._settings.api_key, body)
+        return error_for(response, self._settings.api_key, body or b"")
 
     def close(self) -> None:
         """Close this process's client, if it made one."""
@@ -116,7 +162,13 @@ class Client:
             return self._client or self._make()
 
     def _make(self) -> httpx.Client:
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+        # Identity: a compressed answer could grow past MAX_ANSWER_BYTES many times in
+        # one decoded chunk; the API's answers are small anyway.
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "Accept-Encoding": "identity",
+        }
         if self._settings.api_key:
             headers["Authorization"] = "Bearer " + self._settings.api_key
         self._client = httpx.Client(
@@ -130,3 +182,25 @@ class Client:
         # Connection) and ours; Host and Content-Length come with each request.
         self._headers = list(self._client.headers.raw)
         return self._client
+
+
+class _LateError(Exception):
+    """The request's deadline passed while its answer was being read."""
+
+
+def _read_answer(response: httpx.Response, watch: Watch) -> bytes | None:
+    """The answer's body, up to ``MAX_ANSWER_BYTES``; None when it is longer."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        if watch.late():
+            raise _LateError
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _timed_out(timeout: float) -> NetworkError:
+    return NetworkError(f"timed out (the request took longer than {timeout:g} s)")

@@ -9,6 +9,9 @@ are handled: a filter on those loggers takes the records made on a vf-otel threa
 hands a DEBUG copy of httpx's request line to the ``vf_otel.http`` logger instead
 (httpcore's trace, which carries raw headers a server may echo the key into, is
 dropped). The app's own requests, made on its own threads, log exactly as before.
+The copy is the formatted line with every API key a client registered replaced
+(``wire.scrub``): the status line's reason phrase is the server's text, and a
+server may echo the key into it.
 
 One filter object for the process, added once per logger (``addFilter`` ignores an
 object already there, so installing again does nothing); it holds no lock and no
@@ -24,8 +27,9 @@ from contextlib import contextmanager
 from typing import Final
 
 from .senders import on_delivery_thread
+from .wire import scrub
 
-__all__ = ["HTTP_LOGGER", "HTTP_LOGGERS", "own_http", "quiet_own_http_logs"]
+__all__ = ["HTTP_LOGGER", "HTTP_LOGGERS", "own_http", "quiet_own_http_logs", "scrub_key"]
 
 #: Where vf-otel's own HTTP records go, at DEBUG.
 HTTP_LOGGER: Final = "vf_otel.http"
@@ -40,6 +44,14 @@ HTTP_LOGGERS: Final = (
     "httpcore.socks",
 )
 _own = threading.local()
+#: The API keys of this process's clients, scrubbed from every line copied.
+_KEYS: set[str] = set()
+
+
+def scrub_key(key: str | None) -> None:
+    """Scrub ``key`` from every HTTP log line vf-otel copies from now on."""
+    if key:
+        _KEYS.add(key)
 
 
 @contextmanager
@@ -67,6 +79,10 @@ class _OwnRequests(logging.Filter):
             target = logging.getLogger(HTTP_LOGGER)
             if target.isEnabledFor(logging.DEBUG):
                 moved = logging.makeLogRecord(record.__dict__)
+                text = record.getMessage()
+                for key in list(_KEYS):
+                    text = scrub(text, key)
+                moved.msg, moved.args = text, None
                 moved.name = HTTP_LOGGER
                 moved.levelno = logging.DEBUG
                 moved.levelname = logging.getLevelName(logging.DEBUG)

@@ -5,11 +5,16 @@ requests back, or every sender is busy while the queue fills past half: then it
 is parked at once (to the spool when there is one) so the worker keeps draining.
 On its sender the job runs the attempt loop; its outcome is settled here, in one
 place: delivered or refused (its spool row goes), or parked for a later attempt.
+
+A batch's user upserts go out side by side, like events (as many at once as
+senders run); its events wait until every one of them has an outcome
+(:class:`Upserts`), then are handed back to the worker to dispatch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from .._compat import suppressed_instrumentation
@@ -22,10 +27,28 @@ from .parked import Job, Parked
 from .policy import CircuitBreaker
 from .senders import MAX_CONCURRENT_REQUESTS, Senders
 
-__all__ = ["SLOT_POLL", "JobRunner"]
+__all__ = ["SLOT_POLL", "JobRunner", "Upserts"]
 
 #: How long dispatch waits for a free sender before checking the queue again (seconds).
 SLOT_POLL: Final = 0.05
+
+
+class Upserts:
+    """A batch's user upserts on their way; its events are released when all have an outcome."""
+
+    def __init__(self, count: int, events: Sequence[Job], release: Callable[[list[Job]], None]):
+        self._left = count
+        self._events = list(events)
+        self._release = release
+        self._lock = threads.Lock()
+
+    def one_done(self) -> None:
+        """One upsert was sent, refused or parked: after the last, the events may go."""
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0
+        if last:
+            self._release(self._events)
 
 
 class JobRunner:
@@ -56,11 +79,41 @@ class JobRunner:
         self._when_stopped = when_stopped  # e.g. close the HTTP client
         self._clock = clock
         self.senders: Senders[Job] = Senders(self._run)
+        # Events whose batch's upserts all have their outcome: the worker dispatches them.
+        self._ready: deque[Job] = deque()
+        parked.on_evicted = self._evicted
 
     def after_fork(self, batches: Batches) -> None:
         """In a forked child: no sender threads, the child's own batch numbers."""
         self.senders.after_fork()
         self._batches = batches
+        self._ready = deque()
+
+    def release(self, jobs: list[Job]) -> None:
+        """``jobs`` may go now (their batch's upserts are answered): at the worker's next turn.
+
+        Once stopping, the worker may have made its last turn: parked here instead.
+        """
+        self._ready.extend(jobs)
+        self._wake.set()
+        if self._stop.is_set():
+            for job in self.take_ready():  # whoever takes a job parks it: once each
+                self.park(job, source="in_flight")
+
+    def take_ready(self) -> list[Job]:
+        """The jobs released since the last call (already open in their batch, and counted
+        in flight)."""
+        jobs = []
+        while self._ready:
+            jobs.append(self._ready.popleft())
+        return jobs
+
+    @staticmethod
+    def _reached(job: Job) -> None:
+        """``job`` has its first outcome: tell whoever waits on it (once)."""
+        after, job.after = job.after, None
+        if after is not None:
+            after()
 
     @property
     def concurrency(self) -> int:
@@ -93,6 +146,7 @@ class JobRunner:
     def park(self, job: Job, *, source: str | None = None, narrowed: bool = False) -> None:
         """Keep ``job`` for a later attempt (memory or spool); dropped, counted, if stopping."""
         stopping = self._stop.is_set()
+        self._reached(job)
         where = self._parked.park(job, source=source, narrowed=narrowed, stopping=stopping)
         if where == "dropped":
             # With the last error as its cause: held by a refused key, a redirect, an outage.
@@ -107,10 +161,16 @@ class JobRunner:
             job.done = None
         self._wake.set()  # a flush waiting on it may want it tried again
 
+    def _evicted(self, job: Job) -> None:
+        """``job`` was dropped from a full backlog (counted there): its batch is settled."""
+        self._settle(job, sent=False)
+
     def park_everything(self) -> None:
         """Stopping: what memory holds goes to the spool, or is dropped (counted)."""
         for job in self._parked.take():
             self.park(job, source="parked")
+        for job in self.take_ready():
+            self.park(job, source="in_flight")
 
     # -- on a sender thread ---------------------------------------------------
 
@@ -146,6 +206,7 @@ class JobRunner:
             self._settle(job, sent=outcome == "sent")
 
     def _settle(self, job: Job, *, sent: bool) -> None:
+        self._reached(job)
         self._batches.settled(job.seq)
         if job.done is not None:
             job.done(sent)

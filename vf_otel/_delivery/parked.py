@@ -39,6 +39,9 @@ class Job:
     # go before its events.
     then: list[Job] = field(default_factory=list)
     done: Callable[[bool], None] | None = field(default=None, repr=False)
+    # Called once at its first outcome (sent, refused, parked): a batch's events wait
+    # for every user upsert of the batch sent side by side (jobs.Upserts).
+    after: Callable[[], None] | None = field(default=None, repr=False)
 
     @property
     def weight(self) -> int:
@@ -58,6 +61,9 @@ class Parked:
         self._weight = 0
         # Whether the spool may hold rows this process could claim (checked lazily).
         self.spool_dirty = spool is not None
+        #: Called for each job evicted from memory (``backlog_full``): its batch is
+        #: settled there, or no flush() could ever finish again (the job runner sets it).
+        self.on_evicted: Callable[[Job], None] = _nothing
 
     def after_fork(self) -> None:
         """In a forked child: nothing parked (the parent's jobs stay with the parent)."""
@@ -120,6 +126,7 @@ class Parked:
             self._ledger.drop_requests(
                 "backlog_full", [oldest.request], self._ledger.undelivered("retry backlog full")
             )
+            self.on_evicted(oldest)
         return "parked"
 
     def take(self, limit: int | None = None) -> list[Job]:
@@ -159,3 +166,7 @@ class Parked:
         """Close the spool (rows stay on disk for the next start)."""
         if self.spool is not None:
             self.spool.close()
+
+
+def _nothing(job: Job) -> None:
+    """No one to tell about an evicted job (before a job runner is attached)."""

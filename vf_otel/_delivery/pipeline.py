@@ -53,6 +53,10 @@ _JOIN_LIMIT: Final = 2.0
 #: Every pipeline that delivers, weakly: for hooks that act on them all (uWSGI's
 #: post-fork, the Lambda runtime's result call), which no single handler owns.
 _LIVE: Final[weakref.WeakSet[Pipeline]] = weakref.WeakSet()
+#: The part of a stop's time kept for parking what is left (at most a tenth of it).
+_STOP_RESERVE: Final = 0.5
+#: The least shutdown waits for the worker to end, even with no time left (shutdown(0)).
+_JOIN_FLOOR: Final = 0.05
 
 
 class Pipeline:
@@ -85,6 +89,8 @@ class Pipeline:
         self._closed = False
         self._said_late_at_exit = False
         self._failures_seen = 0
+        # At exit, logging.shutdown() calls flush() then close(): one deadline for both.
+        self._exit_by: float | None = None
         # Held by shutdown() and reopen(), so the two never interleave.
         self._lifecycle = threads.Lock()
         self._build_parts()
@@ -129,7 +135,7 @@ class Pipeline:
         self._client = Client(settings, self._transport)
         self.circuit = CircuitBreaker(clock=self._clock, on_change=self._circuit_changed)
         self.parked = Parked(settings.max_queue_size, self.ledger, self._spool)
-        attempts = Attempts(
+        attempts = self._attempts = Attempts(
             settings, self._client, self.circuit, self.ledger, stop=self._stop, clock=self._clock
         )
         self._worker = Worker(
@@ -231,6 +237,8 @@ class Pipeline:
                 and (self._failures() == self._failures_seen)
             )
         wait = self.settings.shutdown_timeout if timeout is None else timeout
+        if exiting():
+            wait = min(wait, self._exit_budget())
         settled = self._worker.flush(wait)
         failures = self._failures()
         clean = failures == self._failures_seen
@@ -249,6 +257,8 @@ class Pipeline:
             return True  # delivery is off: nothing runs, nothing waits
         self.adopt_fork(late=True)  # else it would wait for a thread the fork left behind
         wait = self.settings.shutdown_timeout if timeout is None else timeout
+        if exiting():
+            wait = min(wait, self._exit_budget())
         # Not while another thread's item reopens it (that takes no time to wait for).
         if not self._lifecycle.acquire(timeout=max(0.0, wait)):
             return False
@@ -287,18 +297,34 @@ class Pipeline:
             self._lifecycle.release()
         return True
 
+    def _exit_budget(self) -> float:
+        """What is left of ``shutdown_timeout`` for the stop at exit, counted from its
+        first flush or close: exit costs at most ``shutdown_timeout``."""
+        if self._exit_by is None:
+            self._exit_by = self._clock() + self.settings.shutdown_timeout
+            self._stopping_soon()
+        return max(0.0, self._exit_by - self._clock())
+
+    def _stopping_soon(self) -> None:
+        """With a usable spool, a request that fails from now on is spooled at once."""
+        if self._spool is not None and self._spool.usable:
+            self._attempts.hasty = True
+
     def _shutdown(self, wait: float) -> bool:
         if self._closed:
             return True
         deadline = self._clock() + wait
-        delivered = self.flush(wait) if not on_delivery_thread() else False
+        self._stopping_soon()
+        # Part of the time is kept for parking what is left: the stop never overruns.
+        sending = max(0.0, wait - min(_STOP_RESERVE, wait / 10))
+        delivered = self.flush(sending) if not on_delivery_thread() else False
         self._closed = True
         self.queue.closed = True
         dropped_before = self.ledger.dropped("shutdown")
         self._stop.set()
         self._worker.hurry()
         self._wake.set()
-        self._worker.join(min(_JOIN_LIMIT, max(0.0, deadline - self._clock()) + _JOIN_LIMIT))
+        self._worker.join(min(_JOIN_LIMIT, max(_JOIN_FLOOR, deadline - self._clock())))
         stats = self.stats()
         dropped = self.ledger.dropped("shutdown") - dropped_before
         # The client closes now, or when the last request still out has its answer.

@@ -19,6 +19,7 @@ __all__ = [
     "ErrorDetail",
     "Request",
     "accepted_envelope",
+    "declined_envelope",
     "encode_event",
     "error_detail",
     "error_details",
@@ -200,6 +201,19 @@ def accepted_envelope(payload: bytes) -> bool:
     except (ValueError, RecursionError):
         return False
     return isinstance(data, dict) and isinstance(data.get("data"), dict)
+
+
+def declined_envelope(payload: bytes) -> bool:
+    """Whether the API's envelope says ``"accepted": false`` (the contract says it never does)."""
+    try:
+        data = json.loads(payload)
+    except (ValueError, RecursionError):
+        return False
+    return (
+        isinstance(data, dict)
+        and isinstance(data.get("data"), dict)
+        and (data["data"].get("accepted") is False)
+    )
 
 
 def scrub(text: str, secret: str | None) -> str:

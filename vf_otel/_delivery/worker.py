@@ -31,7 +31,7 @@ from .._event.validate import SAME_AS_IDENTIFY
 from . import threads
 from .attempt import Attempts
 from .batches import Batches, Waiter
-from .jobs import JobRunner
+from .jobs import JobRunner, Upserts
 from .ledger import Ledger
 from .pace import Pace
 from .parked import Job, Parked
@@ -39,13 +39,15 @@ from .policy import CircuitBreaker
 from .queue import REFUSALS, EventQueue
 from .requests import prepare
 from .senders import mark_delivery_thread
-from .wire import EVENTS_PATH, Request
+from .wire import EVENTS_PATH, USERS_PATH, Request
 
 __all__ = ["Worker"]
 
 T = TypeVar("T")
 #: Parked requests are tried again at most this often, whatever flush_interval says.
 MIN_REPLAY_INTERVAL: Final = 0.1
+#: The longest a stop waits for sender threads that finish their last request.
+SENDERS_JOIN: Final = 0.5
 _NAME: Final = operator.attrgetter("name")
 
 
@@ -169,11 +171,12 @@ class Worker:
         return all(results)
 
     def join(self, timeout: float) -> None:
-        """Wait for the thread to end (after stop is set)."""
+        """Wait up to ``timeout`` for the thread, then the senders, to end (after stop is set)."""
+        end = self._clock() + timeout
         thread = self._thread
         if thread is not None and not thread.is_current():
             thread.join(max(0.0, timeout))
-        self._jobs.senders.stop(timeout=0.5)
+        self._jobs.senders.stop(timeout=min(SENDERS_JOIN, max(0.0, end - self._clock())))
 
     # -- the loop -------------------------------------------------------------
 
@@ -189,13 +192,16 @@ class Worker:
                 now = self._clock()
                 flushing = stopping or self._take_now
                 self._take_now = False
+                self._dispatch_ready()
                 if flushing or now >= next_batch or len(self._queue) >= self._settings.batch_size:
                     self._take_queue(everything=flushing or now >= next_batch)
                     next_batch = now + self._interval
                 if now >= next_replay and self._parked.spool is not None:
                     self._parked.spool_dirty = True  # rows freed by others, or by a lease ending
                 due = self._replay_now or self._batches.waiting or now >= next_replay
-                if not stopping and due and self._replay():
+                # Stopping with the API unreachable: what is parked stays in the spool.
+                gave_up = self._attempts.gave_up
+                if not stopping and due and not gave_up and self._replay():
                     next_replay = now + self._replay_every
                 self._batches.answer(lambda: self._parked.claimable() == 0, self._hopeless)
             except Exception:  # noqa: BLE001 - the thread must outlive one bad turn
@@ -229,8 +235,7 @@ class Worker:
             # they are built (a producer pacing itself on queued + backlog relies on it).
             self._ledger.move(len(items), None, "in_flight")
             try:
-                job = self._chain(self._requests_for(items))
-                if job is not None:
+                for job in self._chain(self._requests_for(items)):
                     self._jobs.dispatch(job, self._clock() + self._settings.export_timeout)
             finally:
                 self._ledger.move(len(items), "in_flight", None)
@@ -258,16 +263,41 @@ class Worker:
             self._ledger.drop("internal_error", (), error, count=lost)
             return []
 
-    def _chain(self, requests: list[Request]) -> Job | None:
-        """One job for a batch's requests, sent in order (upserts first), tracked each."""
+    def _chain(self, requests: list[Request]) -> list[Job]:
+        """The jobs to dispatch for a batch's requests, each tracked in its batch.
+
+        Its user upserts go side by side; its events once every upsert has an outcome
+        (the API buffers an event of an unknown user, but its traits come first). With
+        one upsert or none: one job, the rest chained after it on the same sender.
+        """
         if not requests:
-            return None
+            return []
         seq = self._batches.next()
-        first, *rest = (Job(request, seq) for request in requests)
-        first.then = rest
-        for job in rest:
-            self._batches.opened(job.seq)
-        return first
+        jobs = [Job(request, seq) for request in requests]
+        upserts = [job for job in jobs if job.request.path == USERS_PATH]
+        if len(upserts) <= 1:
+            first, *rest = jobs
+            first.then = rest
+            for job in rest:
+                self._batches.opened(job.seq)
+            return [first]
+        events = [job for job in jobs if job.request.path != USERS_PATH]
+        for job in events:
+            self._batches.opened(job.seq)  # open now: the batch is not settled meanwhile
+            # Counted in flight while they wait, so stats() never loses sight of them.
+            self._ledger.move(job.weight, None, "in_flight")
+        group = Upserts(len(upserts), events, self._jobs.release)
+        for job in upserts:
+            job.after = group.one_done
+        return upserts
+
+    def _dispatch_ready(self) -> None:
+        """Dispatch the events whose batch's upserts all have their outcome."""
+        jobs = self._jobs.take_ready()
+        if jobs:
+            deadline = self._clock() + self._settings.export_timeout
+            for job in jobs:
+                self._jobs.dispatch(job, deadline, source="in_flight", tracked=True)
 
     def _replay(self) -> bool:
         """Dispatch parked jobs, as many as senders are free; True if it could try."""
@@ -289,9 +319,12 @@ class Worker:
         return True
 
     def _hopeless(self, waiter: Waiter) -> bool:
-        """Nothing is in flight and the circuit opens only after the flush's deadline."""
+        """Nothing is in flight, and the circuit opens only after the flush's deadline or
+        a request failed while stopping with a spool (the rest goes there at once)."""
         if self._jobs.senders.busy:
             return False
+        if self._attempts.gave_up:
+            return True
         return self._clock() + self._circuit.seconds_until_ready() > waiter.deadline
 
     def _warn_refusals(self) -> None:

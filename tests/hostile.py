@@ -1,0 +1,142 @@
+"""A raw-socket HTTP server that misbehaves for real: hangs, trickles, answers 200 MB.
+
+Not vf_otel.testing's strict server: that one answers like the API. This one
+reads each request whole (headers and Content-Length body), counts it, and then
+does what its ``mode`` says. Every loop is bounded: a trickle or a huge answer
+ends when the client closes, when ``stop()`` is called, or at ``MAX_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from typing import Final
+
+#: No connection is served longer than this, whatever the mode.
+MAX_SECONDS: Final = 60.0
+#: The size of an oversized answer.
+HUGE_BYTES: Final = 200 * 1024 * 1024
+_CHUNK: Final = b"x" * 65536
+_ENVELOPE: Final = b'{"data":{"accepted":true}}'
+
+
+class HostileServer:
+    """One misbehaviour on 127.0.0.1; ``requests`` counts the requests read whole."""
+
+    def __init__(self, mode: str, *, reason: str = "OK", body: bytes = _ENVELOPE) -> None:
+        self.mode = mode
+        self.reason = reason
+        self.body = body
+        self.requests = 0
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.2)
+        self.base_url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def __enter__(self) -> HostileServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop accepting and end every connection's loop."""
+        self._stopped.set()
+        self._thread.join(2.0)
+        self._sock.close()
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        until = time.monotonic() + MAX_SECONDS
+        with contextlib.suppress(OSError), conn:
+            conn.settimeout(1.0)
+            buffer = b""
+            while not self._stopped.is_set() and time.monotonic() < until:
+                while b"\r\n\r\n" not in buffer:
+                    try:
+                        data = conn.recv(65536)
+                    except TimeoutError:
+                        if self._stopped.is_set() or time.monotonic() > until:
+                            return
+                        continue
+                    if not data:
+                        return
+                    buffer += data
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value.strip())
+                while len(buffer) < length:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buffer += data
+                buffer = buffer[length:]
+                with self._lock:
+                    self.requests += 1
+                if not self._answer(conn, until):
+                    return
+
+    def _answer(self, conn: socket.socket, until: float) -> bool:
+        """Answer one request as ``mode`` says; False when the connection must end."""
+        mode = self.mode
+        if mode == "answer":
+            head = (
+                f"HTTP/1.1 202 {self.reason}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(self.body)}\r\n\r\n"
+            )
+            conn.sendall(head.encode("latin-1") + self.body)
+            return True
+        if mode in ("huge200", "huge500"):
+            status = "200 OK" if mode == "huge200" else "500 Internal Server Error"
+            conn.sendall(
+                f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {HUGE_BYTES}\r\n\r\n".encode()
+            )
+            conn.sendall(b'{"data":{"accepted":true},"pad":"')
+            sent = 0
+            # Made as it goes: never 200 MB in this process. Ends when the client closes.
+            while sent < HUGE_BYTES and not self._stopped.is_set() and time.monotonic() < until:
+                conn.sendall(_CHUNK)
+                sent += len(_CHUNK)
+            return False
+        if mode in ("trickle_head", "trickle_body"):
+            answer = (
+                b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(_ENVELOPE)}\r\n\r\n".encode()
+            )
+            if mode == "trickle_body":
+                conn.sendall(answer.replace(b"Length: 26", b"Length: 226"))
+                answer = _ENVELOPE + b" " * 200  # JSON allows trailing blanks: 40 s of them
+            else:
+                answer += _ENVELOPE
+            # One byte every 0.2 s: each read succeeds, so no read timeout ever trips.
+            for byte in answer:
+                if self._stopped.is_set() or time.monotonic() > until:
+                    return False
+                conn.sendall(bytes([byte]))
+                time.sleep(0.2)
+            return True
+        # "hang": read the request, never answer.
+        while not self._stopped.is_set() and time.monotonic() < until:
+            time.sleep(0.05)
+        return False

@@ -1,0 +1,311 @@
+"""Servers that really misbehave (issue 18): 200 MB answers, trickled answers, a key in
+the reason phrase, ``accepted: false``, and flush() after a full backlog.
+
+Raw-socket servers (tests/hostile.py) on 127.0.0.1; a child process where memory
+(its VmHWM) or its exit is measured. Every bound on time is generous: a hang guard.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import vf_otel
+from vf_otel.testing import VibefollowServer
+
+from .conftest import HANG_GUARD, HandlerFactory
+from .hostile import HostileServer
+
+KEY = "vf_test_hostile_0123456789abcdef"
+#: What a child on 200 MB answers may reach (a bare child is ~40 MB; before: 738 MB+).
+MEMORY_BOUND_KB = 150 * 1024
+
+CHILD = """
+    import json, logging, os, sys, time
+    import vf_otel
+
+    reported = []
+    handler = vf_otel.VibefollowHandler(
+        api_key={key!r}, base_url={url!r}, flush_interval=3600,
+        on_error=lambda error, events: reported.extend(events), **{options!r},
+    )
+    log = logging.getLogger("app")
+    log.propagate = False
+    log.addHandler(handler)
+    for i in range({count}):
+        log.warning("e", extra={{"vf_event": "e", "vf_user": "u", "vf_properties": {{"i": i}}}})
+    flushed = handler.flush(timeout={flush})
+    started = time.monotonic()
+    handler.close()
+    stats = handler.stats()
+    with open("/proc/self/status") as status:
+        hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
+    print(json.dumps({{
+        "flushed": flushed, "sent": stats.sent, "dropped": stats.dropped_total,
+        "in_flight": stats.in_flight, "reported": len(reported), "hwm_kb": hwm,
+        "close_seconds": time.monotonic() - started,
+    }}))
+"""
+
+
+def run_child(url: str, *, count: int = 10, flush: float = 5.0, **options: Any) -> dict[str, Any]:
+    """Run CHILD against ``url``; its printed summary."""
+    source = textwrap.dedent(CHILD).format(
+        key=KEY, url=url, options=options, count=count, flush=flush
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIBEFOLLOW_")}
+    done = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", source],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert KEY not in done.stdout + done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["huge200", "huge500"])
+def test_a_200_mb_answer_keeps_memory_bounded(mode: str) -> None:
+    """A 200 MB answer (2xx or 500, retried) is not read whole: memory stays bounded."""
+    with HostileServer(mode) as server:
+        result = run_child(server.base_url, flush=4.0, max_retries=3, shutdown_timeout=2.0)
+    assert result["hwm_kb"] < MEMORY_BOUND_KB, result
+    assert server.requests >= 2  # retried: an oversized 2xx is not the API's answer
+    assert result["flushed"] is False
+    assert result["sent"] == 0
+    # Nothing silent: every event is dropped at shutdown and reported to on_error.
+    assert result["dropped"] == result["reported"] == 10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["trickle_head", "trickle_body"])
+def test_timeout_bounds_the_whole_request_against_a_trickling_server(mode: str) -> None:
+    """A server trickling a byte every 0.2 s: each request ends at ``timeout`` and is
+    retried (before: one request held for 20-40 s); at exit every event is accounted for."""
+    with HostileServer(mode) as server:
+        began = time.monotonic()
+        result = run_child(
+            server.base_url, flush=4.0, timeout=1.0, max_retries=5, shutdown_timeout=2.0
+        )
+        took = time.monotonic() - began
+    assert server.requests >= 2, result  # the first request timed out and was retried
+    assert result["sent"] == 0
+    # Every event accounted for: dropped (and reported), or out when the stop ended.
+    assert result["dropped"] + result["in_flight"] == 10
+    assert result["reported"] == result["dropped"]
+    assert took < 30  # flush 4 s + shutdown 2 s; a trickled answer would take 20-40 s
+
+
+def test_api_key_in_the_reason_phrase_is_scrubbed_from_http_debug_records(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server echoing the key into its reason phrase: vf_otel.http lines never show it."""
+    with HostileServer("answer", reason=f"Accepted for Bearer {KEY}") as server:
+        handler = vf_otel.VibefollowHandler(api_key=KEY, base_url=server.base_url)
+        try:
+            with caplog.at_level(logging.DEBUG):  # httpx logs only when enabled
+                log = logging.getLogger("app.hostile.reason")
+                log.propagate = False
+                log.addHandler(handler)
+                log.warning("e", extra={"vf_event": "e", "vf_user": "u"})
+                assert handler.flush(timeout=10)
+                log.removeHandler(handler)
+        finally:
+            handler.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "vf_otel.http"]
+    assert any("[redacted]" in line for line in lines), lines
+    assert not any(KEY in line for line in lines)
+    assert KEY not in caplog.text
+
+
+def test_accepted_false_is_dead_lettered_and_reported_not_counted_as_sent() -> None:
+    """A 2xx envelope saying accepted: false is refused for good: not sent, reported."""
+    body = b'{"data":{"accepted":false}}'
+    reported: list[vf_otel.VibefollowError] = []
+    with HostileServer("answer", body=body) as server:
+        handler = vf_otel.VibefollowHandler(
+            api_key=KEY,
+            base_url=server.base_url,
+            on_error=lambda error, events: reported.append(error),
+        )
+        try:
+            log = logging.getLogger("app.hostile.declined")
+            log.propagate = False
+            log.addHandler(handler)
+            for _ in range(3):
+                log.warning("e", extra={"vf_event": "e", "vf_user": "u"})
+            assert handler.flush(timeout=10) is False
+            log.removeHandler(handler)
+        finally:
+            handler.close()
+        requests = server.requests
+    stats = handler.stats()
+    assert stats.sent == 0
+    assert stats.dead_lettered == 3
+    assert requests == 1  # one batch, never retried (the same key would replay it)
+    assert reported
+    assert all(error.code == "not_accepted" for error in reported)
+
+
+@pytest.mark.slow
+def test_flush_after_a_backlog_full_drop_reports_it_once_then_answers_true(
+    vibefollow_server: VibefollowServer, make_handler: HandlerFactory
+) -> None:
+    """After backlog_full drops, the next flush says False once; later ones True, promptly."""
+    handler = make_handler(max_retries=0, max_queue_size=20, batch_size=10, timeout=2.0)
+    log = logging.getLogger("app.hostile.backlog")
+    log.propagate = False
+    log.addHandler(handler)
+    vibefollow_server.fail_next(503, count=100_000)
+    for round_ in range(6):  # each flush parks a batch; the backlog holds 20 events
+        for i in range(10):
+            log.warning("e", extra={"vf_event": f"e{round_}_{i}", "vf_user": "u"})
+        handler.flush(timeout=0.5)
+    assert handler.stats().dropped.get("backlog_full", 0) > 0
+    vibefollow_server.clear_faults()
+    assert handler.flush(timeout=15) is False  # the drops, said once
+    began = time.monotonic()
+    assert handler.flush(timeout=15) is True
+    assert time.monotonic() - began < 10  # not the whole timeout
+    log.warning("e", extra={"vf_event": "after", "vf_user": "u"})
+    assert handler.flush(timeout=15) is True
+    log.removeHandler(handler)
+    stats = handler.stats()
+    assert stats.sent == len(vibefollow_server.events)
+    assert stats.sent + stats.dropped_total == 61
+
+
+EXIT_CHILD = """
+    import atexit, json, time
+    # Registered before logging is imported: runs after logging.shutdown() at exit.
+    marks = {{}}
+    def report():
+        stats = handler.stats()
+        print(json.dumps({{
+            "exit_seconds": time.monotonic() - marks["exit"], "dropped": stats.dropped_total,
+            "spooled": stats.spooled, "in_flight": stats.in_flight, "reported": len(reported),
+        }}), flush=True)
+    atexit.register(report)
+    import logging
+    import vf_otel
+
+    reported = []
+    handler = vf_otel.VibefollowHandler(
+        api_key={key!r}, base_url={url!r}, on_error=lambda error, events: reported.extend(events),
+        **{options!r},
+    )
+    log = logging.getLogger("app")
+    log.propagate = False
+    log.addHandler(handler)
+    for i in range(50):
+        log.warning("e", extra={{"vf_event": "e", "vf_user": "u", "vf_properties": {{"i": i}}}})
+    marks["exit"] = time.monotonic()
+"""
+
+
+def run_exit_child(url: str, **options: Any) -> dict[str, Any]:
+    """Run EXIT_CHILD against ``url``: 50 events, then a plain exit; its summary."""
+    source = textwrap.dedent(EXIT_CHILD).format(key=KEY, url=url, options=options)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIBEFOLLOW_")}
+    done = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", source],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert KEY not in done.stdout + done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def refused_url() -> str:
+    """A loopback URL nothing listens on: every connection is refused."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("mode", "shutdown_timeout"), [("hang", 3.0), ("refused", 6.0)])
+def test_exit_never_overruns_shutdown_timeout(mode: str, shutdown_timeout: float) -> None:
+    """logging.shutdown() at exit (flush, then close) costs at most shutdown_timeout, with
+    the API hanging or refusing connections; every event is accounted for."""
+    if mode == "hang":
+        with HostileServer("hang") as server:
+            result = run_exit_child(
+                server.base_url, shutdown_timeout=shutdown_timeout, timeout=30.0
+            )
+    else:
+        result = run_exit_child(refused_url(), shutdown_timeout=shutdown_timeout)
+    # Before: flush and close each waited (about 1.5 to 2 times shutdown_timeout).
+    assert result["exit_seconds"] < shutdown_timeout + 1.0, result
+    assert result["dropped"] + result["in_flight"] == 50, result
+
+
+@pytest.mark.slow
+def test_exit_with_a_spool_and_an_unreachable_api_goes_to_disk_at_once(tmp_path: Path) -> None:
+    """With a spool and the API refusing connections, exit spools everything in well under
+    shutdown_timeout (before: it waited all of it)."""
+    result = run_exit_child(
+        refused_url(), shutdown_timeout=10.0, spool_path=str(tmp_path / "spool.db")
+    )
+    assert result["exit_seconds"] < 3.0, result
+    assert result["spooled"] == 50
+    assert result["dropped"] == result["in_flight"] == result["reported"] == 0
+
+
+@pytest.mark.slow
+def test_a_batchs_user_upserts_go_out_side_by_side_and_its_events_after_them(
+    vibefollow_server: VibefollowServer, make_handler: HandlerFactory
+) -> None:
+    """20 new users at 0.5 s per upsert: sent concurrently (not 10 s one by one), and the
+    batch's events only after every upsert was answered."""
+    handler = make_handler(batch_size=100)
+    log = logging.getLogger("app.hostile.upserts")
+    log.propagate = False
+    log.addHandler(handler)
+    vibefollow_server.delay_next(0.5, count=20, path="/users")
+    for i in range(20):
+        log.warning("e", extra={"vf_event": "signup", "vf_user": f"u{i}", "vf_traits": {"n": i}})
+    began = time.monotonic()
+    flushed: list[bool] = []
+    flushing = threading.Thread(target=lambda: flushed.append(handler.flush(timeout=60)))
+    flushing.start()
+    while flushing.is_alive():  # while the upserts are out, stats() sees every event
+        stats = handler.stats()
+        # in_flight counts the upserts out too (weight 1 each): at least the 20 events.
+        seen = stats.queued + stats.in_flight + stats.parked + stats.sent + stats.dropped_total
+        assert seen >= 20, stats
+        time.sleep(0.05)
+    took = time.monotonic() - began
+    assert flushed == [True]
+    log.removeHandler(handler)
+    assert took < 7  # one by one: 10 s; four at a time: about 3 s
+    paths = [r.path for r in vibefollow_server.requests]
+    assert paths.count("/api/v1/users") == 20
+    last_upsert = max(i for i, path in enumerate(paths) if path == "/api/v1/users")
+    first_batch = min(i for i, path in enumerate(paths) if path == "/api/v1/events/batch")
+    assert last_upsert < first_batch
+    stats = handler.stats()
+    assert (stats.users_sent, stats.sent, len(vibefollow_server.events)) == (20, 20, 20)
