@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import vf_otel
 from vf_otel._delivery import senders as senders_module
+from vf_otel._delivery import threads
 from vf_otel._delivery import worker as worker_module
 from vf_otel._event import pending as pending_module
 from vf_otel.testing import VibefollowServer
@@ -50,24 +51,29 @@ def test_a_malformed_event_from_before_send_costs_only_that_event(
 
 
 class _NoThreadOnce:
-    """Stands in for the threading module in senders.py: the first start() fails."""
+    """Stands in for the threads module in senders.py: the first start() fails."""
 
     def __init__(self) -> None:
         self.failed = 0
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(threading, name)
+        return getattr(threads, name)
 
-    def Thread(self, *args: Any, **kwargs: Any) -> threading.Thread:  # noqa: N802 - its name
-        thread = threading.Thread(*args, **kwargs)
-        if not self.failed:
-            self.failed += 1
+    def Thread(self, target: Callable[[], object], name: str) -> threads.Thread:  # noqa: N802
+        if self.failed:
+            return threads.Thread(target, name)
+        self.failed += 1
+        return _Unstartable(target, name)
 
-            def refuse() -> None:
-                raise RuntimeError("can't start new thread")
 
-            thread.start = refuse  # type: ignore[method-assign]
-        return thread
+class _Unstartable(threads.Thread):
+    """A thread that cannot start, as when the interpreter exits or a thread limit is hit."""
+
+    __slots__ = ()
+
+    def start(self) -> None:
+        """Refuse, as ``_thread.start_new_thread`` does then."""
+        raise RuntimeError("can't start new thread")
 
 
 def test_a_sender_thread_that_cannot_start_parks_the_batch_for_later(
@@ -80,7 +86,7 @@ def test_a_sender_thread_that_cannot_start_parks_the_batch_for_later(
     """No thread (the interpreter exiting, a thread limit): kept, tried again, delivered
     once; nothing stays in flight, no slot is lost."""
     shim = _NoThreadOnce()
-    monkeypatch.setattr(senders_module, "threading", shim)
+    monkeypatch.setattr(senders_module, "threads", shim)
     handler = make_handler()
     app_logger.addHandler(handler)
     app_logger.info("signup", extra={"vf_user": "u1"})

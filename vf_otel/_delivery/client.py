@@ -16,6 +16,12 @@ the API's answer. ``timeout`` bounds the whole request (deadline.py).
 
 from __future__ import annotations
 
+# Imported now, not at the first request: a first connection from a real thread after
+# gevent patched socket builds gevent's resolver pool, which imports this module, and
+# after threading's shutdown (at exit, where a first request may go out) its import
+# fails ("can't register atexit after shutdown"). About 0.7 ms; asyncio has loaded
+# concurrent.futures already.
+import concurrent.futures.thread  # noqa: F401
 import os
 import platform
 from typing import Final
