@@ -53,6 +53,9 @@ class Parked:
         self._limit = limit
         self._ledger = ledger
         self.spool = spool
+        if spool is not None:
+            spool.resume()  # a reopened pipeline uses the spool its shutdown closed
+            spool.on_lost = self._spool_lost
         self._lock = threading.Lock()
         self._memory: deque[Job] = deque()
         self._weight = 0
@@ -154,6 +157,11 @@ class Parked:
             return 0
         claimable = getattr(self.spool, "claimable", self.spool.pending)  # TODO helper
         return int(claimable())
+
+    def _spool_lost(self, requests: list[Request], why: str) -> None:
+        """Spooled requests this process can no longer send: counted and reported."""
+        error = UndeliveredError(f"spooled events not delivered: {why}")
+        self._ledger.drop_requests("spool_lost", requests, error)
 
     def close(self) -> None:
         """Close the spool (rows stay on disk for the next start)."""
