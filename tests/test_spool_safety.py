@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -10,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +21,7 @@ from vf_otel._delivery.wire import Request
 from vf_otel._spool.store import Spool
 from vf_otel.testing import VibefollowServer
 
-from .conftest import HandlerFactory
+from .conftest import HandlerFactory, run_script
 from .test_spool import request, spool_at
 
 OUTAGE = 100_000
@@ -255,3 +257,73 @@ def test_a_spool_on_a_full_tmpfs_counts_what_it_strands(
         check_full_disk(vibefollow_server, make_handler, mount / "spool.db", lambda spool: None)
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)  # noqa: S603, S607
+
+
+IN_FLIGHT_AT_EXIT = """
+    import json, logging, sys, time
+    import vf_otel
+    reported = []
+    spool = sys.argv[1] or None
+    handler = vf_otel.VibefollowHandler(
+        spool_path=spool, shutdown_timeout=2.0, flush_interval=60.0, max_retries=0,
+        on_error=lambda error, events: reported.append((str(error), len(events))),
+    )
+    log = logging.getLogger("app")
+    log.addHandler(handler)
+    for i in range(int(sys.argv[2])):
+        log.warning("signup", extra={"vf_user": "usr_%d" % i})
+    started = time.monotonic()
+    handler.close()
+    s = handler.stats()
+    print(json.dumps({
+        "seconds": time.monotonic() - started, "enqueued": s.enqueued, "sent": s.sent,
+        "spooled": s.spooled, "in_flight": s.in_flight, "dropped": dict(s.dropped),
+        "in_flight_reported": sum(n for e, n in reported if "in flight" in e),
+    }))
+"""
+
+
+def run_in_flight_at_exit(
+    server: VibefollowServer, tmp_path: Path, spool: Path | None, count: int
+) -> dict[str, Any]:
+    """Run IN_FLIGHT_AT_EXIT in a fresh interpreter against ``server``; its printed stats."""
+    done = run_script(server, tmp_path, IN_FLIGHT_AT_EXIT, str(spool or ""), str(count))
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.slow
+def test_a_request_in_flight_at_the_deadline_is_spooled(
+    vibefollow_server: VibefollowServer, tmp_path: Path
+) -> None:
+    """Against a hanging API, what is in flight when shutdown ends is spooled, then replayed."""
+    spool = tmp_path / "spool.db"
+    vibefollow_server.delay_next(30, count=1)  # the first request hangs past the deadline
+    first = run_in_flight_at_exit(vibefollow_server, tmp_path, spool, 1000)
+    assert first["seconds"] < 15  # shutdown_timeout=2: bounded, not the 30 s hang
+    assert first["in_flight"] == 0
+    assert first["sent"] == 0
+    assert first["spooled"] == 1000  # the hanging request's 500 too, not only the queued ones
+    assert first["dropped"] == {}
+    vibefollow_server.clear_faults()
+    second = run_in_flight_at_exit(vibefollow_server, tmp_path, spool, 0)
+    assert second["in_flight"] == 0
+    assert second["dropped"] == {}
+    assert vibefollow_server.wait_for_events(1000, timeout=30)
+    names = {event["external_user_id"] for event in vibefollow_server.events}
+    assert len(names) == 1000  # each event once (a late copy of the hung one is deduplicated)
+
+
+@pytest.mark.slow
+def test_a_request_in_flight_at_the_deadline_is_reported_without_a_spool(
+    vibefollow_server: VibefollowServer, tmp_path: Path
+) -> None:
+    """Without a spool, the events in flight at the deadline go to on_error as in flight."""
+    vibefollow_server.delay_next(30, count=1)
+    result = run_in_flight_at_exit(vibefollow_server, tmp_path, None, 1000)
+    assert result["seconds"] < 15
+    assert result["in_flight"] == 500  # the hanging request: its outcome is unknown
+    assert result["in_flight_reported"] == 500
+    assert result["dropped"] == {"shutdown": 500}  # the queued rest, never sent
+    assert result["sent"] + 500 + 500 == result["enqueued"] == 1000
