@@ -18,6 +18,7 @@ from .._delivery.client import USER_AGENT
 from .._delivery.wire import Request, encode_event, events_request
 from .._event.model import Event, new_event_id
 from .._event.validate import make_event
+from .._spool.database import readable_by_others
 from ._diagnose import (
     PROXY_HINT,
     Failure,
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     problem = _config_problem(sourced)
     if problem is not None:
         return report.result(problem)
+    loose = _shared_spool(sourced.settings)
     failure = _check_endpoint(sourced.settings, report)
     if failure is None and not sourced.settings.enabled:
         # The endpoint works, but the app with these settings sends nothing (on purpose).
@@ -94,7 +96,20 @@ def run(args: argparse.Namespace) -> int:
             f"Delivery is off here ({ENV_VARS['enabled']}=false or enabled=False): the "
             "library counts events in stats().disabled and sends none."
         )
+    if loose:
+        report.note(
+            f"others can read the spool ({', '.join(loose)}): it holds user ids, properties "
+            "and emails. Make it private: chmod 600 (the library tightens files it owns "
+            "when it opens them)."
+        )
     return report.result(failure)
+
+
+def _shared_spool(settings: Settings) -> list[str]:
+    """The spool's files that group or others may read (the spool is private: 0600)."""
+    if settings.spool_path is None:
+        return []
+    return readable_by_others(settings.spool_path)
 
 
 def _config_problem(sourced: SourcedSettings) -> Failure | None:

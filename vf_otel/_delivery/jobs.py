@@ -176,16 +176,21 @@ class JobRunner:
 
     def _run(self, job: Job) -> None:
         """The job, then the jobs chained after it, in order."""
-        for current in [job, *job.then]:
+        chain = [job, *job.then]
+        job.then = []
+        for i, current in enumerate(chain):
             if current is not job:
                 current.deadline = job.deadline
                 self._ledger.move(current.weight, None, "in_flight")
-            self._run_one(current)
-        job.then = []
+            if not self._run_one(current, chain[i + 1 :]):
+                break  # shutdown gave it and the rest of the chain to the spool
         if self._stop.is_set() and self.senders.busy <= 1:
             self._when_stopped()  # the last request out at shutdown has its answer
 
-    def _run_one(self, job: Job) -> None:
+    def _run_one(self, job: Job, rest: list[Job]) -> bool:
+        """Run ``job``; False if shutdown took it (and ``rest``) over meanwhile."""
+        if not self._parked.going(job, rest):
+            return False  # shutdown is past its deadline: handed over without sending
         with suppressed_instrumentation():
             try:
                 outcome, request = self._attempts.run(job.request, job.deadline)
@@ -194,6 +199,8 @@ class JobRunner:
                 error = UndeliveredError("internal error in delivery")
                 self._ledger.drop("internal_error", job.request.events, error)
                 outcome, request = "refused", job.request
+        if not self._parked.back(job):
+            return False  # handed over at shutdown: spooled (or reported) and settled there
         narrowed = request is not job.request
         weight = job.weight
         job.request = request
@@ -204,6 +211,7 @@ class JobRunner:
             self._ledger.move(weight, "in_flight", None)
             self._parked.done(job)
             self._settle(job, sent=outcome == "sent")
+        return True
 
     def _settle(self, job: Job, *, sent: bool) -> None:
         self._reached(job)

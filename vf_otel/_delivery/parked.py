@@ -42,6 +42,9 @@ class Job:
     # Called once at its first outcome (sent, refused, parked): a batch's events wait
     # for every user upsert of the batch sent side by side (jobs.Upserts).
     after: Callable[[], None] | None = field(default=None, repr=False)
+    # Given to the spool (or reported) at shutdown while its request was still out: its
+    # sender's outcome, if it ever comes, settles nothing more.
+    handed_over: bool = False
 
     @property
     def weight(self) -> int:
@@ -56,6 +59,9 @@ class Parked:
         self._limit = limit
         self._ledger = ledger
         self.spool = spool
+        if spool is not None:
+            spool.resume()  # a reopened pipeline uses the spool its shutdown closed
+            spool.on_lost = self._spool_lost
         self._lock = threads.Lock()
         self._memory: deque[Job] = deque()
         self._weight = 0
@@ -64,10 +70,15 @@ class Parked:
         #: Called for each job evicted from memory (``backlog_full``): its batch is
         #: settled there, or no flush() could ever finish again (the job runner sets it).
         self.on_evicted: Callable[[Job], None] = _nothing
+        # Jobs a sender is running now, for the hand-over at shutdown.
+        self._out: dict[int, tuple[Job, list[Job]]] = {}
+        self._handed = False  # shutdown handed over what was out: later ones follow
 
     def after_fork(self) -> None:
         """In a forked child: nothing parked (the parent's jobs stay with the parent)."""
         self._lock = threads.Lock()
+        self._out = {}
+        self._handed = False
         self._memory = deque()
         self._weight = 0
         if self.spool is not None:
@@ -161,6 +172,86 @@ class Parked:
             return 0
         claimable = getattr(self.spool, "claimable", self.spool.pending)  # TODO helper
         return int(claimable())
+
+    def going(self, job: Job, rest: list[Job]) -> bool:
+        """A sender starts ``job``'s request, ``rest`` of its chain to follow; False (not to
+        be sent: spooled now) once shutdown handed what was out to the spool."""
+        with self._lock:
+            if not self._handed:
+                self._out[id(job)] = (job, rest)
+                return True
+            job.handed_over = True
+        self._hand_over_chain([(job, rest)])
+        return False
+
+    def back(self, job: Job) -> bool:
+        """``job``'s request ended; False if it was handed over meanwhile (settle nothing)."""
+        with self._lock:
+            self._out.pop(id(job), None)
+            return not job.handed_over
+
+    def hand_over_in_flight(self) -> None:
+        """Shutdown's deadline: the requests still out go to the spool.
+
+        The same key and body as the request out: if that one landed too, the server
+        deduplicates the replay. Without a usable spool they stay counted in flight (a
+        late answer still settles them) and are reported to ``on_error``: their outcome
+        is unknown, they may have landed.
+        """
+        spool = self.spool
+        with self._lock:
+            out = list(self._out.values())
+            if spool is not None and spool.usable:
+                self._handed = True
+                self._out.clear()
+                for job, _ in out:
+                    job.handed_over = True
+        if self._handed:
+            self._hand_over_chain(out)
+            return
+        for job, _ in out:
+            self._report_in_flight(job)
+
+    def _hand_over_chain(self, out: list[tuple[Job, list[Job]]]) -> None:
+        for job, rest in out:
+            if not self._hand_over(job, source="in_flight"):
+                self._report_in_flight(job)  # refused by the spool: still counted in flight
+            for later in rest:  # never started: counted nowhere yet
+                if not self._hand_over(later, source=None):
+                    error = self._ledger.undelivered("not delivered before shutdown")
+                    self._ledger.drop_requests("shutdown", [later.request], error)
+
+    def _report_in_flight(self, job: Job) -> None:
+        if job.request.path == EVENTS_PATH:
+            error = UndeliveredError(
+                "still in flight at shutdown; outcome unknown (it may have landed)"
+            )
+            self._ledger.report(error, job.request.events)
+
+    def _hand_over(self, job: Job, *, source: str | None) -> bool:
+        """``job`` into the spool, its events leaving ``source``; False if refused."""
+        spool = self.spool
+        if job.row is not None and spool is not None:
+            # Its row is in the file already; close() gives it back for the next start.
+            self._ledger.move(job.weight, source, None)
+            return True
+        if spool is None or not spool.usable:
+            return False
+        stored, evicted = spool.add([job.request])
+        self._ledger.drop_requests(
+            "spool_evicted", evicted, UndeliveredError("spool full (spool_max_bytes)")
+        )
+        if not stored:
+            return False
+        if job.request.path == EVENTS_PATH:
+            self._ledger.spooled(len(job.request.events))
+        self._ledger.move(job.weight, source, None)
+        return True
+
+    def _spool_lost(self, requests: list[Request], why: str) -> None:
+        """Spooled requests this process can no longer send: counted and reported."""
+        error = UndeliveredError(f"spooled events not delivered: {why}")
+        self._ledger.drop_requests("spool_lost", requests, error)
 
     def close(self) -> None:
         """Close the spool (rows stay on disk for the next start)."""

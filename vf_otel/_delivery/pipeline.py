@@ -325,6 +325,8 @@ class Pipeline:
         self._worker.hurry()
         self._wake.set()
         self._worker.join(min(_JOIN_LIMIT, max(_JOIN_FLOOR, deadline - self._clock())))
+        # Requests still out go to the spool (or are reported), before it closes.
+        self.parked.hand_over_in_flight()
         stats = self.stats()
         dropped = self.ledger.dropped("shutdown") - dropped_before
         # The client closes now, or when the last request still out has its answer.

@@ -49,6 +49,8 @@ DropReason = Literal[
     # lost while waiting for a later attempt
     "backlog_full",
     "spool_evicted",
+    # in a spool this process can no longer send from (its file deleted, or it broke)
+    "spool_lost",
     # a bug in vf-otel (or a value nothing could handle): counted, reported, never raised
     "internal_error",
 ]

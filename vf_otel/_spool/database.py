@@ -5,11 +5,18 @@ A spool file deleted while in use is not an error to SQLite: a connection keeps
 writing to the unlinked file and everything stored from then on is lost with it.
 So the spool compares the path's device and inode with the ones it opened before
 each use (``same_file``), and opens the path anew when they differ.
+
+The file holds user ids, properties and emails: it is private to its owner
+(``FILE_MODE``; the directory, when vf-otel creates it, ``DIRECTORY_MODE``).
+SQLite gives the ``-wal`` and ``-shm`` files it creates the database's mode, so
+the database is created with that mode before SQLite opens it, and files left
+looser by an earlier version are tightened (``make_private``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import sys
@@ -20,10 +27,29 @@ from typing import Final
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ["BUSY_TIMEOUT", "FileId", "connect", "file_id", "immediate", "same_file"]
+__all__ = [
+    "BUSY_TIMEOUT",
+    "DIRECTORY_MODE",
+    "FILE_MODE",
+    "SIDE_FILES",
+    "FileId",
+    "connect",
+    "file_id",
+    "immediate",
+    "make_private",
+    "readable_by_others",
+    "same_file",
+]
 
+_logger = logging.getLogger("vf_otel.spool")
 #: Seconds SQLite waits for another process's write lock before giving up.
 BUSY_TIMEOUT: Final = 5.0
+#: The spool files' mode: read and written by their owner only.
+FILE_MODE: Final = 0o600
+#: The mode of a spool directory vf-otel creates.
+DIRECTORY_MODE: Final = 0o700
+# Group and others: any of these bits lets someone else read (or change) the spool.
+_SHARED_BITS: Final = 0o077
 _SCHEMA: Final = (
     """
     CREATE TABLE IF NOT EXISTS vf_requests (
@@ -49,16 +75,27 @@ _SCHEMA: Final = (
     )
     """,
 )
-# What SQLite keeps beside the database in WAL mode; meaningless without the database.
-_SIDE_FILES: Final = ("-wal", "-shm")
+#: What SQLite keeps beside the database in WAL mode; meaningless without the database.
+SIDE_FILES: Final = ("-wal", "-shm")
 
 # (st_dev, st_ino): which file a path named when it was opened.
 FileId = tuple[int, int]
 
 
 def connect(path: str) -> tuple[sqlite3.Connection, FileId | None]:
-    """A connection to the spool at ``path`` (created if missing), and the file it opened."""
+    """A connection to the spool at ``path`` (created if missing), and the file it opened.
+
+    The file and its side files are private to their owner (``make_private``).
+    """
     with _creating(path):
+        loose = make_private(path)
+        if loose:
+            _logger.warning(
+                "vf-otel spool %s: others can read %s and vf-otel cannot change that "
+                "(not the owner); make them private (chmod 600) to keep user data private",
+                path,
+                ", ".join(loose),
+            )
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE) and short.
         conn = sqlite3.connect(
             path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
@@ -75,6 +112,49 @@ def connect(path: str) -> tuple[sqlite3.Connection, FileId | None]:
             conn.close()
             raise
     return conn, file_id(path)
+
+
+def make_private(path: str) -> list[str]:
+    """Create ``path`` (and its directory) private if missing; tighten what exists.
+
+    Returns the files others can still read (not ours to change: a warning's matter).
+    """
+    if sys.platform == "win32":  # no POSIX modes there: the directory's ACL decides
+        return []
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        # Made by vf-otel, so private; exist_ok: another process may make it meanwhile.
+        os.makedirs(directory, mode=DIRECTORY_MODE, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        # O_EXCL: only a file created here gets this mode at birth, before any row is in it.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    loose = []
+    for name in (path, *(path + suffix for suffix in SIDE_FILES)):
+        try:
+            mode = os.stat(name).st_mode
+            if mode & _SHARED_BITS:
+                os.chmod(name, mode & 0o7700)
+        except FileNotFoundError:
+            continue
+        except OSError:  # not the owner (another user's file) or a read-only filesystem
+            loose.append(name)
+    return loose
+
+
+def readable_by_others(path: str) -> list[str]:
+    """The spool's files that others than their owner may read or change (none: private)."""
+    if sys.platform == "win32":
+        return []
+    names = [path, *(path + suffix for suffix in SIDE_FILES)]
+    found = []
+    for name in names:
+        try:
+            mode = os.stat(name).st_mode
+        except OSError:
+            continue
+        if mode & _SHARED_BITS:
+            found.append(name)
+    return found
 
 
 def file_id(path: str) -> FileId | None:
@@ -103,7 +183,10 @@ def immediate(conn: sqlite3.Connection) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        conn.execute("ROLLBACK")
+        # SQLite may have rolled back itself (SQLITE_FULL does): the real error goes up.
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
 
@@ -129,7 +212,7 @@ def _creating(path: str) -> Iterator[None]:
         return
     with _directory_lock(os.path.dirname(os.path.abspath(path))):
         if not os.path.exists(path):  # nobody recreated it while we waited for the lock
-            for suffix in _SIDE_FILES:
+            for suffix in SIDE_FILES:
                 with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                     os.remove(path + suffix)
         yield

@@ -11,6 +11,7 @@ crash is deduplicated by the server (same key).
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterable
 from typing import Final
@@ -18,9 +19,11 @@ from typing import Final
 from .._delivery.wire import Request
 from .database import immediate
 from .holders import Identity, gone_holders, reap, register
-from .rows import decoded
+from .rows import decoded, row_events
 
-__all__ = ["CLAIM_LIMIT", "claim_rows", "claimable_weight", "release_rows"]
+_logger = logging.getLogger("vf_otel.spool")
+
+__all__ = ["CLAIM_LIMIT", "claim_rows", "claimable_rows", "claimable_weight", "release_rows"]
 
 #: Requests one claim takes at most (each holds up to 500 events).
 CLAIM_LIMIT: Final = 20
@@ -29,6 +32,12 @@ _FREE_ROWS: Final = (
     "SELECT id, path, key, body, events FROM vf_requests WHERE lease_until <= ? ORDER BY id LIMIT ?"
 )
 _FREE_WEIGHT: Final = "SELECT COALESCE(SUM(weight), 0) FROM vf_requests WHERE lease_until <= ?"
+_ALL_FREE_ROWS: Final = (
+    "SELECT id, path, key, body, events FROM vf_requests WHERE lease_until <= ? ORDER BY id"
+)
+_HELD_ROWS: Final = (
+    "SELECT id, path, key, body, events FROM vf_requests WHERE owner = ? AND lease_until > ?"
+)
 _HELD_WEIGHT: Final = (
     "SELECT COALESCE(SUM(weight), 0) FROM vf_requests WHERE owner = ? AND lease_until > ?"
 )
@@ -65,3 +74,20 @@ def claimable_weight(conn: sqlite3.Connection, now: float, me: Identity) -> int:
         (held,) = conn.execute(_HELD_WEIGHT, (pid, now)).fetchone()
         total += held
     return int(total)
+
+
+def claimable_rows(conn: sqlite3.Connection, now: float, me: Identity) -> list[Request]:
+    """The requests ``claimable_weight`` counts, read only (nothing is leased or deleted).
+
+    For a spool this process can no longer use: what it would have sent.
+    """
+    found = list(conn.execute(_ALL_FREE_ROWS, (now,)).fetchall())
+    for pid in gone_holders(conn, now, me):
+        found.extend(conn.execute(_HELD_ROWS, (pid, now)).fetchall())
+    requests = []
+    for row_id, path, key, body, events in found:
+        try:
+            requests.append(Request(path, key, bytes(body), row_events(events)))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            _logger.warning("vf-otel spool: row %s is unreadable; not counted", row_id)
+    return requests

@@ -30,7 +30,7 @@ from .._observe.ratelimit import RateLimitedLog
 from .database import BUSY_TIMEOUT, FileId, connect, immediate, same_file
 from .holders import Identity, gone_holders, this_process
 from .inspect import Lease, Purged, SpoolSummary, purge_rows, spool_file_problem, summarize
-from .leases import CLAIM_LIMIT, claim_rows, claimable_weight, release_rows
+from .leases import CLAIM_LIMIT, claim_rows, claimable_rows, claimable_weight, release_rows
 from .rows import DELETE, decoded, event_weight, make_room, row_values
 
 __all__ = [
@@ -77,7 +77,14 @@ class Spool:
         # Rows this handle claimed and has not finished or released yet.
         self._held: set[int] = set()
         self._broken = False
+        # Closed: nothing opens the file again (it may be deleted on purpose) until resume().
+        self._closed = False
+        self._left = 0  # what pending() says once closed: the weight left at close
         self._log = RateLimitedLog(_logger)
+        #: Told of requests this process can no longer send from the spool (file
+        #: deleted or replaced, spool turned off), with why; outside the spool's lock.
+        self.on_lost: Callable[[list[Request], str], None] = lambda requests, why: None
+        self._lost: list[tuple[list[Request], str]] = []
         # Connections inherited over fork: never used or closed in the child
         # (closing could disturb the parent's locks), only kept from the GC.
         self._inherited: list[sqlite3.Connection] = []
@@ -86,6 +93,11 @@ class Spool:
     def usable(self) -> bool:
         """False once the spool was turned off for this process."""
         return not self._broken
+
+    def resume(self) -> None:
+        """Usable again after ``close()`` (a closed handler that delivers again)."""
+        with self._lock:
+            self._closed = False
 
     def after_fork(self) -> None:
         """In a forked child: a new lock, and a new connection when next needed.
@@ -177,7 +189,9 @@ class Spool:
         return self._run(give_back, False)
 
     def pending(self) -> int:
-        """Events (and user upserts) in the spool, whoever holds them."""
+        """Events (and user upserts) in the spool, whoever holds them (at close, once closed)."""
+        if self._closed:
+            return self._left
         return self._run(lambda conn: int(conn.execute(_WEIGHT).fetchone()[0]), 0)
 
     def claimable(self) -> int:
@@ -210,11 +224,18 @@ class Spool:
         return self._run(delete, None)
 
     def close(self) -> None:
-        """Release the rows this handle holds and close its connection (rows stay on disk)."""
+        """Release the rows this handle holds and close its connection (rows stay on disk).
+
+        Nothing opens the file again afterwards (``pending()`` answers what was left),
+        until ``resume()``: a closed spool neither holds a descriptor nor recreates a
+        file someone deleted.
+        """
         with self._lock:
+            self._closed = True
             conn, self._conn = self._conn, None
             held, self._held = self._held, set()
             if conn is None:
+                self._left = 0
                 return
             if self._pid != os.getpid():  # forked without the at-fork hook: the parent's
                 self._inherited.append(conn)
@@ -224,7 +245,12 @@ class Spool:
                 if held:
                     with immediate(conn):
                         release_rows(conn, sorted(held), self._pid)
-            conn.close()
+            try:
+                self._left = int(conn.execute(_WEIGHT).fetchone()[0])
+            except sqlite3.Error:
+                self._left = 0
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     # -- internals ------------------------------------------------------------
 
@@ -235,21 +261,51 @@ class Spool:
         transient: this call falls back. Any other SQLite or OS error turns the
         spool off for this process, with one error log, instead of propagating.
         """
-        with self._lock:
-            if self._pid != os.getpid():  # forked without the at-fork hook having run
-                self.after_fork()
-            if self._broken:
-                return fallback
-            try:
-                return operation(self._connection())
-            except sqlite3.OperationalError as exc:
-                if getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES:
-                    self._log.warning("busy", "vf-otel spool %s is busy: %s", self.path, exc)
+        try:
+            with self._lock:
+                if self._pid != os.getpid():  # forked without the at-fork hook having run
+                    self.after_fork()
+                if self._broken or self._closed:
                     return fallback
-                self._turn_off(exc)
-            except (sqlite3.Error, OSError) as exc:
-                self._turn_off(exc)
-            return fallback
+                try:
+                    return operation(self._connection())
+                except sqlite3.OperationalError as exc:
+                    if getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES:
+                        self._log.warning("busy", "vf-otel spool %s is busy: %s", self.path, exc)
+                        return fallback
+                    self._turn_off(exc)
+                except (sqlite3.Error, OSError) as exc:
+                    self._turn_off(exc)
+                return fallback
+        finally:
+            self._tell_lost()
+
+    def _tell_lost(self) -> None:
+        """Report what a broken or vanished file took with it, outside the lock (on_error
+        may call back into the handler)."""
+        while self._lost:
+            requests, why = self._lost.pop(0)
+            try:
+                self.on_lost(requests, why)
+            except Exception:
+                _logger.exception("vf-otel spool: reporting lost requests failed")
+
+    def _strand(self, why: str) -> None:
+        """Before leaving the connection: the requests this process would have sent from
+        it, which it no longer will (read through the connection: a deleted file's rows
+        are still readable there)."""
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            requests = claimable_rows(conn, self._now(), self._identity())
+        except (sqlite3.Error, OSError) as exc:
+            _logger.error(  # noqa: TRY400 - one line, no traceback
+                "vf-otel spool %s: cannot tell what is left in it (%s)", self.path, exc
+            )
+            return
+        if requests:
+            self._lost.append((requests, why))
 
     def _connection(self) -> sqlite3.Connection:
         """The open connection; a new one when the file was deleted or replaced meanwhile."""
@@ -260,6 +316,7 @@ class Spool:
                 "vf-otel spool %s was deleted or replaced while in use; opening it anew",
                 self.path,
             )
+            self._strand(f"the spool file {self.path} was deleted or replaced")
             self._drop_connection()
         if self._conn is None:
             self._conn, self._file = connect(self.path)
@@ -279,6 +336,7 @@ class Spool:
 
     def _turn_off(self, exc: BaseException) -> None:
         self._broken = True
+        self._strand(f"the spool {self.path} became unusable ({type(exc).__name__}: {exc})")
         self._drop_connection()
         _logger.error(
             "vf-otel spool %s is unusable (%s: %s); continuing without it, in memory only",
