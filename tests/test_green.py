@@ -85,7 +85,7 @@ def test_script_patched_before_or_after_the_handler_delivers_and_exits(
     vibefollow_server: VibefollowServer, tmp_path: Path, library: str, order: str
 ) -> None:
     """Monkey-patched before or after the handler was made: each event arrives once, prompt exit."""
-    pytest.importorskip(library, reason=f"{library} is not installed")
+    _skip_unless_installed(library)
     source = _SCRIPT.format(timeout=SHUTDOWN_TIMEOUT, greenlets=GREENLETS)
     started = time.monotonic()
     done = run_script(vibefollow_server, tmp_path, source, library, order)
@@ -114,7 +114,7 @@ def test_gunicorn_green_workers_send_each_request_once(
 ) -> None:
     """gunicorn -k gevent (preload or not) or -k eventlet, SIGTERM: each request's event, once."""
     gunicorn = pytest.importorskip("gunicorn")
-    pytest.importorskip(worker_class, reason=f"{worker_class} is not installed")
+    _skip_unless_installed(worker_class)
     if importlib.util.find_spec(f"gunicorn.workers.g{worker_class}") is None:
         pytest.skip(f"this gunicorn has no {worker_class} worker (gunicorn 27 removed eventlet's)")
     config = EXAMPLES / "gunicorn.conf.py"
@@ -187,3 +187,10 @@ def test_thread_knows_whether_it_is_the_caller() -> None:
     thread.join(30)
     assert seen == [True]
     assert not thread.is_current()
+
+
+def _skip_unless_installed(library: str) -> None:
+    """Skip when ``library`` is missing, without importing it here: eventlet's import
+    registers a fork hook that warns in every later test that forks."""
+    if importlib.util.find_spec(library) is None:
+        pytest.skip(f"{library} is not installed")
