@@ -306,13 +306,14 @@ def test_newest_job_stays_even_over_the_limit() -> None:
 
 
 def test_user_upsert_weighs_one_in_the_backlog() -> None:
-    """A parked user upsert takes one slot, whatever the number of its events."""
+    """A parked user upsert takes one slot, whatever the number of its events; it is
+    counted as a user upsert parked, not as an event."""
     ledger = Ledger(None)
     parked = Parked(10, ledger, None)
     (upsert,) = user_requests(events(4, traits={"plan": "pro"}))
     parked.park(Job(upsert))
     assert len(parked) == 1
-    assert stats(ledger).parked == 1
+    assert (stats(ledger).parked, stats(ledger).users_parked) == (0, 1)
 
 
 def test_take_returns_oldest_first_up_to_the_limit() -> None:

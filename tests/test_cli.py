@@ -680,10 +680,11 @@ def test_send_reports_a_server_validation_error(
 def test_send_reports_a_refused_key_without_printing_it(
     vibefollow_server: VibefollowServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A wrong key: exit 1, the reason says the key was refused, and the key never shows."""
+    """A wrong key: exit 9 as doctor's, the reason says the key was refused, and the key
+    never shows."""
     args = ["send", "x", "--user", "u1", "--api-key", LIVE_KEY,
             "--base-url", vibefollow_server.base_url]  # fmt: skip
-    assert main(args) == ExitCode.FAILED
+    assert main(args) == ExitCode.AUTH
     captured = capsys.readouterr()
     assert "not delivered: Vibefollow refused the API key (401 auth_required)" in captured.err
     assert "vf-otel doctor" in captured.err
@@ -693,10 +694,10 @@ def test_send_reports_a_refused_key_without_printing_it(
 def test_send_gives_up_on_an_unreachable_server(
     closed_port: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Nothing listening: exit 1 within --timeout, with the connection error as the reason."""
+    """Nothing listening: exit 5 as doctor's, within --timeout, with the connection error."""
     args = ["send", "x", "--user", "u1", "--api-key", LIVE_KEY, "--timeout", "0.3",
             "--base-url", f"http://127.0.0.1:{closed_port}"]  # fmt: skip
-    assert main(args) == ExitCode.FAILED
+    assert main(args) == ExitCode.CONNECTION
     assert "not delivered: ConnectError" in capsys.readouterr().err
 
 
@@ -726,6 +727,23 @@ def test_send_says_what_it_waits_for_while_it_retries(closed_port: int) -> None:
     assert "retrying until" in line
     assert "--timeout 60 s" in line
     assert LIVE_KEY not in line + rest
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(503, ExitCode.SERVER_ERROR), (429, ExitCode.RATE_LIMITED), (404, ExitCode.WRONG_URL),
+     (403, ExitCode.AUTH), (418, ExitCode.UNEXPECTED_RESPONSE)],
+)  # fmt: skip
+def test_send_exits_with_the_status_doctor_gives(
+    vibefollow_server: VibefollowServer, status: int, expected: ExitCode
+) -> None:
+    """send and doctor agree on the exit status of each failure (docs/cli.md)."""
+    body = '{"errors": [{"code": "x", "message": "no"}]}'
+    # Every attempt within --timeout meets the same answer (a 5xx or 429 is retried).
+    vibefollow_server.respond_next(status, body, count=50)
+    assert send(vibefollow_server, "x", "--user", "u1", "--timeout", "1") == expected
+    vibefollow_server.respond_next(status, body, count=50)
+    assert doctor(vibefollow_server) == expected
 
 
 def test_send_without_an_api_key_exits_3(capsys: pytest.CaptureFixture[str]) -> None:

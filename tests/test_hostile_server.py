@@ -295,9 +295,11 @@ def test_a_batchs_user_upserts_go_out_side_by_side_and_its_events_after_them(
     flushing.start()
     while flushing.is_alive():  # while the upserts are out, stats() sees every event
         stats = handler.stats()
-        # in_flight counts the upserts out too (weight 1 each): at least the 20 events.
+        # in_flight counts events only; the upserts out are users_in_flight.
         seen = stats.queued + stats.in_flight + stats.parked + stats.sent + stats.dropped_total
         assert seen >= 20, stats
+        assert stats.in_flight <= 20, stats
+        assert stats.users_in_flight + stats.users_parked + stats.users_sent <= 20, stats
         time.sleep(0.05)
     took = time.monotonic() - began
     assert flushed == [True]
@@ -310,3 +312,35 @@ def test_a_batchs_user_upserts_go_out_side_by_side_and_its_events_after_them(
     assert last_upsert < first_batch
     stats = handler.stats()
     assert (stats.users_sent, stats.sent, len(vibefollow_server.events)) == (20, 20, 20)
+
+
+def test_a_user_upsert_out_is_counted_apart_from_events(
+    vibefollow_server: VibefollowServer, make_handler: HandlerFactory
+) -> None:
+    """While a hung upsert is out, every enqueued event is in flight and the upsert is
+    users_in_flight, never one more event: enqueued == sent + ... + in_flight + parked."""
+    handler = make_handler(batch_size=100)
+    log = logging.getLogger("app.hostile.upsert_count")
+    log.propagate = False
+    log.addHandler(handler)
+    vibefollow_server.delay_next(1.5, count=1, path="/users")
+    for i in range(6):
+        log.warning("e", extra={"vf_event": f"step_{i}", "vf_user": "u1", "vf_traits": {"n": 1}})
+    flushed: list[bool] = []
+    flushing = threading.Thread(target=lambda: flushed.append(handler.flush(timeout=30)))
+    flushing.start()
+    seen_out = False
+    while flushing.is_alive():
+        stats = handler.stats()
+        if stats.users_in_flight:
+            seen_out = True
+            assert (stats.enqueued, stats.in_flight, stats.users_in_flight) == (6, 6, 1), stats
+        accounted = stats.sent + stats.dead_lettered + stats.dropped_total + stats.queued
+        assert accounted + stats.in_flight + stats.parked <= stats.enqueued, stats
+        time.sleep(0.02)
+    log.removeHandler(handler)
+    assert flushed == [True]
+    assert seen_out  # the 1.5 s upsert was watched while out
+    stats = handler.stats()
+    assert (stats.enqueued, stats.sent, stats.users_sent) == (6, 6, 1)
+    assert (stats.in_flight, stats.users_in_flight, stats.users_parked) == (0, 0, 0)

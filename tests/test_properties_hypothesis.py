@@ -182,6 +182,9 @@ def test_arbitrary_extra_values_never_escape_into_the_app(
     is_event = bool(keep & {"vf_user", "vf_event"})
     assert stats.enqueued + stats.dropped_total - after_queue == int(is_event)
     assert (stats.queued, stats.backlog) == (0, 0)
+    # A user upsert is no event: accounted apart, settled too.
+    assert (stats.users_in_flight, stats.users_parked) == (0, 0)
+    assert stats.users_sent == len(server.users)
     assert len(server.events) == stats.sent
     # flush() says True exactly when nothing was lost.
     assert flushed == (stats.dropped_total == 0 and stats.dead_lettered == 0)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from .._config import Settings, resolve_settings
-from .._delivery.answers import describe
+from .._delivery.answers import NOT_THE_API, REDIRECT, describe
 from .._delivery.pipeline import Pipeline
 from .._errors import AuthError, ValidationError, VibefollowError
 from .._event.model import Event, new_event_id
@@ -29,6 +29,8 @@ CLOSE_TIMEOUT: Final = 0.0
 #: reachable API answers well within it; an unreachable one is retried for ``--timeout``.
 WAITING_NOTICE_AFTER: Final = 1.0
 _DOCTOR_HINT: Final = "Run `vf-otel doctor` to find out why."
+#: The code of the error the library records when VIBEFOLLOW_BASE_URL is invalid.
+INVALID_BASE_URL: Final = "invalid_base_url"
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -188,7 +190,7 @@ def _report(event: Event, outcome: _Outcome, settings: Settings) -> int:
         print(f"sent {what}{upserted}: {to_json(dict(event.properties))}", flush=True)
         return ExitCode.OK
     no_answer = f"no answer within {settings.export_timeout:g} s"
-    if outcome.sent:  # what went wrong concerns the upsert
+    if outcome.sent:  # what went wrong concerns the upsert: the event itself landed
         error = outcome.refused[0] if outcome.refused else outcome.last_error
         reason = failure_reason(error) if error else no_answer
         message = f"sent {what}, but the user upsert failed: {reason}"
@@ -199,11 +201,42 @@ def _report(event: Event, outcome: _Outcome, settings: Settings) -> int:
         where = f" (field {field})" if field else ""
         by = "the server refused" if error.status else "could not send"  # 0: no answer
         message = f"not sent: {by} {what}: {error}{where}"
-        if isinstance(error, ValidationError):
-            return _fail(ExitCode.INVALID_EVENT, message, secret=key)
-        return _fail(ExitCode.FAILED, message, _DOCTOR_HINT, secret=key)
-    reason = failure_reason(outcome.last_error) if outcome.last_error else no_answer
-    return _fail(ExitCode.FAILED, f"not delivered: {reason}", _DOCTOR_HINT, secret=key)
+        code = exit_code_for(error)
+        hint = "" if code == ExitCode.INVALID_EVENT else _DOCTOR_HINT
+        return _fail(code, message, hint, secret=key)
+    error = outcome.last_error
+    reason = failure_reason(error) if error else no_answer
+    return _fail(exit_code_for(error), f"not delivered: {reason}", _DOCTOR_HINT, secret=key)
+
+
+def exit_code_for(error: VibefollowError | None) -> ExitCode:
+    """The status ``vf-otel doctor`` gives the same failure (docs/cli.md); ``None``: no
+    answer at all before the deadline."""
+    if error is None:
+        return ExitCode.TIMEOUT
+    status, code, text = error.status, error.code, str(error).lower()
+    if code == INVALID_BASE_URL:
+        return ExitCode.BAD_CONFIG
+    if isinstance(error, AuthError):
+        return ExitCode.AUTH
+    if code in (NOT_THE_API, REDIRECT) or status in (404, 405) or 300 <= status < 400:
+        return ExitCode.WRONG_URL
+    if isinstance(error, ValidationError) or status in (409, 422):
+        return ExitCode.INVALID_EVENT
+    if status == 429:
+        return ExitCode.RATE_LIMITED
+    if status >= 500:
+        return ExitCode.SERVER_ERROR
+    if status:
+        return ExitCode.UNEXPECTED_RESPONSE
+    # No answer (status 0): told apart by what the library says of it.
+    if "timed out" in text or "timeout" in text:
+        return ExitCode.TIMEOUT
+    if "proxy" in text:
+        return ExitCode.PROXY
+    if "ssl" in text or "certificate" in text or "tls" in text:
+        return ExitCode.TLS
+    return ExitCode.CONNECTION
 
 
 def _fail(code: ExitCode, message: str, hint: str = "", *, secret: str | None = None) -> int:

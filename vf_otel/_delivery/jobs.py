@@ -128,7 +128,7 @@ class JobRunner:
         if not tracked:
             self._batches.opened(job.seq)
         job.deadline = deadline
-        self._ledger.move(job.weight, source, "in_flight")
+        self._ledger.move_request(job.request, source, "in_flight")
         while not self._stop.is_set() and self._circuit.ready():
             try:
                 if self.senders.submit(job, SLOT_POLL, limit=self.concurrency):
@@ -140,7 +140,7 @@ class JobRunner:
                 break  # the queue is filling while every sender is busy: park, keep draining
         self.park(job, source="in_flight")
         for current in job.then:
-            self.park(current)
+            self.park(current, source="in_flight")  # chained: counted in flight already
         job.then = []
 
     def park(self, job: Job, *, source: str | None = None, narrowed: bool = False) -> None:
@@ -180,8 +180,7 @@ class JobRunner:
         job.then = []
         for i, current in enumerate(chain):
             if current is not job:
-                current.deadline = job.deadline
-                self._ledger.move(current.weight, None, "in_flight")
+                current.deadline = job.deadline  # in flight since it was chained
             if not self._run_one(current, chain[i + 1 :]):
                 break  # shutdown gave it and the rest of the chain to the spool
         if self._stop.is_set() and self.senders.busy <= 1:
@@ -201,14 +200,15 @@ class JobRunner:
                 outcome, request = "refused", job.request
         if not self._parked.back(job):
             return False  # handed over at shutdown: spooled (or reported) and settled there
-        narrowed = request is not job.request
-        weight = job.weight
+        before = job.request
+        narrowed = request is not before
         job.request = request
         if outcome == "parked":
-            self._ledger.move(weight - job.weight, "in_flight", None)  # dead-lettered meanwhile
+            # Events dead-lettered meanwhile (only an events request is ever narrowed).
+            self._ledger.move(before.weight - request.weight, "in_flight", None)
             self.park(job, source="in_flight", narrowed=narrowed)
         else:
-            self._ledger.move(weight, "in_flight", None)
+            self._ledger.move_request(before, "in_flight", None)
             self._parked.done(job)
             self._settle(job, sent=outcome == "sent")
         return True

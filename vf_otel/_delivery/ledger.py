@@ -49,6 +49,9 @@ class Ledger:
         self._dropped: Counter[str] = Counter()
         self._in_flight = 0
         self._parked = 0
+        # User upserts on their way, apart from events: an upsert is no event (issue 22).
+        self._users_in_flight = 0
+        self._users_parked = 0
         self.last_error: VibefollowError | None = None
 
     def after_fork(self) -> None:
@@ -57,6 +60,7 @@ class Ledger:
         self._counts = Counter()
         self._dropped = Counter()
         self._in_flight = self._parked = 0
+        self._users_in_flight = self._users_parked = 0
 
     # -- states -----------------------------------------------------------------
 
@@ -76,6 +80,21 @@ class Ledger:
                 self._in_flight += weight
             elif target == "parked":
                 self._parked += weight
+
+    def move_request(self, request: Request, source: str | None, target: str | None) -> None:
+        """``request`` went from ``source`` to ``target``: its events, or one user upsert."""
+        if request.path != USERS_PATH:
+            self.move(len(request.events), source, target)
+            return
+        with self._lock:
+            if source == "in_flight":
+                self._users_in_flight -= 1
+            elif source == "parked":
+                self._users_parked -= 1
+            if target == "in_flight":
+                self._users_in_flight += 1
+            elif target == "parked":
+                self._users_parked += 1
 
     def spooled(self, count: int) -> None:
         """``count`` events were written to the spool."""
@@ -254,9 +273,9 @@ class Ledger:
 
     @property
     def waiting(self) -> int:
-        """Events in flight or parked in memory."""
+        """Events and user upserts in flight or parked in memory."""
         with self._lock:
-            return self._in_flight + self._parked
+            return self._in_flight + self._parked + self._users_in_flight + self._users_parked
 
     def snapshot(self, *, queued: int, refused: Mapping[str, int]) -> Stats:
         """An immutable copy; ``queued`` events count as enqueued already."""
@@ -264,6 +283,7 @@ class Ledger:
             counts = dict(self._counts)
             dropped = Counter(self._dropped)
             in_flight, parked = self._in_flight, self._parked
+            users_in_flight, users_parked = self._users_in_flight, self._users_parked
         dropped.update({k: v for k, v in refused.items() if v})
         return Stats(
             enqueued=counts.get("enqueued", 0) + queued,
@@ -279,6 +299,8 @@ class Ledger:
             in_flight=in_flight,
             parked=parked,
             key_collisions=counts.get("key_collisions", 0),
+            users_in_flight=users_in_flight,
+            users_parked=users_parked,
         )
 
 

@@ -104,7 +104,7 @@ class Parked:
         spool = self.spool
         if job.row is not None and spool is not None:
             if not narrowed and spool.release(job.row):
-                self._ledger.move(job.weight, source, None)
+                self._ledger.move_request(job.request, source, None)
                 return "spooled"
             spool.finish(job.row)  # narrowed: the row holds events already settled
             job.row = None
@@ -117,10 +117,10 @@ class Parked:
                 self.spool_dirty = True
                 if job.request.path == EVENTS_PATH:
                     self._ledger.spooled(len(job.request.events))
-                self._ledger.move(job.weight, source, None)
+                self._ledger.move_request(job.request, source, None)
                 return "spooled"
         if stopping:
-            self._ledger.move(job.weight, source, None)
+            self._ledger.move_request(job.request, source, None)
             return "dropped"
         with self._lock:
             self._memory.append(job)
@@ -131,9 +131,9 @@ class Parked:
                 oldest = self._memory.popleft()
                 self._weight -= oldest.weight
                 evicted_jobs.append(oldest)
-        self._ledger.move(job.weight, source, "parked")
+        self._ledger.move_request(job.request, source, "parked")
         for oldest in evicted_jobs:
-            self._ledger.move(oldest.weight, "parked", None)
+            self._ledger.move_request(oldest.request, "parked", None)
             self._ledger.drop_requests(
                 "backlog_full", [oldest.request], self._ledger.undelivered("retry backlog full")
             )
@@ -216,8 +216,9 @@ class Parked:
         for job, rest in out:
             if not self._hand_over(job, source="in_flight"):
                 self._report_in_flight(job)  # refused by the spool: still counted in flight
-            for later in rest:  # never started: counted nowhere yet
-                if not self._hand_over(later, source=None):
+            for later in rest:  # never started, counted in flight since it was chained
+                if not self._hand_over(later, source="in_flight"):
+                    self._ledger.move_request(later.request, "in_flight", None)
                     error = self._ledger.undelivered("not delivered before shutdown")
                     self._ledger.drop_requests("shutdown", [later.request], error)
 
@@ -233,7 +234,7 @@ class Parked:
         spool = self.spool
         if job.row is not None and spool is not None:
             # Its row is in the file already; close() gives it back for the next start.
-            self._ledger.move(job.weight, source, None)
+            self._ledger.move_request(job.request, source, None)
             return True
         if spool is None or not spool.usable:
             return False
@@ -245,7 +246,7 @@ class Parked:
             return False
         if job.request.path == EVENTS_PATH:
             self._ledger.spooled(len(job.request.events))
-        self._ledger.move(job.weight, source, None)
+        self._ledger.move_request(job.request, source, None)
         return True
 
     def _spool_lost(self, requests: list[Request], why: str) -> None:

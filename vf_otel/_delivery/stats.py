@@ -79,6 +79,9 @@ class Stats:
     ``key_collisions`` counts property and trait values left out because two keys of
     one mapping became the same string (``1`` and ``"1"``; the last value wins): their
     events are still delivered, so it is warned about but is no drop.
+    A user upsert is no event: ``users_in_flight`` and ``users_parked`` count the ones
+    on their way (in a request, or waiting in memory), ``users_sent`` and
+    ``users_failed`` how they ended.
     """
 
     enqueued: int = 0
@@ -95,6 +98,8 @@ class Stats:
     users_failed: int = 0
     disabled: int = 0
     key_collisions: int = 0
+    users_in_flight: int = 0
+    users_parked: int = 0
 
     @property
     def dropped_total(self) -> int:

@@ -233,12 +233,17 @@ class Worker:
             items = self._queue.take(size)
             # Counted in flight from here, so stats() never loses sight of them while
             # they are built (a producer pacing itself on queued + backlog relies on it).
-            self._ledger.move(len(items), None, "in_flight")
+            # Events only: a refusal is counted apart, an identify() is a user upsert.
+            building = count_events(items)
+            self._ledger.move(building, None, "in_flight")
             try:
-                for job in self._chain(self._requests_for(items)):
-                    self._jobs.dispatch(job, self._clock() + self._settings.export_timeout)
+                requests = self._requests_for(items)
             finally:
-                self._ledger.move(len(items), "in_flight", None)
+                # Built: from here each request's job counts its own (dispatch, _chain),
+                # so a dispatch that waits for a sender never counts them twice.
+                self._ledger.move(building, "in_flight", None)
+            for job in self._chain(requests):
+                self._jobs.dispatch(job, self._clock() + self._settings.export_timeout)
         self._batches.assign(asked)
 
     def _requests_for(self, items: list[Any]) -> list[Request]:
@@ -280,12 +285,14 @@ class Worker:
             first.then = rest
             for job in rest:
                 self._batches.opened(job.seq)
+                # In flight while they wait behind the first: stats() never loses sight.
+                self._ledger.move_request(job.request, None, "in_flight")
             return [first]
         events = [job for job in jobs if job.request.path != USERS_PATH]
         for job in events:
             self._batches.opened(job.seq)  # open now: the batch is not settled meanwhile
             # Counted in flight while they wait, so stats() never loses sight of them.
-            self._ledger.move(job.weight, None, "in_flight")
+            self._ledger.move_request(job.request, None, "in_flight")
         group = Upserts(len(upserts), events, self._jobs.release)
         for job in upserts:
             job.after = group.one_done
