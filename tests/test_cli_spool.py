@@ -469,7 +469,7 @@ def test_send_leaves_the_spool_alone(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         down = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    assert main([*args, "--base-url", down, "--timeout", "0.3"]) == ExitCode.FAILED
+    assert main([*args, "--base-url", down, "--timeout", "0.3"]) == ExitCode.CONNECTION
     assert rows(path) == 1
 
 
