@@ -73,6 +73,13 @@ def test_mkdocs_build_strict(build: Build) -> None:
     assert re.findall(r":(?:class|func|meth|attr|data|mod|exc):", reference) == []
     # A bare `>>>` example renders as nested blockquotes; fenced, it is highlighted code.
     assert "<blockquote>" not in reference
+    # The options every constructor takes as **options, each listed with its line.
+    missing = [
+        key
+        for key in vf_otel.typing.Options.__annotations__
+        if f'id="vf_otel.typing.Options.{key}"' not in reference
+    ]
+    assert missing == []
 
 
 @pytest.mark.slow

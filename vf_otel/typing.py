@@ -49,23 +49,44 @@ class Options(TypedDict, total=False):
 
     # A static copy of the settings table (vf_otel/_config.py, Settings) for type
     # checkers, which cannot derive it; tests/test_options.py keeps the two in step.
+    # One line each for the reference; docs/configuration.md has the whole story.
     api_key: str | None
+    """Project API key (``sk_live_…``); ``VIBEFOLLOW_API_KEY``. Without one: counted, dropped."""
     base_url: str | None
+    """API origin (``/api/v1`` is appended); ``VIBEFOLLOW_BASE_URL``."""
     batch_size: int | None
+    """Events per request, 1 to 500; ``VIBEFOLLOW_BATCH_SIZE``, default 500."""
     flush_interval: float | None
+    """Seconds between deliveries of a partial batch; ``VIBEFOLLOW_FLUSH_INTERVAL``, default 5."""
     max_queue_size: int | None
+    """Most events queued (and parked in memory); ``VIBEFOLLOW_MAX_QUEUE_SIZE``."""
     timeout: float | None
+    """Seconds one HTTP request may take, connect to last byte; ``VIBEFOLLOW_TIMEOUT``."""
     export_timeout: float | None
+    """Deadline for one request, retries included; ``VIBEFOLLOW_EXPORT_TIMEOUT``, default 30."""
     shutdown_timeout: float | None
+    """The longest ``flush()`` and the stop at exit wait; ``VIBEFOLLOW_SHUTDOWN_TIMEOUT``."""
     max_retries: int | None
+    """Retries per request, 0 to 100; ``VIBEFOLLOW_MAX_RETRIES``, default 8."""
     allow_insecure_http: bool | None
+    """Allow ``http://`` to a host that is not loopback; ``VIBEFOLLOW_ALLOW_INSECURE_HTTP``."""
     redact: bool | None
+    """Redact secret-looking property and trait values; ``VIBEFOLLOW_REDACT``, default on."""
     redact_keys: Sequence[str] | str | None
+    """More key patterns to redact; ``VIBEFOLLOW_REDACT_KEYS`` (comma-separated)."""
     spool_path: str | os.PathLike[str] | None
+    """A SQLite file keeping undeliverable requests (off by default); ``VIBEFOLLOW_SPOOL_PATH``."""
     spool_max_bytes: int | None
+    """Cap on the spool's requests in bytes; ``VIBEFOLLOW_SPOOL_MAX_BYTES``, default 100 MiB."""
     enabled: bool | None
+    """``False`` counts events in ``stats().disabled`` and sends nothing; ``VIBEFOLLOW_ENABLED``."""
     debug: bool | None
+    """Show each event as it is queued (redacted JSON); ``VIBEFOLLOW_DEBUG``."""
     handle_sigterm: bool | None
+    """Deliver the queue at SIGTERM, then let it act; ``VIBEFOLLOW_HANDLE_SIGTERM``, default on."""
     on_error: ErrorCallback | None
+    """``on_error(exc, events)`` for every event that will never be delivered."""
     before_send: BeforeSend | None
+    """``before_send(event)``: the event to send instead, or ``None`` to leave it out."""
     transport: httpx.BaseTransport | None
+    """An ``httpx.BaseTransport`` (``httpx.MockTransport``) for tests."""
