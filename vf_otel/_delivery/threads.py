@@ -23,6 +23,7 @@ most its timeout (docs/runtimes.md).
 from __future__ import annotations
 
 import _thread
+import signal
 import sys
 import threading
 
@@ -195,6 +196,7 @@ class Thread:
 
     def _run(self) -> None:
         self.ident = _get_ident()
+        _leave_signals_to_the_main_thread()
         try:
             self._target()
         finally:
@@ -225,3 +227,27 @@ def _rekey_for_patched_threading() -> None:
     active = getattr(threading, "_active", None)
     if isinstance(active, dict):
         active.setdefault(threading.get_ident(), active.pop(_get_ident(), None))
+
+
+#: Signals a vf-otel thread blocks, so the kernel delivers them to the app's threads.
+_APP_SIGNALS: Final = frozenset(
+    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
+)
+
+
+def _leave_signals_to_the_main_thread() -> None:
+    """Block the process-directed signals the app handles on this thread.
+
+    Python runs signal handlers on the main thread whichever thread the kernel picks,
+    but a signal whose disposition is the default action ends the process from any
+    thread that does not block it. sigterm.py holds a SIGTERM that a server raises again
+    after its graceful shutdown by blocking it on the main thread until the exit; a
+    SIGTERM sent meanwhile (uvicorn's parent terminating its workers) must not land on
+    a vf-otel thread and end the process before the exit delivers. Never raises.
+    """
+    if not _APP_SIGNALS or not hasattr(signal, "pthread_sigmask"):
+        return
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _APP_SIGNALS)
+    except (OSError, ValueError, RuntimeError):  # no thread signal masks here: nothing to do
+        return
