@@ -63,6 +63,12 @@ def run_child(url: str, *, count: int = 10, flush: float = 5.0, **options: Any) 
     source = textwrap.dedent(CHILD).format(
         key=KEY, url=url, options=options, count=count, flush=flush
     )
+    return _summary_of(source)
+
+
+def _summary_of(source: str) -> dict[str, Any]:
+    """Run ``source`` in this interpreter with no VIBEFOLLOW_* set; the JSON summary it
+    printed last (the key never in its output)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIBEFOLLOW_")}
     done = subprocess.run(  # noqa: S603 - our own interpreter
         [sys.executable, "-c", source],
@@ -221,20 +227,7 @@ EXIT_CHILD = """
 
 def run_exit_child(url: str, **options: Any) -> dict[str, Any]:
     """Run EXIT_CHILD against ``url``: 50 events, then a plain exit; its summary."""
-    source = textwrap.dedent(EXIT_CHILD).format(key=KEY, url=url, options=options)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIBEFOLLOW_")}
-    done = subprocess.run(  # noqa: S603 - our own interpreter
-        [sys.executable, "-c", source],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=HANG_GUARD,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert KEY not in done.stdout + done.stderr
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return _summary_of(textwrap.dedent(EXIT_CHILD).format(key=KEY, url=url, options=options))
 
 
 def refused_url() -> str:
