@@ -23,6 +23,7 @@ from ._errors import (
 )
 from ._event.model import Event
 from ._event.validate import CANONICAL_EVENTS
+from ._rules import Rule, load_rules
 from ._sources.context import current_user, user
 from ._sources.direct import event, identify
 from ._sources.handler import VibefollowHandler
@@ -54,6 +55,7 @@ __all__ = [
     "Event",
     "NetworkError",
     "RateLimitError",
+    "Rule",
     "ServerError",
     "Stats",
     "UndeliveredError",
@@ -70,6 +72,7 @@ __all__ = [
     "flush_after",
     "flush_on_sigterm",
     "identify",
+    "load_rules",
     "loguru_sink",
     "structlog_processor",
     "track",

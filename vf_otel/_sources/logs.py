@@ -11,6 +11,7 @@ from typing_extensions import Unpack
 from .._compat import LogExporterBase, LogExportResult
 from .._delivery.stats import Stats
 from .._event.coerce import KeyCollisions
+from .._rules import RuleSet
 from ..typing import Options
 from .handler import is_library_logger
 from .sink import EventSink
@@ -30,6 +31,8 @@ class VibefollowLogExporter(LogExporterBase):
     body — the *formatted* message, since the OTel handler formats it; pass
     ``vf_event`` when the message has arguments. Apps without an OTel log
     pipeline should use [`VibefollowHandler`][vf_otel.VibefollowHandler], which is much cheaper.
+    Untagged records become events only through mapping rules with ``signal = "log"``
+    (``rules=``, docs/rules.md).
     """
 
     def __init__(self, **options: Unpack[Options]) -> None:
@@ -52,7 +55,8 @@ class VibefollowLogExporter(LogExporterBase):
             return LogExportResult.FAILURE
         try:
             collisions = KeyCollisions()
-            delivered = self._sink.deliver(_translate(batch, collisions), collisions)
+            results = _translate(batch, collisions, self._sink.rules)
+            delivered = self._sink.deliver(results, collisions)
         except Exception:
             self._sink.pipeline.ledger.drop("internal_error", (), count=len(batch))
             _logger.debug("vf-otel could not translate log records", exc_info=True)
@@ -72,12 +76,14 @@ class VibefollowLogExporter(LogExporterBase):
         return self._sink.stats()
 
 
-def _translate(batch: Sequence[Any], collisions: KeyCollisions) -> list[Result]:
+def _translate(
+    batch: Sequence[Any], collisions: KeyCollisions, rules: RuleSet | None
+) -> list[Result]:
     results: list[Result] = []
     for item in batch:
         if _from_ignored_logger(item):
             continue
-        result = translate_log(item.log_record, collisions)
+        result = translate_log(item.log_record, collisions, rules)
         if result is not None:
             results.append(result)
     return results

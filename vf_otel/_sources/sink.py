@@ -22,6 +22,7 @@ from .._event.model import Event
 from .._event.redact import redactor_for
 from .._event.validate import Rejection
 from .._observe.metrics import register_metrics
+from .._rules import RuleSet
 from ..typing import Options
 
 __all__ = ["EventSink"]
@@ -48,6 +49,8 @@ class EventSink:
         if not self.has_key:
             _logger.warning("VIBEFOLLOW_API_KEY is not set: vf-otel will count and drop events")
         self.redactor = redactor_for(settings)
+        #: The mapping rules, compiled once; None without any (the exporters skip them).
+        self.rules = RuleSet(settings.rules) if settings.rules else None
         # The handler's pipeline opens again at its next record after close() (as
         # FileHandler does); the exporters follow OTel's contract: shut down is final.
         self.pipeline = Pipeline(

@@ -27,8 +27,9 @@ class VibefollowSpanExporter(SpanExporter):
 
     Use it like any OTel exporter, behind a ``BatchSpanProcessor``, or name it in
     ``OTEL_TRACES_EXPORTER=vibefollow``. Untagged spans are skipped after two
-    dictionary lookups; spans with status ERROR emit nothing unless
-    ``include_error_spans`` is set. Translated events go through the same
+    dictionary lookups, unless a mapping rule (``rules=``, docs/rules.md) makes an
+    event of them; spans with status ERROR emit nothing unless
+    ``include_error_spans`` is set (or a rule asks for ``status = "error"``). Translated events go through the same
     delivery as [`VibefollowHandler`][vf_otel.VibefollowHandler], with an ``event_id``
     derived from the trace id, span id and event index, so a span exported
     twice is delivered once. Options are those of the handler; every one may
@@ -65,9 +66,11 @@ class VibefollowSpanExporter(SpanExporter):
 
     def _translate(self, spans: Sequence[ReadableSpan], collisions: KeyCollisions) -> list[Result]:
         results: list[Result] = []
+        include, rules = self._include_errors, self._sink.rules
         for span in spans:
-            include = self._include_errors
-            results.extend(translate_span(span, include_errors=include, collisions=collisions))
+            results.extend(
+                translate_span(span, include_errors=include, collisions=collisions, rules=rules)
+            )
         return results
 
     def shutdown(self) -> None:

@@ -10,7 +10,7 @@ import ast
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
@@ -19,6 +19,9 @@ from .._event.coerce import KeyCollisions
 from .._event.model import Event, new_event_id
 from .._event.validate import Rejection, make_event
 from .._event.when import explicit_time
+
+if TYPE_CHECKING:
+    from .._rules import RuleMatch, RuleSet
 
 __all__ = [
     "CONTEXT_USER_KEY",
@@ -67,23 +70,33 @@ class LogRecordLike(Protocol):
 
 
 def translate_span(
-    span: ReadableSpan, *, include_errors: bool = False, collisions: KeyCollisions | None = None
+    span: ReadableSpan,
+    *,
+    include_errors: bool = False,
+    collisions: KeyCollisions | None = None,
+    rules: RuleSet | None = None,
 ) -> list[Result]:
-    """The events a finished span carries: itself if tagged, then its tagged span events.
+    """The events a finished span carries: itself if tagged (else what the first matching
+    mapping rule makes of it), then its tagged span events.
 
     Values lost because two keys became the same string are counted in ``collisions``
     (for the exporter's ledger).
     """
     attrs: Attrs = span.attributes or {}
     tagged = USER_KEY in attrs or EVENT_KEY in attrs
-    if not tagged and not span.events:
-        return []
-    if not include_errors and span.status.status_code is StatusCode.ERROR:
+    if not tagged and not span.events and rules is None:
         return []
     context = span.context
     if context is None:
         return []
     results: list[Result] = []
+    if not tagged and rules is not None:
+        match = rules.match_span(span, include_errors=include_errors)
+        if match is not None:
+            event_id = event_id_for(context.trace_id, context.span_id, 0)
+            results.append(_from_rule(match, span.start_time, event_id, collisions))
+    if not include_errors and span.status.status_code is StatusCode.ERROR:
+        return results
     span_user = attrs.get(USER_KEY, attrs.get(CONTEXT_USER_KEY))
     if tagged:
         results.append(
@@ -145,6 +158,27 @@ def _from_attrs(
     )
 
 
+def _from_rule(
+    match: RuleMatch, nanos: int | None, event_id: str, collisions: KeyCollisions | None
+) -> Result:
+    """The event a mapping rule made; with no user, a ``missing_user`` refusal naming the
+    rule (counted and reported: the rule asked for this event)."""
+    if match.user is None:
+        keys = ", ".join(match.rule.user)
+        message = f"rule {match.rule.label!r} matched but no user attribute is set ({keys})"
+        return Rejection("missing_user", "external_user_id", message)
+    return make_event(
+        name=match.name,
+        user_id=match.user,
+        properties=match.properties,
+        traits=None,
+        occurred_at=utc_from_nanos(nanos),
+        event_id=event_id,
+        redactor=None,  # the exporter redacts with its own settings (EventSink.deliver)
+        collisions=collisions,
+    )
+
+
 def _prefixed(attrs: Attrs, prefix: str) -> dict[str, Any]:
     return {key[len(prefix) :]: value for key, value in attrs.items() if key.startswith(prefix)}
 
@@ -173,8 +207,11 @@ def utc_from_nanos(nanos: int | None) -> datetime:
 # -- log records ------------------------------------------------------------------------
 
 
-def translate_log(record: LogRecordLike, collisions: KeyCollisions | None = None) -> Result | None:
-    """A tagged log record as an Event (or why not); None when it carries no tag.
+def translate_log(
+    record: LogRecordLike, collisions: KeyCollisions | None = None, rules: RuleSet | None = None
+) -> Result | None:
+    """A tagged log record as an Event (or why not); None when it carries no tag and
+    no mapping rule matches it.
 
     Accepts the logging ``extra=`` names (``vf_user``, ``vf_event``,
     ``vf_properties``, ``vf_traits``) and the span-style dotted names. The
@@ -184,7 +221,11 @@ def translate_log(record: LogRecordLike, collisions: KeyCollisions | None = None
     """
     attrs: Attrs = record.attributes or {}
     if not any(key in attrs for key in (*LOG_USER_KEYS, *LOG_EVENT_KEYS)):
-        return None
+        match = None if rules is None else rules.match_log(record.body, attrs)
+        if match is None:
+            return None
+        nanos = record.timestamp or record.observed_timestamp
+        return _from_rule(match, nanos, new_event_id(), collisions)
     name = _first(attrs, LOG_EVENT_KEYS)
     nanos = record.timestamp or record.observed_timestamp
     occurred_at = _occurred_at(_first(attrs, LOG_OCCURRED_AT_KEYS), nanos)
