@@ -29,11 +29,12 @@ class VibefollowSpanExporter(SpanExporter):
     ``OTEL_TRACES_EXPORTER=vibefollow``. Untagged spans are skipped after two
     dictionary lookups, unless a mapping rule (``rules=``, docs/rules.md) makes an
     event of them; spans with status ERROR emit nothing unless
-    ``include_error_spans`` is set (or a rule asks for ``status = "error"``). Translated events go through the same
-    delivery as [`VibefollowHandler`][vf_otel.VibefollowHandler], with an ``event_id``
-    derived from the trace id, span id and event index, so a span exported
-    twice is delivered once. Options are those of the handler; every one may
-    come from its ``VIBEFOLLOW_*`` environment variable instead.
+    ``include_error_spans`` is set (or a rule asks for ``status = "error"``).
+    Translated events go through the same delivery as
+    [`VibefollowHandler`][vf_otel.VibefollowHandler], with an ``event_id`` derived
+    from the trace id, span id and event index, so a span exported twice is
+    delivered once. Options are those of the handler; every one may come from its
+    ``VIBEFOLLOW_*`` environment variable instead.
     """
 
     def __init__(self, *, include_error_spans: bool = False, **options: Unpack[Options]) -> None:
