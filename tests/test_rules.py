@@ -223,7 +223,8 @@ def test_log_rules_match_untagged_records_by_body_and_attributes() -> None:
     )
     attrs = {"user.id": "usr_5", "fmt": "pdf", "other": 1}
     record = LogRecord(body="report", attributes=attrs)
-    (result,) = [translate_log(record, rules=rules)]
+    result = translate_log(record, rules=rules)
+    assert result is not None
     assert events([result]) == [("exported report", "usr_5", {"fmt": "pdf"})]
     assert translate_log(LogRecord(body="other", attributes=attrs), rules=rules) is None
     assert translate_span(span(attributes=attrs), rules=rules) == []
@@ -286,7 +287,10 @@ def _write(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[[rule]]\nevent = "a"\n[[rule]]\nname = "b"\nevent = "x"\nkind = "s"\n', "rule 2 (b): kind: "),
+        (
+            '[[rule]]\nevent = "a"\n[[rule]]\nname = "b"\nevent = "x"\nkind = "s"\n',
+            "rule 2 (b): kind: ",
+        ),
         ('[[rule]]\nevent = "a"\nevnt = "x"\n', "rule 1: unknown field 'evnt'"),
         ('[[rule]]\nname = "n"\n', "rule 1 (n): event: is required"),
         ('[[rules]]\nevent = "a"\n', "unknown top-level key 'rules'"),
