@@ -428,3 +428,21 @@ def test_log_exporter_applies_log_rules(server: VibefollowServer) -> None:
     assert [(e["name"], e["external_user_id"], e["properties"]) for e in server.events] == [
         ("invoice_paid", "usr_4", {"amount": 12})
     ]
+
+
+# -- the index, against a plain scan -----------------------------------------------------
+
+
+def test_rules_indexed_by_any_equality_attribute_keep_their_order() -> None:
+    """Rules indexed by an attribute other than http.route, by a list of values, by span
+    name and not at all: the first matching one in the given order wins."""
+    rules = [
+        Rule(event="by_feature", where={"app.feature": ["export", "import"]}),
+        Rule(event="by_name", span_name="POST /api/signup"),
+        Rule(event="scan", where={"http.response.status_code": {"min": 200}}),
+    ]
+    attrs = SIGNUP_ATTRS | {"app.feature": "import"}
+    assert events(translated(rules, span(attributes=attrs)))[0][0] == "by_feature"
+    assert events(translated(rules, span()))[0][0] == "by_name"
+    assert events(translated(rules, span("other")))[0][0] == "scan"
+    assert events(translated(rules[::-1], span(attributes=attrs)))[0][0] == "scan"

@@ -21,7 +21,7 @@ import os
 import re
 import string
 import tomllib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from types import SimpleNamespace
 from typing import Any, Final, Literal
@@ -396,38 +396,97 @@ def _frozen(values: Sequence[str] | str | None) -> frozenset[str] | None:
     return None if values is None or isinstance(values, str) else frozenset(values)
 
 
+class _Index:
+    """Rules of one signal, by span name (or log body), by one attribute's value, or neither.
+
+    A rule goes in one place: under its span names / bodies if it names any, else under
+    the values of one equality condition (``http.route`` first), else with the rest,
+    which every span or record is tested against. Candidates are re-checked in full.
+    """
+
+    __slots__ = ("by_attr", "by_name", "rest")
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, list[_Compiled]] = {}
+        self.by_attr: dict[str, dict[object, list[_Compiled]]] = {}
+        self.rest: list[_Compiled] = []
+
+    def add(self, rule: _Compiled, names: frozenset[str] | None) -> None:
+        if names is not None:
+            for name in sorted(names):
+                self.by_name.setdefault(name, []).append(rule)
+            return
+        key, values = _index_key(rule.rule.where)
+        if key is None:
+            self.rest.append(rule)
+            return
+        table = self.by_attr.setdefault(key, {})
+        for value in values:
+            table.setdefault(value, []).append(rule)
+
+    def candidates(self, name: object, attrs: Mapping[str, Any]) -> Iterable[_Compiled] | None:
+        """The rules that may match, in their order; None when none may (the common case:
+        a dictionary lookup for the name and one per indexed attribute)."""
+        found: list[list[_Compiled]] = []
+        if self.by_name and type(name) is str and name in self.by_name:
+            found.append(self.by_name[name])
+        for key, table in self.by_attr.items():
+            value = attrs.get(key)
+            if type(value) in _INDEXABLE and value in table:
+                found.append(table[value])
+        if self.rest:
+            found.append(self.rest)
+        if not found:
+            return None
+        return found[0] if len(found) == 1 else heapq.merge(*found, key=_position)
+
+
+_INDEXABLE: Final = frozenset({str, int, float, bool})
+_PREFERRED_INDEX: Final = "http.route"
+
+
+def _index_key(where: Mapping[str, Any]) -> tuple[str | None, tuple[object, ...]]:
+    """The attribute (and its values) a rule is indexed under: an equality condition."""
+    keys = sorted(where, key=lambda key: key != _PREFERRED_INDEX)  # http.route first
+    for key in keys:
+        condition = where[key]
+        values = tuple(condition) if isinstance(condition, list | tuple) else (condition,)
+        if all(_indexable(value) for value in values):
+            return key, values
+    return None, ()
+
+
+def _indexable(value: object) -> bool:
+    # A status class ("2xx") matches many values: not one key.
+    if isinstance(value, str):
+        return not _STATUS_CLASS.fullmatch(value)
+    return type(value) in _INDEXABLE
+
+
+def _position(rule: _Compiled) -> int:
+    return rule.index
+
+
 class RuleSet:
-    """Rules compiled for matching, indexed by span name, ``http.route`` and log body.
+    """Rules compiled for matching, indexed by span name, log body and attribute values.
 
     ``match_span`` and ``match_log`` return the first matching rule's result in the
     order the rules were given (one event per span or record), or None. Never raise
     on any attribute value: a condition on a value of another type is simply false.
     """
 
-    __slots__ = ("_by_body", "_by_name", "_by_route", "_log_rest", "_span_rest", "rules")
+    __slots__ = ("_logs", "_spans", "rules")
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.rules = tuple(rules)
-        self._by_name: dict[str, list[_Compiled]] = {}
-        self._by_route: dict[str, list[_Compiled]] = {}
-        self._by_body: dict[str, list[_Compiled]] = {}
-        self._span_rest: list[_Compiled] = []
-        self._log_rest: list[_Compiled] = []
+        self._spans = _Index()
+        self._logs = _Index()
         for index, rule in enumerate(self.rules):
-            self._index(_Compiled(rule, index))
-
-    def _index(self, rule: _Compiled) -> None:
-        route = rule.rule.where.get("http.route")
-        if rule.rule.signal == "log":
-            _add(self._by_body, rule.body, rule, self._log_rest)
-        elif rule.span_name is not None:
-            _add(self._by_name, rule.span_name, rule, self._span_rest)
-        elif isinstance(route, str) and not _STATUS_CLASS.fullmatch(route):
-            _add(self._by_route, (route,), rule, self._span_rest)
-        elif isinstance(route, list) and all(isinstance(r, str) for r in route):
-            _add(self._by_route, route, rule, self._span_rest)
-        else:
-            self._span_rest.append(rule)
+            compiled = _Compiled(rule, index)
+            if rule.signal == "log":
+                self._logs.add(compiled, compiled.body)
+            else:
+                self._spans.add(compiled, compiled.span_name)
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -435,14 +494,21 @@ class RuleSet:
     def __repr__(self) -> str:
         return f"<RuleSet of {len(self.rules)} rule(s)>"
 
-    def match_span(self, span: Any, *, include_errors: bool = False) -> RuleMatch | None:
+    def match_span(
+        self,
+        span: Any,
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        include_errors: bool = False,
+    ) -> RuleMatch | None:
         """The event the first matching span rule makes of a finished span, or None.
 
-        A rule with no ``status`` skips ERROR spans unless ``include_errors``.
+        ``attributes``: the span's, when the caller has them already. A rule with no
+        ``status`` skips ERROR spans unless ``include_errors``.
         """
-        attrs: Mapping[str, Any] = span.attributes or {}
-        candidates = _candidates(self._by_name, span.name, self._by_route, attrs, self._span_rest)
-        if candidates is None:  # the common case: no rule names this span
+        attrs: Mapping[str, Any] = span.attributes or {} if attributes is None else attributes
+        candidates = self._spans.candidates(span.name, attrs)
+        if candidates is None:
             return None
         status = span.status.status_code.name.lower()
         kind = span.kind.name.lower()
@@ -460,8 +526,7 @@ class RuleSet:
 
     def match_log(self, body: object, attrs: Mapping[str, Any]) -> RuleMatch | None:
         """The event the first matching log rule makes of a record, or None."""
-        key = body if isinstance(body, str) else None
-        candidates = _candidates(self._by_body, key, {}, attrs, self._log_rest)
+        candidates = self._logs.candidates(body, attrs)
         if candidates is None:
             return None
         for rule in candidates:
@@ -470,35 +535,3 @@ class RuleSet:
             if rule.matches(attrs):
                 return rule.result(attrs, (LOG_BODY_FIELD, body))
         return None
-
-
-def _add(
-    index: dict[str, list[_Compiled]],
-    keys: Iterable[str] | None,
-    rule: _Compiled,
-    rest: list[_Compiled],
-) -> None:
-    if keys is None:
-        rest.append(rule)
-        return
-    for key in keys:
-        index.setdefault(key, []).append(rule)
-
-
-def _candidates(
-    by_key: Mapping[str, list[_Compiled]],
-    key: object,
-    by_route: Mapping[str, list[_Compiled]],
-    attrs: Mapping[str, Any],
-    rest: list[_Compiled],
-) -> Iterator[_Compiled] | list[_Compiled] | None:
-    """The rules that may match, in their order; None when there are none (two lookups)."""
-    named = by_key.get(key, ()) if isinstance(key, str) else ()
-    route = attrs.get("http.route") if by_route else None
-    routed = by_route.get(route, ()) if isinstance(route, str) else ()
-    lists = [found for found in (named, routed, rest) if found]
-    if not lists:
-        return None
-    if len(lists) == 1:
-        return lists[0]
-    return heapq.merge(*lists, key=lambda rule: rule.index)

@@ -84,17 +84,19 @@ def translate_span(
     """
     attrs: Attrs = span.attributes or {}
     tagged = USER_KEY in attrs or EVENT_KEY in attrs
-    if not tagged and not span.events and rules is None:
+    span_events = span.events
+    match = None
+    if not tagged and rules is not None:
+        match = rules.match_span(span, attrs, include_errors=include_errors)
+    if not tagged and match is None and not span_events:
         return []
     context = span.context
     if context is None:
         return []
     results: list[Result] = []
-    if not tagged and rules is not None:
-        match = rules.match_span(span, include_errors=include_errors)
-        if match is not None:
-            event_id = event_id_for(context.trace_id, context.span_id, 0)
-            results.append(_from_rule(match, span.start_time, event_id, collisions))
+    if match is not None:
+        event_id = event_id_for(context.trace_id, context.span_id, 0)
+        results.append(_from_rule(match, span.start_time, event_id, collisions))
     if not include_errors and span.status.status_code is StatusCode.ERROR:
         return results
     span_user = attrs.get(USER_KEY, attrs.get(CONTEXT_USER_KEY))
@@ -109,7 +111,7 @@ def translate_span(
                 collisions=collisions,
             )
         )
-    for index, span_event in enumerate(span.events, start=1):
+    for index, span_event in enumerate(span_events, start=1):
         event_attrs: Attrs = span_event.attributes or {}
         if USER_KEY in event_attrs or EVENT_KEY in event_attrs:
             results.append(
