@@ -232,6 +232,8 @@ def _table_predicate(where: str, table: Mapping[Any, Any]) -> _Predicate:
     if "not" in table:
         negated = _predicate(where, table["not"])
         tests.append(lambda value: value is not None and not negated(value))
+    if len(tests) == 1:  # the usual table: one test, no loop around it
+        return tests[0]
     return lambda value: all(test(value) for test in tests)
 
 
@@ -377,7 +379,10 @@ class _Compiled:
         for key, test in self.conditions:
             if not test(attrs.get(key)):
                 return False
-        return all(attrs.get(name) is not None for name in self.needed)
+        for name in self.needed:  # a loop, not all(...): this runs per span and rule
+            if attrs.get(name) is None:
+                return False
+        return True
 
     def result(self, attrs: Mapping[str, Any], special: tuple[str, object]) -> RuleMatch:
         parts: list[str] = []
