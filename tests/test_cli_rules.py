@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -285,3 +286,17 @@ def test_rules_test_runs_as_the_installed_command(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0].startswith('span "POST /api/signup": rule 1 (signup)')
+
+
+def test_documented_output_is_the_real_output(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each ``$ vf-otel rules ...`` console block of docs/rules.md prints what it shows."""
+    root = EXAMPLES.parent
+    text = (root / "docs" / "rules.md").read_text()
+    blocks = re.findall(r"^```console\n\$ vf-otel (rules .*?)\n(.*?)^```", text, re.M | re.S)
+    assert blocks
+    monkeypatch.chdir(root)
+    for command, shown in blocks:
+        assert main(command.split()) == ExitCode.OK
+        assert capsys.readouterr().out == shown

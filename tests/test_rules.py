@@ -446,3 +446,29 @@ def test_rules_indexed_by_any_equality_attribute_keep_their_order() -> None:
     assert events(translated(rules, span()))[0][0] == "by_name"
     assert events(translated(rules, span("other")))[0][0] == "scan"
     assert events(translated(rules[::-1], span(attributes=attrs)))[0][0] == "scan"
+
+
+# -- the docs -----------------------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def test_every_toml_block_of_the_rules_page_loads(tmp_path: Path) -> None:
+    """Each complete TOML example in docs/rules.md is a valid rules file."""
+    text = (DOCS / "rules.md").read_text()
+    blocks = [b for b in re.findall(r"^```toml\n(.*?)^```", text, re.M | re.S) if "--8<--" not in b]
+    assert len(blocks) >= 3
+    for block in blocks:
+        assert load_rules(_write(tmp_path, block)), block
+
+
+def test_documented_load_error_is_the_real_one(tmp_path: Path) -> None:
+    """The error docs/rules.md shows is what a bad kind in a second rule raises."""
+    text = (DOCS / "rules.md").read_text()
+    (shown,) = re.findall(r"^ValueError: rules\.toml: (.*)$", text, re.M)
+    path = _write(
+        tmp_path, '[[rule]]\nevent = "a"\n[[rule]]\nname = "signup"\nevent = "b"\nkind = "srv"\n'
+    )
+    with pytest.raises(ValueError, match=re.escape(shown)) as raised:
+        load_rules(path)
+    assert str(raised.value) == f"{path}: {shown}"

@@ -379,7 +379,7 @@ class _Compiled:
         for key, test in self.conditions:
             if not test(attrs.get(key)):
                 return False
-        for name in self.needed:  # a loop, not all(...): this runs per span and rule
+        for name in self.needed:  # noqa: SIM110 - no generator: this runs per span and rule
             if attrs.get(name) is None:
                 return False
         return True
