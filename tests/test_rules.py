@@ -276,6 +276,9 @@ def test_rule_is_a_frozen_comparable_value() -> None:
     assert rule.kind == ("server",)
     with pytest.raises(AttributeError):
         rule.event = "other"  # type: ignore[misc]
+    same = Rule(event="e", kind="server", properties=("a",), where={"x": 1})
+    assert hash(same) == hash(Rule(event="e", kind="server", properties=["a"], where={"x": 1}))
+    assert len({rule, Rule(event="e", kind=["server"], properties=["a"])}) == 1
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -396,6 +399,36 @@ def test_span_exporter_delivers_rule_events_and_counts_missing_users(
     assert exporter.stats().dropped == {"missing_user": 1}
     assert len(reported) == 1
     assert "rule 'signup' matched but no user attribute is set" in reported[0]
+
+
+def test_configure_passes_rules_and_the_context_user_fills_them(
+    server: VibefollowServer,
+) -> None:
+    """configure(rules=...): an untagged span inside vf_otel.user(...) becomes the rule's
+    event for that user (the user span processor records it as vf.context_user)."""
+    provider = TracerProvider(shutdown_on_exit=False)
+    logger = logging.getLogger("tests.rules.configure")
+    logger.propagate = False
+    configured = vf_otel.configure(
+        api_key=server.api_key,
+        base_url=server.base_url,
+        logger=logger,
+        tracer_provider=provider,
+        rules=[Rule(event="checkout_completed", span_name="checkout")],
+    )
+    try:
+        tracer = provider.get_tracer("tests")
+        with vf_otel.user("usr_3"), tracer.start_as_current_span("checkout"):
+            pass
+        with tracer.start_as_current_span("browse"):
+            pass
+    finally:
+        configured.shutdown()
+        logger.handlers.clear()
+        logger.propagate = True
+    assert [(e["name"], e["external_user_id"]) for e in server.events] == [
+        ("checkout_completed", "usr_3")
+    ]
 
 
 def test_log_exporter_applies_log_rules(server: VibefollowServer) -> None:

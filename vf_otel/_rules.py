@@ -103,6 +103,10 @@ class Rule:
         except _Invalid as exc:
             raise ValueError(f"rule {self.label!r}: {exc}") from None
 
+    def __hash__(self) -> int:
+        # A value: hashable although ``where`` and ``properties`` may be dicts.
+        return hash((self.event, self.name, self.signal, self.span_name, self.kind))
+
     @property
     def label(self) -> str:
         """The rule's name, or its event template when it has none."""
