@@ -364,6 +364,12 @@ def test_bad_rules_file_in_the_environment_warns_and_loads_none(
     assert "rule 1: kind: " in caplog.text
 
 
+def test_the_logging_handler_refuses_rules() -> None:
+    """VibefollowHandler(rules=...) is a ValueError: it reads tags, rules would do nothing."""
+    with pytest.raises(ValueError, match="VibefollowHandler reads vf_\\* tags only"):
+        vf_otel.VibefollowHandler(api_key="sk_test_" + "0" * 32, rules=[SIGNUP])
+
+
 def test_bad_rules_argument_fails_the_exporter_construction(tmp_path: Path) -> None:
     """An exporter given a broken rules file raises at construction, naming the field."""
     path = _write(tmp_path, '[[rule]]\nevent = "a"\nstatus = "fine"\n')

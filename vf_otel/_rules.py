@@ -8,9 +8,10 @@ and the field, so a typo never silently turns a rule off.
 
 ``RuleSet`` is the compiled form the exporters (and the relay) apply, through
 ``translate_span`` / ``translate_log``, to spans and records with no ``vf.*`` tag.
-It indexes rules by span name and by ``http.route``: a span that no rule names
-costs two dictionary lookups, plus the rules that name neither. The first rule that
-matches, in the order given, makes the one event; nothing here imports the
+It indexes rules by span name (log body) and by the value of one equality condition
+(``http.route`` first): a span that no rule names costs a dictionary lookup for its
+name and one per indexed attribute, plus the rules with nothing to index. The first
+rule that matches, in the order given, makes the one event. Nothing here imports the
 OpenTelemetry SDK (the logging handler's settings import this module).
 """
 
@@ -87,7 +88,8 @@ class Rule:
     kind: str | Sequence[str] | None = None
     """The span kind: ``server``, ``client``, ``internal``, ``producer``, ``consumer``."""
     status: str | Sequence[str] | None = None
-    """``unset``, ``ok``, ``error``; unset, ERROR spans match only with include_error_spans."""
+    """``unset``, ``ok``, ``error`` (or a list); if not given, ERROR spans match only
+    with the exporter's ``include_error_spans``."""
     body: str | Sequence[str] | None = None
     """The log record's body, or one of several (log rules)."""
     where: Mapping[str, Any] = field(default_factory=dict)
@@ -195,7 +197,7 @@ def _predicate(key: object, condition: object) -> _Predicate:
     if not isinstance(key, str) or not key:
         raise _Invalid("where", "attribute names must be non-empty strings")
     if isinstance(condition, Mapping):
-        return _table_predicate(where, condition)
+        return _table_predicate(key, condition)
     if isinstance(condition, list | tuple):
         if not condition:
             raise _Invalid(where, "an empty list matches nothing")
@@ -215,7 +217,8 @@ def _value_predicate(where: str, expected: object) -> _Predicate:
     return lambda value: value == expected and isinstance(value, bool) is is_bool
 
 
-def _table_predicate(where: str, table: Mapping[Any, Any]) -> _Predicate:
+def _table_predicate(key: str, table: Mapping[Any, Any]) -> _Predicate:
+    where = f"where[{key!r}]"
     unknown = set(table) - _CONDITION_KEYS
     if unknown or not table:
         raise _Invalid(where, f"a condition table takes {', '.join(sorted(_CONDITION_KEYS))}")
@@ -234,7 +237,7 @@ def _table_predicate(where: str, table: Mapping[Any, Any]) -> _Predicate:
         if bound in table:
             tests.append(_bound_predicate(f"{where}.{bound}", table[bound], bound == "min"))
     if "not" in table:
-        negated = _predicate(where, table["not"])
+        negated = _predicate(key, table["not"])
         tests.append(lambda value: value is not None and not negated(value))
     if len(tests) == 1:  # the usual table: one test, no loop around it
         return tests[0]
@@ -260,7 +263,7 @@ def load_rules(path: str | os.PathLike[str]) -> tuple[Rule, ...]:
     """The rules of a TOML file: ``[[rule]]`` tables, and an optional top-level ``user``.
 
     Raises ``ValueError`` naming the file, the rule (its number from 1, and name) and
-    the field for anything wrong, ``OSError`` subclasses as ``ValueError`` too.
+    the field for anything wrong; a file that cannot be read is a ``ValueError`` too.
     """
     where = os.fspath(path)
     try:
@@ -268,7 +271,7 @@ def load_rules(path: str | os.PathLike[str]) -> tuple[Rule, ...]:
             data = tomllib.load(file)
     except OSError as exc:
         raise ValueError(f"{where}: cannot read the rules ({exc.strerror or exc})") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{where}: not valid TOML ({exc})") from None
     return rules_from_mapping(data, source=where)
 
