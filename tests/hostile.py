@@ -2,10 +2,11 @@
 
 Not vf_otel.testing's strict server: that one answers like the API. This one
 reads each request whole (headers and Content-Length body), counts it, notes when
-it arrived and was answered (``seen``), and then does what its ``mode`` says, on
-each connection's first request or only from its second on (``reuse`` modes: what
-a pooled keep-alive connection meets). Every loop is bounded: a trickle or a huge
-answer ends when the client closes, when ``stop()`` is called, or at ``MAX_SECONDS``.
+it arrived and was answered (``seen``), and then does what its ``mode`` says. The
+``CONNECTION_MODES`` answer the first ``answer_first`` requests of each connection
+and misbehave from the next on: what a pooled keep-alive connection meets. Every loop
+is bounded: a trickle or a huge answer ends when the client closes, when ``stop()`` is
+called, or at ``MAX_SECONDS``.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ MAX_SECONDS: Final = 60.0
 HUGE_BYTES: Final = 200 * 1024 * 1024
 _CHUNK: Final = b"x" * 65536
 _ENVELOPE: Final = b'{"data":{"accepted":true}}'
-#: Modes that answer a connection's first request normally and misbehave on the next:
-#: close it unanswered (a keep-alive the server dropped as it was reused), reset it, or
-#: trickle the next status line a byte every ``trickle_every`` seconds.
-REUSE_MODES: Final = frozenset({"reuse_close", "reuse_reset", "reuse_trickle"})
+#: Modes that answer a connection's first ``answer_first`` requests, then: close it
+#: unanswered (a keep-alive the server dropped as it was reused), reset it, or trickle
+#: the next status line a byte every ``trickle_every`` seconds.
+CONNECTION_MODES: Final = frozenset({"close_unanswered", "reset", "trickle_status"})
 
 
 class Seen(NamedTuple):
@@ -51,6 +52,7 @@ class HostileServer:
         reason: str = "OK",
         body: bytes = _ENVELOPE,
         delays: Mapping[str, float] | None = None,
+        answer_first: int = 1,
         trickle_every: float = 0.3,
     ) -> None:
         self.mode = mode
@@ -58,10 +60,11 @@ class HostileServer:
         self.body = body
         #: In ``answer`` mode: seconds to wait before answering a request for a path.
         self.delays = dict(delays or {})
+        self.answer_first = answer_first
         self.trickle_every = trickle_every
         self.requests = 0
         self.seen: list[Seen] = []
-        #: ``reuse_trickle``: the bytes of each trickled answer sent before the client closed.
+        #: ``trickle_status``: the bytes of each trickled answer sent before the client closed.
         self.trickled: list[int] = []
         self._connections = 0
         self._stopped = threading.Event()
@@ -134,9 +137,9 @@ class HostileServer:
                 with self._lock:
                     self.requests += 1
                 index += 1
-                if self.mode in REUSE_MODES and index > 1:
+                if self.mode in CONNECTION_MODES and index > self.answer_first:
                     self._note(path, arrived, None, number)
-                    self._misbehave_on_reuse(conn, until)
+                    self._misbehave(conn, until)
                     return
                 goes_on = self._answer(conn, until, self.delays.get(path, 0.0))
                 self._note(path, arrived, time.monotonic() if goes_on else None, number)
@@ -147,13 +150,14 @@ class HostileServer:
         with self._lock:
             self.seen.append(Seen(path, arrived, answered, number))
 
-    def _misbehave_on_reuse(self, conn: socket.socket, until: float) -> None:
-        """A request on a reused connection: closed unanswered, reset, or trickled."""
-        if self.mode == "reuse_reset":
+    def _misbehave(self, conn: socket.socket, until: float) -> None:
+        """A request past ``answer_first`` on its connection: closed unanswered, reset,
+        or trickled."""
+        if self.mode == "reset":
             # SO_LINGER 0: the close sends a RST, as a server's abort does.
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             return
-        if self.mode == "reuse_close":
+        if self.mode == "close_unanswered":
             return
         sent = 0
         answer = b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n"
@@ -181,7 +185,7 @@ class HostileServer:
     def _answer(self, conn: socket.socket, until: float, delay: float = 0.0) -> bool:
         """Answer one request as ``mode`` says; False when the connection must end."""
         mode = self.mode
-        if mode == "answer" or mode in REUSE_MODES:
+        if mode == "answer" or mode in CONNECTION_MODES:
             if delay and self._stopped.wait(delay):
                 return False
             head = (

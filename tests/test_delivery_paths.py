@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
@@ -113,3 +114,120 @@ def test_the_log_exporter_sends_events_after_the_user_upsert_is_answered(run: in
     assert warmed == 1
     upserts_answered_before_events_arrived(seen[warmed:])
     assert (stats.users_sent, stats.sent, stats.dropped_total) == (1, 2, 0)
+
+
+def pipeline(handler: vf_otel.VibefollowHandler) -> Pipeline:
+    """The handler's delivery pipeline (its circuit and last error)."""
+    found: Pipeline = handler._pipeline
+    return found
+
+
+def log_to(handler: vf_otel.VibefollowHandler, name: str) -> logging.Logger:
+    """A logger of its own, not propagating, writing to ``handler`` only."""
+    log = logging.getLogger(f"app.paths.{name}")
+    log.propagate = False
+    log.handlers[:] = [handler]
+    return log
+
+
+@pytest.mark.parametrize("mode", ["close_unanswered", "reset"])
+def test_a_stale_keep_alive_connection_is_sent_again_at_once_on_a_new_one(mode: str) -> None:
+    """A pooled connection the server closed (or reset) as it was reused, before any
+    answer: sent again at once on a new connection; no failure, no backoff, no circuit."""
+    with HostileServer(mode) as server:
+        handler = vf_otel.VibefollowHandler(api_key=KEY, base_url=server.base_url)
+        log = log_to(handler, mode)
+        try:
+            log.warning("e", extra={"vf_event": "first", "vf_user": "u"})
+            assert handler.flush(timeout=30)
+            log.warning("e", extra={"vf_event": "second", "vf_user": "u"})
+            assert handler.flush(timeout=30)
+            stats = handler.stats()
+            circuit = pipeline(handler).circuit
+            state, cautious = circuit.state, circuit.cautious
+            last_error = pipeline(handler).ledger.last_error
+        finally:
+            handler.close()
+        seen = list(server.seen)
+    # The second batch met the stale connection (1), then went out on a new one (2).
+    assert [(s.connection, s.answered is not None) for s in seen] == [
+        (1, True),
+        (1, False),
+        (2, True),
+    ]
+    assert (stats.sent, stats.retried, stats.dropped_total, stats.in_flight) == (2, 0, 0, 0)
+    assert (state, cautious, last_error) == ("closed", False, None)
+
+
+def test_timeout_bounds_a_stalled_status_line_on_a_reused_connection() -> None:
+    """A server that answered once, then trickles the next status line on the same
+    connection (a byte per 0.3 s, under the read timeout): cut at ``timeout`` (1 s) after
+    a few bytes, counted as a retry, and delivered on a new connection."""
+    with HostileServer("trickle_status", trickle_every=0.3) as server:
+        handler = vf_otel.VibefollowHandler(api_key=KEY, base_url=server.base_url, timeout=1.0)
+        log = log_to(handler, "trickle")
+        try:
+            assert pipeline(handler)._client.http() is not None
+            watched = pipeline(handler)._client.streams_watched
+            log.warning("e", extra={"vf_event": "first", "vf_user": "u"})
+            assert handler.flush(timeout=30)
+            log.warning("e", extra={"vf_event": "second", "vf_user": "u"})
+            assert handler.flush(timeout=30)
+            stats = handler.stats()
+        finally:
+            handler.close()
+        seen = list(server.seen)
+        trickled = list(server.trickled)
+    assert watched is True
+    assert [(s.connection, s.answered is not None) for s in seen] == [
+        (1, True),
+        (1, False),
+        (2, True),
+    ]
+    # About 1 s of a byte per 0.3 s; left alone, the 55 bytes of head take 16.5 s.
+    assert len(trickled) == 1
+    assert trickled[0] <= 12, trickled
+    assert (stats.sent, stats.retried, stats.dropped_total, stats.in_flight) == (2, 1, 0, 0)
+
+
+def test_without_watched_streams_a_new_connection_is_still_cut_at_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the fallback forced (httpx laid out otherwise): nothing of httpx is changed,
+    and a status line trickled on a new connection is still cut at ``timeout``."""
+    monkeypatch.setattr(vf_otel._compat, "FALLBACK", True)
+    with HostileServer("trickle_status", answer_first=0, trickle_every=0.3) as server:
+        handler = vf_otel.VibefollowHandler(
+            api_key=KEY, base_url=server.base_url, timeout=1.0, max_retries=0
+        )
+        log = log_to(handler, "fallback")
+        client = pipeline(handler)._client
+        try:
+            transport = client.http()._transport  # what watch_streams would have changed
+            backend = transport._pool._network_backend
+            log.warning("e", extra={"vf_event": "first", "vf_user": "u"})
+            assert handler.flush(timeout=3) is False  # every connection trickles
+        finally:
+            handler.close()
+        trickled = list(server.trickled)
+    stats = handler.stats()
+    assert client.streams_watched is False
+    assert not isinstance(backend, deadline._Backend)
+    assert trickled
+    assert trickled[0] <= 12, trickled
+    assert stats.sent == 0
+    assert stats.dropped_total + stats.in_flight == 1  # reported at close, never silent
+
+
+def test_watch_streams_wraps_httpx_own_pools_once_and_leaves_other_transports_alone() -> None:
+    """httpx's own transports get the watched backend (once, however often asked); a
+    client with a transport of another kind is left as it is (the fallback)."""
+    with httpx.Client() as own:
+        assert deadline.watch_streams(own) is True
+        assert deadline.watch_streams(own) is True
+        backend = own._transport._pool._network_backend
+        assert isinstance(backend, deadline._Backend)
+        assert not isinstance(backend._backend, deadline._Backend)
+    mock = httpx.MockTransport(lambda request: httpx.Response(200))
+    with httpx.Client(transport=mock) as other:
+        assert deadline.watch_streams(other) is False
