@@ -33,8 +33,8 @@ CONNECTION_MODES: Final = frozenset({"close_unanswered", "reset", "trickle_statu
 
 
 class Seen(NamedTuple):
-    """A request read whole: its path, when (``time.monotonic()``) it arrived and was
-    answered (None: it was not), and its connection's number."""
+    """A request read whole: its path, when (``time.monotonic()``) it arrived and its
+    answer started (None: no answer, or not one of ``answer``'s), its connection's number."""
 
     path: str
     arrived: float
@@ -141,9 +141,13 @@ class HostileServer:
                     self._note(path, arrived, None, number)
                     self._misbehave(conn, until)
                     return
-                goes_on = self._answer(conn, until, self.delays.get(path, 0.0))
-                self._note(path, arrived, time.monotonic() if goes_on else None, number)
-                if not goes_on:
+                delay = self.delays.get(path, 0.0)
+                if delay and self._stopped.wait(delay):
+                    return
+                # Noted as the answer goes: a client that has it finds it noted.
+                answers = self.mode == "answer" or self.mode in CONNECTION_MODES
+                self._note(path, arrived, time.monotonic() if answers else None, number)
+                if not self._answer(conn, until):
                     return
 
     def _note(self, path: str, arrived: float, answered: float | None, number: int) -> None:
@@ -182,12 +186,10 @@ class HostileServer:
         except OSError:
             return True
 
-    def _answer(self, conn: socket.socket, until: float, delay: float = 0.0) -> bool:
+    def _answer(self, conn: socket.socket, until: float) -> bool:
         """Answer one request as ``mode`` says; False when the connection must end."""
         mode = self.mode
         if mode == "answer" or mode in CONNECTION_MODES:
-            if delay and self._stopped.wait(delay):
-                return False
             head = (
                 f"HTTP/1.1 202 {self.reason}\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(self.body)}\r\n\r\n"

@@ -133,7 +133,8 @@ def log_to(handler: vf_otel.VibefollowHandler, name: str) -> logging.Logger:
 @pytest.mark.parametrize("mode", ["close_unanswered", "reset"])
 def test_a_stale_keep_alive_connection_is_sent_again_at_once_on_a_new_one(mode: str) -> None:
     """A pooled connection the server closed (or reset) as it was reused, before any
-    answer: sent again at once on a new connection; no failure, no backoff, no circuit."""
+    answer: sent again at once on a new connection (one retry); no failed attempt, so no
+    backoff and nothing for the circuit."""
     with HostileServer(mode) as server:
         handler = vf_otel.VibefollowHandler(api_key=KEY, base_url=server.base_url)
         log = log_to(handler, mode)
@@ -155,7 +156,8 @@ def test_a_stale_keep_alive_connection_is_sent_again_at_once_on_a_new_one(mode: 
         (1, False),
         (2, True),
     ]
-    assert (stats.sent, stats.retried, stats.dropped_total, stats.in_flight) == (2, 0, 0, 0)
+    assert (stats.sent, stats.retried, stats.dropped_total, stats.in_flight) == (2, 1, 0, 0)
+    # A failed attempt records its error before any backoff or circuit step: none here.
     assert (state, cautious, last_error) == ("closed", False, None)
 
 

@@ -15,9 +15,8 @@ the API's answer. ``timeout`` bounds the whole request (deadline.py).
 
 A pooled keep-alive connection the server closed while it sat idle fails the
 request sent on it before any byte of an answer: a connection closed or reset on
-reuse. That is no sign of trouble at the API, so it is sent again at once, once,
-on a new connection (as the OTLP exporter does), within the same ``timeout``;
-only if that fails too is it a failed attempt (retry backoff, the circuit).
+reuse. That is no sign of trouble at the API; its error says so
+(``STALE_CONNECTION``), and the attempt loop sends the request again at once.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ from __future__ import annotations
 import concurrent.futures.thread  # noqa: F401
 import os
 import platform
-import time
 from typing import Final
 
 import httpx
@@ -97,19 +95,7 @@ class Client:
         """None when the API accepted ``request``; else the error (status 0: no answer).
 
         ``timeout`` bounds the whole request, from connecting to the answer's last byte.
-        A stale pooled connection is not an attempt: sent again at once (module docstring).
         """
-        end = time.monotonic() + timeout
-        error = self._watched(request, timeout)
-        if error is not None and error.code == STALE_CONNECTION:
-            left = end - time.monotonic()
-            if left > 0:
-                # The failed connection was dropped from the pool: this one is new, or
-                # another idle one httpcore found still open.
-                return self._watched(request, left)
-        return error
-
-    def _watched(self, request: Request, timeout: float) -> VibefollowError | None:
         watch = self._watchdog.watch(timeout)
         try:
             with watching(watch):
