@@ -6,7 +6,9 @@ long as it likes. Two things bound it instead. The body is read in chunks, and
 the deadline is checked between them (client.py). And a watchdog thread shuts
 down the socket of a request still running at its deadline, so a read that
 waits (a stalled or trickled status line and headers) ends at once with a
-transport error, which the client then reports as a timeout.
+transport error, which the client then reports as a timeout. One watchdog thread
+per process, started at the first request; it holds no socket after its request
+ended.
 
 The watchdog learns the socket from the stream itself: the connection pools of
 the client's own transports get a network backend whose streams tell the request
@@ -20,8 +22,7 @@ one known (a future httpx, a transport the app gave, or
 ``VF_OTEL_FORCE_COMPAT_FALLBACK=1``), nothing is changed and the watch falls back to
 httpcore's trace: the stream a new connection opened, and on a reused connection
 the stream the answer arrived on, so there the status line and headers are bounded
-by the read timeout only. One thread per process, started at the first request; it
-holds no socket after its request ended.
+by the read timeout only.
 
 The watch also notes what a stale keep-alive connection needs (client.py): whether
 the request went out on a reused connection, and how many bytes of an answer came.
