@@ -511,3 +511,24 @@ def test_documented_load_error_is_the_real_one(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=re.escape(shown)) as raised:
         load_rules(path)
     assert str(raised.value) == f"{path}: {shown}"
+
+
+def test_a_span_without_a_kind_matches_only_rules_that_name_none() -> None:
+    """A span shape with no ``kind`` (as a relay may decode) never raises: rules naming a
+    kind do not match it, the others do."""
+
+    @dataclass
+    class Status:
+        status_code: StatusCode
+
+    @dataclass
+    class KindlessSpan:
+        name: str
+        attributes: Mapping[str, Any]
+        status: Status
+
+    made = KindlessSpan("POST /api/signup", SIGNUP_ATTRS, Status(StatusCode.UNSET))
+    assert RuleSet([SIGNUP]).match_span(made) is None
+    match = RuleSet([SIGNUP, Rule(event="any")]).match_span(made)
+    assert match is not None
+    assert match.name == "any"

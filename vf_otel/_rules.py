@@ -515,15 +515,19 @@ class RuleSet:
     ) -> RuleMatch | None:
         """The event the first matching span rule makes of a finished span, or None.
 
-        ``attributes``: the span's, when the caller has them already. A rule with no
-        ``status`` skips ERROR spans unless ``include_errors``.
+        ``span``: an SDK ``ReadableSpan``, or anything with its ``name``, ``attributes``,
+        ``status`` and (for rules naming a kind) ``kind``. ``attributes``: the span's,
+        when the caller has them already. A rule with no ``status`` skips ERROR spans
+        unless ``include_errors``.
         """
         attrs: Mapping[str, Any] = span.attributes or {} if attributes is None else attributes
         candidates = self._spans.candidates(span.name, attrs)
         if candidates is None:
             return None
         status = span.status.status_code.name.lower()
-        kind = span.kind.name.lower()
+        # A span decoded by the relay may carry no kind: then no rule naming one matches.
+        span_kind = getattr(span, "kind", None)
+        kind = span_kind.name.lower() if span_kind is not None else None
         for rule in candidates:
             if rule.span_name is not None and span.name not in rule.span_name:
                 continue

@@ -49,8 +49,9 @@ class EventSink:
         if not self.has_key:
             _logger.warning("VIBEFOLLOW_API_KEY is not set: vf-otel will count and drop events")
         self.redactor = redactor_for(settings)
-        #: The mapping rules, compiled once, for the exporters (the handler reads tags only).
-        applies = settings.rules and source_kind == "exporter"
+        #: The mapping rules, compiled once, for the exporters and the relay (the handler
+        #: reads tags only).
+        applies = settings.rules and source_kind != "handler"
         self.rules = RuleSet(settings.rules) if applies else None
         # The handler's pipeline opens again at its next record after close() (as
         # FileHandler does); the exporters follow OTel's contract: shut down is final.
