@@ -300,3 +300,21 @@ def test_documented_output_is_the_real_output(
     for command, shown in blocks:
         assert main(command.split()) == ExitCode.OK
         assert capsys.readouterr().out == shown
+
+
+def test_doctor_shows_the_rules_and_flags_a_broken_rules_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """doctor lists the rules VIBEFOLLOW_RULES loads; a broken file fails it with exit 4,
+    naming the rule and field (the exporters would run without rules)."""
+    for name in ("VIBEFOLLOW_API_KEY", "VIBEFOLLOW_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    broken = _write(tmp_path, "rules.toml", '[[rule]]\nname = "s"\nevent = "e"\nkind = "srv"\n')
+    monkeypatch.setenv("VIBEFOLLOW_RULES", broken)
+    assert main(["doctor"]) == ExitCode.BAD_CONFIG
+    out = capsys.readouterr().out
+    assert "VIBEFOLLOW_RULES is invalid" in out
+    assert "rule 1 (s): kind: each value must be one of" in out
+    monkeypatch.setenv("VIBEFOLLOW_RULES", RULES)
+    assert main(["doctor"]) == ExitCode.NO_API_KEY
+    assert "2 rule(s): signup, report viewed" in capsys.readouterr().out
