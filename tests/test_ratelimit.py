@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from vf_otel._observe.ratelimit import WARNING_INTERVAL, RateLimitedLog
+from vf_otel._observe import WARNING_INTERVAL, RateLimitedLog
 
 LOGGER = "vf_otel.test_ratelimit"
 
