@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from vf_otel._event.coerce import MAX_DEPTH, MAX_STRING_LENGTH, coerce_mapping, coerce_value
+from vf_otel._event.values import MAX_DEPTH, MAX_STRING_LENGTH, coerce_mapping, coerce_value
 
 
 class Color(enum.Enum):

@@ -12,7 +12,7 @@ import pytest
 import vf_otel
 from vf_otel._delivery import pace as pace_module
 from vf_otel._delivery.pace import BUSY_AFTER, FASTEST_LOGGING, PAUSE_EVERY, STEP_BACK, Pace
-from vf_otel._event.validate import Rejection
+from vf_otel._event.build import Rejection
 from vf_otel._sources import handler as handler_module
 from vf_otel.testing import VibefollowServer
 

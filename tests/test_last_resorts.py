@@ -17,7 +17,7 @@ import vf_otel
 from vf_otel._delivery import senders as senders_module
 from vf_otel._delivery import threads
 from vf_otel._delivery import worker as worker_module
-from vf_otel._event import pending as pending_module
+from vf_otel._event import build as pending_module
 from vf_otel.testing import VibefollowServer
 
 from .conftest import HandlerFactory

@@ -19,8 +19,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 import vf_otel
 from vf_otel._config import DEFAULTS, resolve_settings
-from vf_otel._event.redact import DEFAULT_REDACTOR, REDACTED, Redactor, key_words
-from vf_otel._event.validate import make_event
+from vf_otel._event.build import make_event
+from vf_otel._event.values import DEFAULT_REDACTOR, REDACTED, Redactor, key_words
 from vf_otel.testing import VibefollowServer
 
 SECRET = "sk_live_0123456789abcdefSECRETSECRETSECRET"
