@@ -142,7 +142,7 @@ class Settings:
     shutdown_timeout: float = field(default=10.0, metadata={_CHECK: _seconds(0.0, 3600.0)})
     max_retries: int = field(default=8, metadata={_CHECK: _int_in(0, 100)})
     allow_insecure_http: bool = field(default=False, metadata={_CHECK: _flag})
-    # Property redaction (vf_otel/_event/redact.py).
+    # Property redaction (vf_otel/_event/values.py).
     redact: bool = field(default=True, metadata={_CHECK: _flag})
     redact_keys: tuple[str, ...] = field(default=(), metadata={_CHECK: _key_patterns})
     # The durable spool (vf_otel/_spool/store.py): None means off.

@@ -17,9 +17,9 @@ from types import MappingProxyType
 from typing import Final
 
 from .._errors import UndeliveredError, ValidationError, VibefollowError
-from .._event.coerce import KeyCollisions
 from .._event.model import Event
-from .._observe.ratelimit import RateLimitedLog
+from .._event.values import KeyCollisions
+from .._observe import RateLimitedLog
 from ..typing import ErrorCallback
 from . import threads
 from .stats import REFUSAL_TEXT, DropReason, Stats

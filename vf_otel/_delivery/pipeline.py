@@ -22,9 +22,8 @@ from typing import Final
 import httpx
 
 from .._config import Settings
+from .._event.build import PendingEvent, Rejection
 from .._event.model import Event
-from .._event.pending import PendingEvent
-from .._event.validate import Rejection
 from .._spool.store import Spool
 from ..typing import BeforeSend, ErrorCallback
 from . import threads

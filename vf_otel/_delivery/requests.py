@@ -9,8 +9,8 @@ from typing import Final
 
 from .._config import Settings
 from .._errors import UndeliveredError, ValidationError
+from .._event.build import SAME_AS_IDENTIFY, email_problem, is_identify
 from .._event.model import Event
-from .._event.validate import SAME_AS_IDENTIFY, email_problem, is_identify
 from .ledger import Ledger
 from .wire import MAX_EVENT_BYTES, Request, encode_event, event_requests, user_requests
 

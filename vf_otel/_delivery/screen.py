@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from .._errors import UndeliveredError
-from .._event.coerce import KeyCollisions
+from .._event.build import build_batch
 from .._event.model import Event
-from .._event.pending import build_batch
+from .._event.values import KeyCollisions
 from ..typing import BeforeSend
 from .ledger import Ledger
 

@@ -31,7 +31,7 @@ DropReason = Literal[
     "queue_full",
     "shutdown",
     "no_api_key",
-    # refused by the client-side checks (vf_otel._event.validate)
+    # refused by the client-side checks (vf_otel._event.build)
     "missing_user",
     "invalid_user",
     "invalid_name",

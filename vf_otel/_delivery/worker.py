@@ -25,9 +25,8 @@ from typing import Any, Final, TypeVar
 
 from .._config import Settings
 from .._errors import UndeliveredError
+from .._event.build import SAME_AS_IDENTIFY, count_events
 from .._event.model import Event
-from .._event.pending import count_events
-from .._event.validate import SAME_AS_IDENTIFY
 from . import threads
 from .attempt import Attempts
 from .batches import Batches, Waiter

@@ -14,34 +14,40 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from .._config import resolve_settings
+from .._config import Settings, resolve_settings
 from .._delivery.pipeline import Pipeline
 from .._delivery.stats import Stats
-from .._event.coerce import KeyCollisions
+from .._event.build import Rejection
 from .._event.model import Event
-from .._event.redact import redactor_for
-from .._event.validate import Rejection
-from .._observe.metrics import register_metrics
+from .._event.values import KeyCollisions, redactor_for
+from .._observe import register_metrics
 from ..typing import Options
 
-__all__ = ["EventSink"]
+__all__ = ["EventSink", "options_settings"]
 
 _logger = logging.getLogger("vf_otel")
+
+
+def options_settings(options: Options) -> Settings:
+    """The settings ``options`` resolve to (the hooks and the transport are no settings)."""
+    settings_options: dict[str, Any] = dict(options)
+    for hook in ("on_error", "before_send", "transport"):
+        settings_options.pop(hook, None)
+    return resolve_settings(**settings_options)
 
 
 class EventSink:
     """Owns the Pipeline of one handler or exporter; ``shutdown`` is idempotent, never raises."""
 
     def __init__(self, options: Options, *, source_kind: str) -> None:
-        settings_options: dict[str, Any] = dict(options)
-        on_error = settings_options.pop("on_error", None)
-        before_send = settings_options.pop("before_send", None)
-        transport = settings_options.pop("transport", None)
+        on_error = options.get("on_error")
+        before_send = options.get("before_send")
+        transport = options.get("transport")
         if on_error is not None and not callable(on_error):
             raise ValueError("on_error must be callable")
         if before_send is not None and not callable(before_send):
             raise ValueError("before_send must be callable")
-        settings = resolve_settings(**settings_options)
+        settings = options_settings(options)
         # Whether events may go on: a key is set, or delivery is off (enabled=False), when
         # they are only counted and nothing needs a key (so nothing warns about one).
         self.has_key = settings.api_key is not None or not settings.enabled
