@@ -39,7 +39,7 @@ def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def test_default_interval_is_a_minute() -> None:
-    """Warnings repeat at most once a minute by default (design §4)."""
+    """Warnings repeat at most once a minute by default."""
     assert WARNING_INTERVAL == 60.0
 
 

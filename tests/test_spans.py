@@ -1,4 +1,4 @@
-"""VibefollowSpanExporter and VibefollowUserSpanProcessor over real HTTP (design §3, §5)."""
+"""VibefollowSpanExporter and VibefollowUserSpanProcessor over real HTTP."""
 
 from __future__ import annotations
 

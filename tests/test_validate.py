@@ -1,4 +1,4 @@
-"""Client-side event checks: make_event builds an Event or says why not (design §4)."""
+"""Client-side event checks: make_event builds an Event or says why not."""
 
 from __future__ import annotations
 

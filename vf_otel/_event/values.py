@@ -426,10 +426,6 @@ class Redactor:
                     return True
         return False
 
-    def is_secret(self, key: str) -> bool:
-        """Whether values under ``key`` are replaced."""
-        return self.enabled and bool(self._is_secret(key))
-
     def properties(self, value: dict[str, Any]) -> dict[str, Any]:
         """``value`` with secret values replaced; the same object when nothing matched."""
         if not self.enabled or not value:
