@@ -85,10 +85,10 @@ def test_key_words_split_camel_snake_kebab(key: str, words: tuple[str, ...]) -> 
     assert key_words(key) == words
 
 
-
 def redacted(redactor: Redactor, key: str) -> bool:
     """Whether a value under ``key`` goes out replaced."""
     return redactor.properties({key: "value"})[key] == R
+
 
 @pytest.mark.parametrize(
     "key",
