@@ -121,5 +121,6 @@ def _app_shows(record: logging.LogRecord) -> bool:
 
 def _is_vf_otels(handler: logging.Handler) -> bool:
     # The Vibefollow handler (which ignores vf_otel.* records), configure()'s stand-in
-    # for Python's last resort (WARNING and above only) and this printer.
-    return any(cls.__module__.startswith("vf_otel.") for cls in type(handler).__mro__)
+    # for Python's last resort (WARNING and above only) and this printer. Exported
+    # classes name ``vf_otel`` itself as their module (see vf_otel/__init__.py).
+    return any(cls.__module__.partition(".")[0] == "vf_otel" for cls in type(handler).__mro__)
