@@ -21,8 +21,9 @@ import sys
 from collections.abc import Callable
 from typing import Final, TypeVar
 
-from .._event.build import Rejection, build_pending, is_identify
 from .._event.model import Event
+from .._event.pending import build_pending
+from .._event.validate import Rejection, is_identify
 
 __all__ = ["DEBUG_LOGGER", "Discard", "enable_debug_output", "show", "shown"]
 
@@ -121,6 +122,6 @@ def _app_shows(record: logging.LogRecord) -> bool:
 
 def _is_vf_otels(handler: logging.Handler) -> bool:
     # The Vibefollow handler (which ignores vf_otel.* records), configure()'s stand-in
-    # for Python's last resort (WARNING and above only) and this printer. Exported
-    # classes name ``vf_otel`` itself as their module (see vf_otel/__init__.py).
+    # for Python's last resort (WARNING and above only) and this printer.
+    # (What vf_otel exports names "vf_otel" as its module; the rest a submodule.)
     return any(cls.__module__.partition(".")[0] == "vf_otel" for cls in type(handler).__mro__)
