@@ -21,9 +21,8 @@ import sys
 from collections.abc import Callable
 from typing import Final, TypeVar
 
+from .._event.build import Rejection, build_pending, is_identify
 from .._event.model import Event
-from .._event.pending import build_pending
-from .._event.validate import Rejection, is_identify
 
 __all__ = ["DEBUG_LOGGER", "Discard", "enable_debug_output", "show", "shown"]
 
