@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib as _importlib
 import typing as _typing
 
-from ._delivery.serverless import flush_after
-from ._delivery.stats import Stats
+from ._delivery.ledger import Stats
+from ._delivery.runtime import flush_after
 from ._errors import (
     AuthError,
     NetworkError,

@@ -149,9 +149,9 @@ class Settings:
     spool_path: str | None = field(default=None, metadata={_CHECK: _path})
     spool_max_bytes: int = field(default=100 * 1024 * 1024, metadata={_CHECK: _int_in(4096, 2**40)})
     # Off for CI and local runs: events are counted (``stats().disabled``), nothing is sent,
-    # no thread starts, no key is needed (vf_otel/_delivery/modes.py).
+    # no thread starts, no key is needed (vf_otel/_delivery/pipeline.py).
     enabled: bool = field(default=True, metadata={_CHECK: _flag})
-    # Each event is shown on the ``vf_otel.debug`` logger as it is queued (modes.py).
+    # Each event is shown on the ``vf_otel.debug`` logger as it is queued (_delivery/pipeline.py).
     debug: bool = field(default=False, metadata={_CHECK: _flag})
     # Deliver the queue at SIGTERM, whose default action skips atexit (_sources/sigterm.py).
     handle_sigterm: bool = field(default=True, metadata={_CHECK: _flag})

@@ -8,14 +8,16 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from ._compat import default_meter_provider
-from ._delivery.stats import Stats
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._delivery.ledger import Stats
 
 __all__ = [
     "COUNTERS",

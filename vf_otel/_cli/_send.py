@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from .._config import Settings, resolve_settings
-from .._delivery.answers import NOT_THE_API, REDIRECT, describe
+from .._delivery.client import NOT_THE_API, REDIRECT, describe
 from .._delivery.pipeline import Pipeline
 from .._errors import AuthError, ValidationError, VibefollowError
 from .._event.build import Rejection, make_event

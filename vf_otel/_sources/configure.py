@@ -12,11 +12,11 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from typing_extensions import Unpack
 
 from .._config import Settings
+from .._delivery.pipeline import options_settings
 from ..typing import Options
 from .handler import VibefollowHandler
 from .otel import VibefollowSpanExporter, VibefollowUserSpanProcessor
 from .sigterm import SigtermHook, install_sigterm_hook, remove_sigterm_hook
-from .sink import options_settings
 
 __all__ = [
     "Configuration",

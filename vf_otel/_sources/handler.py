@@ -10,12 +10,12 @@ from typing import Any, Final
 
 from typing_extensions import Unpack
 
-from .._delivery.stats import Stats
+from .._delivery.ledger import Stats
+from .._delivery.pipeline import EventSink
 from .._event.build import Backdated, PendingEvent, Rejection
 from ..typing import Options
 from .context import current_user
 from .sigterm import release_sigterm_hook, watch_sigterm
-from .sink import EventSink
 
 __all__ = ["TAG_KEYS", "VibefollowHandler", "loguru_record", "loguru_sink", "loguru_tags"]
 
@@ -72,7 +72,7 @@ class VibefollowHandler(logging.Handler):
         self._pipeline = self._sink.pipeline
         # Bound once: emit() queues with one call, not through Pipeline.submit. The
         # pipeline keeps this queue object across a fork, so the method stays valid.
-        # It is the queue's own put(), unless delivery is off or debug is on (modes.py).
+        # It is the queue's own put(), unless delivery is off or debug is on (pipeline.py).
         self._put = self._pipeline.put
         # The queue whose put() emit() inlines (its common case), when _put is that put.
         queue = self._pipeline.queue

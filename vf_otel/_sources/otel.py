@@ -18,14 +18,14 @@ from opentelemetry.trace import StatusCode
 from typing_extensions import Unpack
 
 from .._compat import LogExporterBase, LogExportResult
-from .._delivery.stats import Stats
+from .._delivery.ledger import Stats
+from .._delivery.pipeline import EventSink
 from .._event.build import Rejection, make_event
 from .._event.model import Event, explicit_time, new_event_id
 from .._event.values import KeyCollisions
 from ..typing import Options
 from .context import user_in
 from .handler import is_library_logger
-from .sink import EventSink
 
 __all__ = [
     "CONTEXT_USER_KEY",
