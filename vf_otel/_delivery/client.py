@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+# Imported now, not at the first request: a first connection from a real thread after
+# gevent patched socket builds gevent's resolver pool, which imports this module, and
+# after threading's shutdown (at exit, where a first request may go out) its import
+# fails ("can't register atexit after shutdown"). About 0.7 ms; asyncio has loaded
+# concurrent.futures already.
+import concurrent.futures.thread  # noqa: F401
 import logging
 import os
 import platform
@@ -72,12 +78,6 @@ __all__ = [
 # request sent on it before any byte of an answer: a connection closed or reset on
 # reuse. That is no sign of trouble at the API; its error says so
 # (``STALE_CONNECTION``), and the attempt loop sends the request again at once.
-
-# Imported now, not at the first request: a first connection from a real thread after
-# gevent patched socket builds gevent's resolver pool, which imports this module, and
-# after threading's shutdown (at exit, where a first request may go out) its import
-# fails ("can't register atexit after shutdown"). About 0.7 ms; asyncio has loaded
-# concurrent.futures already.
 
 
 #: The most of an answer read: the API's envelopes and error texts are far smaller.
