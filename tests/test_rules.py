@@ -18,10 +18,10 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 import vf_otel
 from vf_otel import Rule, load_rules
 from vf_otel._config import resolve_settings
+from vf_otel._event.build import Rejection
 from vf_otel._event.model import Event
-from vf_otel._event.validate import Rejection
 from vf_otel._rules import RuleSet
-from vf_otel._sources.translate import event_id_for, translate_log, translate_span
+from vf_otel._sources.otel import event_id_for, translate_log, translate_span
 from vf_otel.testing import VibefollowServer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

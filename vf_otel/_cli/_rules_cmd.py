@@ -17,11 +17,11 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
+from .._event.build import Rejection
 from .._event.model import Event
-from .._event.redact import DEFAULT_REDACTOR
-from .._event.validate import Rejection
+from .._event.values import DEFAULT_REDACTOR
 from .._rules import RuleMatch, RuleSet, load_rules
-from .._sources.translate import (
+from .._sources.otel import (
     EVENT_KEY,
     LOG_EVENT_KEYS,
     LOG_USER_KEYS,
