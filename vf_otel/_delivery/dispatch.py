@@ -16,7 +16,7 @@ from .._event.build import SAME_AS_IDENTIFY, count_events
 from .._event.model import Event
 from . import threads
 from .attempt import Attempts
-from .ledger import Ledger
+from .ledger import Ledger, State
 from .parked import Job, Parked
 from .policy import CircuitBreaker, Pace
 from .queue import REFUSALS, EventQueue
@@ -463,7 +463,7 @@ class JobRunner:
         return 1 if self._circuit.cautious else MAX_CONCURRENT_REQUESTS
 
     def dispatch(
-        self, job: Job, deadline: float, *, source: str | None = None, tracked: bool = False
+        self, job: Job, deadline: float, *, source: State | None = None, tracked: bool = False
     ) -> None:
         """Hand ``job`` to a sender, or park it (circuit closed to it, senders all busy)."""
         if not tracked:
@@ -484,7 +484,7 @@ class JobRunner:
             self.park(current, source="in_flight")  # chained: counted in flight already
         job.then = []
 
-    def park(self, job: Job, *, source: str | None = None, narrowed: bool = False) -> None:
+    def park(self, job: Job, *, source: State | None = None, narrowed: bool = False) -> None:
         """Keep ``job`` for a later attempt (memory or spool); dropped, counted, if stopping."""
         stopping = self._stop.is_set()
         self._reached(job)

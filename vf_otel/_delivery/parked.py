@@ -18,7 +18,7 @@ from typing import Final
 from .._errors import UndeliveredError
 from .._spool.store import Spool
 from . import threads
-from .ledger import Ledger
+from .ledger import Ledger, State
 from .wire import EVENTS_PATH, Request
 
 __all__ = ["Job", "Parked"]
@@ -93,7 +93,7 @@ class Parked:
         self,
         job: Job,
         *,
-        source: str | None = None,
+        source: State | None = None,
         narrowed: bool = False,
         stopping: bool = False,
     ) -> str:
@@ -228,7 +228,7 @@ class Parked:
             )
             self._ledger.report(error, job.request.events)
 
-    def _hand_over(self, job: Job, *, source: str | None) -> bool:
+    def _hand_over(self, job: Job, *, source: State | None) -> bool:
         """``job`` into the spool, its events leaving ``source``; False if refused."""
         spool = self.spool
         if job.row is not None and spool is not None:

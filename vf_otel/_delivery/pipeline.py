@@ -616,7 +616,7 @@ class EventSink:
         refused = False
         for result in results:
             if isinstance(result, Rejection):
-                ledger.reject(result.reason, result.field, result.message)  # type: ignore[arg-type]
+                ledger.reject(result.reason, result.field, result.message)
                 refused = True
             elif not self.has_key:
                 ledger.drop("no_api_key", [result])

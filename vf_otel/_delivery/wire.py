@@ -420,7 +420,7 @@ def build_counted(items: Sequence[object], ledger: Ledger) -> list[Event]:
             error = UndeliveredError(f"could not build an event: {rejection.message}")
             ledger.drop("internal_error", (), error, count=1)
         else:
-            ledger.reject(rejection.reason, rejection.field, rejection.message)  # type: ignore[arg-type]
+            ledger.reject(rejection.reason, rejection.field, rejection.message)
     ledger.keys_collided(collisions)
     return events
 
