@@ -150,3 +150,15 @@ def run_python(
         timeout=timeout,
         check=False,
     )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Captured output with lone surrogates (tests of hostile input log them) written as
+    escapes, so a report can be encoded: pytest-xdist sends reports as UTF-8."""
+    report = yield
+    report.sections = [
+        (title, text.encode("utf-8", "backslashreplace").decode("utf-8"))
+        for title, text in report.sections
+    ]
+    return report
