@@ -29,12 +29,15 @@ def test_options_name_every_setting_plus_the_hooks() -> None:
 # only differences allowed, besides ``| None`` (= not given).
 WIDER_INPUTS: dict[str, set[object]] = {
     "redact_keys": {Sequence[str], str},  # any sequence, or one comma-separated str -> tuple
+    "priority_events": {Sequence[str], str},  # the same
     "spool_path": {os.PathLike[str]},  # a pathlib.Path too -> str
 }
 # option: (a value of a wider input form, what it resolves to)
 WIDER_SAMPLES: list[tuple[str, object, object]] = [
     ("redact_keys", ["b_key", "a_key"], ("a_key", "b_key")),
     ("redact_keys", " b_key, a_key ", ("a_key", "b_key")),
+    ("priority_events", ["b_event", "a_event"], ("a_event", "b_event")),
+    ("priority_events", " b_event, a_event ", ("a_event", "b_event")),
     ("spool_path", Path("spool", "vf.db"), os.path.join("spool", "vf.db")),
 ]
 
