@@ -149,9 +149,9 @@ class Settings:
     flush_interval: float = field(default=5.0, metadata={_CHECK: _seconds(0.0, 3600.0)})
     max_queue_size: int = field(default=10_000, metadata={_CHECK: _int_in(1, 10_000_000)})
     # Also a bound in bytes, from the sizes the worker measures (queue.py, QueueBytes).
-    max_queue_bytes: int = field(default=64 * MIB, metadata={_CHECK: _int_in(64 * 1024, 2**40)})
+    max_queue_bytes: int = field(default=64 * MIB, metadata={_CHECK: _int_in(4096, 2**40)})
     # Requests parked in memory for a later attempt, compressed (parked.py).
-    max_backlog_bytes: int = field(default=64 * MIB, metadata={_CHECK: _int_in(64 * 1024, 2**40)})
+    max_backlog_bytes: int = field(default=64 * MIB, metadata={_CHECK: _int_in(4096, 2**40)})
     # Evicted last from a full backlog, with user upserts (parked.py).
     priority_events: tuple[str, ...] = field(default=(), metadata={_CHECK: _event_names})
     # A partial batch goes at once when the app is quiet (_delivery/gather.py).
