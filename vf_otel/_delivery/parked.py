@@ -11,9 +11,10 @@ were encoded once and are sent again as they are: requests on the wire stay plai
 JSON) and what the body does not say about its events (ids, exact times, traits).
 A long outage then costs a tenth of the memory the encoded requests would. Memory
 holds at most ``limit`` bytes of them (``max_backlog_bytes``); past that the oldest
-go (``backlog_full``), user upserts and ``priority_events`` last: first the oldest
-requests without any, then the other events of a request with some, then the
-oldest of the rest. The newest request always stays.
+events go (``backlog_full``), user upserts and ``priority_events`` last: the oldest
+request with other events loses them (all of it, or all but its priority events,
+which stay in its place as a request of their own); once only upserts and priority
+events are left, the oldest of them go. The newest request always stays.
 """
 
 from __future__ import annotations
@@ -268,16 +269,13 @@ class Parked:
         return gone
 
     def _victim(self) -> int:
-        """Which request makes room: the oldest without priority events, else the oldest
-        with some other events, else the oldest; never the newest."""
-        mixed: int | None = None
+        """Which request makes room: the oldest with events that are not priority (it goes,
+        or gives those up), else the oldest; never the newest."""
         older = itertools.islice(self._memory, len(self._memory) - 1)
         for index, packed in enumerate(older):
-            if packed.priority == 0:
+            if packed.priority < packed.weight:
                 return index
-            if mixed is None and packed.priority < packed.weight:
-                mixed = index
-        return 0 if mixed is None else mixed
+        return 0
 
     def take(self, limit: int | None = None) -> list[Job]:
         """Up to ``limit`` jobs parked in memory, oldest first.

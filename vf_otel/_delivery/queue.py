@@ -226,25 +226,28 @@ class EventQueue(Generic[T]):
 class QueueBytes:
     """The queue's limit in items from ``max_queue_bytes`` and the sizes the worker measures.
 
-    The size per event is the recent mean of the events taken, as JSON: each batch
-    measured counts as much as everything before it (a run of huge events lowers the
-    limit within a batch or two; small ones raise it again as fast).
+    The size per event is the recent mean of the events taken, as JSON: bytes over
+    events, each sum halved at every measure (what was measured before counts half as
+    much each time), so a run of huge events lowers the limit at once, and a batch of
+    small ones raises it again as fast.
     """
 
-    __slots__ = ("_max_bytes", "_max_items", "_mean", "_queue")
+    __slots__ = ("_bytes", "_events", "_max_bytes", "_max_items", "_queue")
 
     def __init__(self, queue: EventQueue[Any], max_items: int, max_bytes: int) -> None:
         self._queue = queue
         self._max_items = max_items
         self._max_bytes = max_bytes
-        self._mean = 0.0  # bytes per event lately; 0 until measured
+        self._bytes = 0.0  # measured lately (see the class docstring)
+        self._events = 0.0
 
     def measured(self, events: int, size: int) -> None:
         """``events`` taken from the queue were ``size`` bytes of JSON."""
         if events <= 0:
             return
-        mean = size / events
-        self._mean = mean if self._mean == 0.0 else (self._mean + mean) / 2
-        limit = min(self._max_items, max(1, int(self._max_bytes // max(self._mean, 1.0))))
+        self._bytes = self._bytes / 2 + size
+        self._events = self._events / 2 + events
+        mean = max(1.0, self._bytes / self._events)
+        limit = min(self._max_items, max(1, int(self._max_bytes // mean)))
         if limit != self._queue.limit:
             self._queue.limit_to(limit)
