@@ -116,7 +116,7 @@ def test_gather_window_grows_with_the_rate() -> None:
         now = step * 0.05
         slow.took(5, now)  # 100 events/s
         fast.took(50, now)  # 1,000 events/s
-    now = 199 * 0.05
+    now = 199 * 0.05 + 0.025  # halfway to the next take
     assert slow.rate(now) == pytest.approx(100, rel=0.1)
     assert slow.window(now) == pytest.approx(100 * WINDOW_PER_RATE, rel=0.1)
     assert fast.window(now) == pytest.approx(10 * slow.window(now), rel=0.01)

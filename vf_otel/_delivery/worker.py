@@ -199,7 +199,10 @@ class Worker:
                 flushing = stopping or self._take_now
                 self._take_now = False
                 self._dispatch_ready()
-                early = len(self._queue) > 0 and self._sends_partial(now)
+                # A partial batch when the window lets it; with a full one queued, full
+                # batches only (below): the crumbs wait for the next window.
+                queued = len(self._queue)
+                early = 0 < queued < self._settings.batch_size and self._sends_partial(now)
                 everything = flushing or early or now >= next_batch
                 if everything or len(self._queue) >= self._settings.batch_size:
                     self._take_queue(everything=everything)
