@@ -17,10 +17,12 @@ count of event requests as JSON, and forgets them.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Final
 
@@ -134,8 +136,9 @@ def _event_count(server: VibefollowServer) -> int:
 
 
 if __name__ == "__main__":
-    {
+    servers: dict[str, Callable[[], None]] = {
         "sink": _serve_sink,
         "vibefollow": _serve_vibefollow,
-        "latency": lambda: _serve_sink(_LatencyHandler),
-    }[sys.argv[1]]()
+        "latency": functools.partial(_serve_sink, _LatencyHandler),
+    }
+    servers[sys.argv[1]]()

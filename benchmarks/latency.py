@@ -122,7 +122,7 @@ def main() -> None:
             rows = [run_rate(sink, variant, r, SECONDS[args.size][r]) for r in RATES]
             results[variant] = {"label": LABELS[variant], "rates": rows}
     print("\nLatency from the log call to the sink's receipt, and requests per second")
-    for variant, result in results.items():
+    for result in results.values():
         print(result["label"])
         for row in result["rates"]:
             print(
