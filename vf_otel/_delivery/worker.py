@@ -204,7 +204,7 @@ class Worker:
                 queued = len(self._queue)
                 early = 0 < queued < self._settings.batch_size and self._sends_partial(now)
                 everything = flushing or early or now >= next_batch
-                if everything or len(self._queue) >= self._settings.batch_size:
+                if everything or queued >= self._settings.batch_size:
                     self._take_queue(everything=everything)
                     next_batch = now + self._interval
                 if now >= next_replay and self._parked.spool is not None:
