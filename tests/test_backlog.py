@@ -7,6 +7,7 @@ connections) with default-shaped settings and a small byte bound to compress tim
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -156,6 +157,22 @@ def test_backlog_bytes_follow_park_and_take() -> None:
     assert parked.bytes == room_for(request)
     assert [job.request for job in parked.take()] == [request]
     assert (parked.bytes, len(parked)) == (0, 0)
+
+
+def test_a_parked_request_that_cannot_be_read_back_is_counted_not_lost() -> None:
+    """A packed request whose data is damaged: dropped as internal_error (counted, its
+    batch settled), the rest taken as usual."""
+    settled: list[int] = []
+    ledger = Ledger(None)
+    parked = Parked(1 << 20, ledger, None)
+    parked.on_evicted = lambda job: settled.append(job.seq)
+    parked.park(Job(batch(event(1), event(2)), seq=1))
+    parked.park(Job(batch(event(3)), seq=2))
+    parked._memory[0] = dataclasses.replace(parked._memory[0], data=b"damaged")
+    assert [ids_of(job.request) for job in parked.take()] == [["e3"]]
+    assert settled == [1]
+    assert dict(stats(ledger).dropped) == {"internal_error": 2}
+    assert (stats(ledger).parked, len(parked)) == (1, 0)
 
 
 # -- the queue's byte bound ------------------------------------------------------------

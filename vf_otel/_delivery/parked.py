@@ -287,7 +287,26 @@ class Parked:
             taken = [self._memory.popleft() for _ in range(count)]
             self._weight -= sum(packed.weight for packed in taken)
             self._bytes -= sum(packed.size for packed in taken)
-        return [unpack(packed) for packed in taken]
+        jobs = [self._unpacked(packed) for packed in taken]
+        return [job for job in jobs if job is not None]
+
+    def _unpacked(self, packed: Packed) -> Job | None:
+        """``packed``'s job; None (its events dropped as ``internal_error``, counted and its
+        batch settled) if it cannot be read back, which nothing foreseen causes."""
+        try:
+            return unpack(packed)
+        except Exception:  # noqa: BLE001 - never lost silently
+            self._ledger.error("parked", "vf-otel could not read a parked request", exc_info=True)
+            stub = Job(Request(packed.path, packed.key, b"", ()), packed.seq)
+            if packed.path == USERS_PATH:
+                self._ledger.move_request(stub.request, "parked", None)
+                self._ledger.upsert_failed(UndeliveredError("internal error in the backlog"))
+            else:
+                self._ledger.move(packed.weight, "parked", None)
+                error = UndeliveredError("internal error in the backlog")
+                self._ledger.drop("internal_error", (), error, count=packed.weight)
+            self.on_evicted(stub)
+            return None
 
     def claim(self, limit: int) -> list[Job]:
         """A claim on the spool's oldest rows this process may send (none if no spool)."""
