@@ -28,8 +28,8 @@ from vf_otel._delivery.wire import (
     events_request,
     user_requests,
 )
-from vf_otel._event.coerce import MAX_STRING_LENGTH
 from vf_otel._event.model import Event
+from vf_otel._event.values import MAX_STRING_LENGTH
 from vf_otel.testing import VibefollowServer
 
 from .conftest import HandlerFactory
@@ -136,6 +136,20 @@ def test_a_batch_with_priority_events_loses_its_other_events_first() -> None:
     assert first.request.key != mixed.key  # other events, another key
     assert (second.request, third.request) == (newer, newest)
     assert stats(ledger).parked == 7
+
+
+def test_oldest_is_by_batch_not_by_when_it_parked() -> None:
+    """A request that parks after newer batches (it was out, retrying) is still the
+    oldest: it goes first."""
+    reported: list[Event] = []
+    ledger = Ledger(lambda error, events: reported.extend(events))
+    late, newer, newest = batch(event(1)), batch(event(2)), batch(event(3))
+    parked = Parked(room_for(newer, newest), ledger, None)
+    parked.park(Job(newer, seq=2))
+    parked.park(Job(late, seq=1))
+    parked.park(Job(newest, seq=3))
+    assert [e.event_id for e in reported] == ["e1"]
+    assert [job.seq for job in parked.take()] == [2, 3]
 
 
 def test_priority_goes_last_oldest_first_and_the_newest_stays() -> None:
@@ -245,12 +259,13 @@ def log_events(log: logging.Logger, count: int, prefix: str, *, per_ms: float) -
             time.sleep(ahead)
 
 
-def parks(handler: Any, timeout: float = 30.0) -> bool:
-    """Whether something is parked within ``timeout`` (the circuit opens after a few
-    failed attempts; until then the first request is still being tried)."""
+def parks(handler: Any, events: int = 1, users: int = 0, timeout: float = 60.0) -> bool:
+    """Whether ``events`` events and ``users`` user upserts are parked within ``timeout``
+    (the circuit opens after a few failed attempts; until then a request is being tried)."""
     until = time.monotonic() + timeout
     while time.monotonic() < until:
-        if handler.stats().parked > 0:
+        stats = handler.stats()
+        if stats.parked >= events and stats.users_parked >= users:
             return True
         time.sleep(0.05)
     return False
@@ -342,8 +357,9 @@ def test_past_the_bound_the_oldest_plain_events_go_upserts_and_priority_last(
         log.warning("signed up", extra={"vf_event": PRIORITY, "vf_user": user})
         traits = {"plan": "pro", "i": i}
         log.warning("traits", extra={"vf_event": "profile", "vf_user": user, "vf_traits": traits})
+    # Their batch parked first (its events wait for its upserts' outcomes), then the rest.
+    assert parks(handler, events=40, users=20)
     log_events(log, 3_000, "plain", per_ms=1.0)
-    assert parks(handler)
     vibefollow_server.clear_faults()
     try:
         assert handler.flush(timeout=90) is False  # the drops, said once

@@ -13,7 +13,7 @@ import math
 
 import pytest
 
-from vf_otel._delivery.gather import WINDOW_PER_RATE, Gather
+from vf_otel._delivery.policy import WINDOW_PER_RATE, Gather
 from vf_otel.testing import VibefollowServer
 
 from .conftest import HandlerFactory

@@ -12,7 +12,7 @@ JSON) and what the body does not say about its events (ids, exact times, traits)
 A long outage then costs a tenth of the memory the encoded requests would. Memory
 holds at most ``limit`` bytes of them (``max_backlog_bytes``); past that the oldest
 events go (``backlog_full``), user upserts and ``priority_events`` last: the oldest
-request with other events loses them (all of it, or all but its priority events,
+request (by batch) with other events loses them (all of it, or all but its priority events,
 which stay in its place as a request of their own); once only upserts and priority
 events are left, the oldest of them go. The newest request always stays.
 """
@@ -270,12 +270,14 @@ class Parked:
 
     def _victim(self) -> int:
         """Which request makes room: the oldest with events that are not priority (it goes,
-        or gives those up), else the oldest; never the newest."""
-        older = itertools.islice(self._memory, len(self._memory) - 1)
-        for index, packed in enumerate(older):
-            if packed.priority < packed.weight:
-                return index
-        return 0
+        or gives those up), else the oldest; never the one parked last.
+
+        Oldest by batch (``seq``, in the order the worker took them), not by when it
+        parked: a request that was out, retrying, while newer ones parked is older.
+        """
+        older = list(enumerate(itertools.islice(self._memory, len(self._memory) - 1)))
+        plain = [(packed.seq, index) for index, packed in older if packed.priority < packed.weight]
+        return min(plain or [(packed.seq, index) for index, packed in older])[1]
 
     def take(self, limit: int | None = None) -> list[Job]:
         """Up to ``limit`` jobs parked in memory, oldest first.
@@ -327,8 +329,7 @@ class Parked:
         """Events in the spool this process could send now (0 without a spool)."""
         if self.spool is None:
             return 0
-        claimable = getattr(self.spool, "claimable", self.spool.pending)  # TODO helper
-        return int(claimable())
+        return self.spool.claimable()
 
     def going(self, job: Job, rest: list[Job]) -> bool:
         """A sender starts ``job``'s request, ``rest`` of its chain to follow; False (not to
