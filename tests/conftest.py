@@ -92,8 +92,11 @@ def app_logger(request: pytest.FixtureRequest) -> Iterator[logging.Logger]:
         logger.removeHandler(handler)
 
 
-#: For a child that must not send on a timer: only its flushes and its exit deliver.
-NO_FLUSH_TIMER: Final[Mapping[str, str]] = MappingProxyType({"VIBEFOLLOW_FLUSH_INTERVAL": "3600"})
+#: For a child that must not send on a timer: only its flushes and its exit deliver
+#: (nor at once when quiet: adaptive batching off).
+NO_FLUSH_TIMER: Final[Mapping[str, str]] = MappingProxyType(
+    {"VIBEFOLLOW_FLUSH_INTERVAL": "3600", "VIBEFOLLOW_ADAPTIVE_BATCHING": "false"}
+)
 
 
 def server_env(

@@ -152,7 +152,9 @@ class Pipeline:
         self.queue: EventQueue[Item] = queue
         self._client = Client(settings, self._transport)
         self.circuit = CircuitBreaker(clock=self._clock, on_change=self._circuit_changed)
-        self.parked = Parked(settings.max_queue_size, self.ledger, self._spool)
+        self.parked = Parked(
+            settings.max_backlog_bytes, self.ledger, self._spool, settings.priority_events
+        )
         attempts = self._attempts = Attempts(
             settings, self._client, self.circuit, self.ledger, stop=self._stop, clock=self._clock
         )
