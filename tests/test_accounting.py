@@ -466,16 +466,6 @@ def test_a_record_woken_while_the_worker_rearms_is_never_left_unwoken() -> None:
     assert (event.flag, queue.woken) == (True, True)
 
 
-def test_room_is_the_limit_while_open_and_none_once_closed() -> None:
-    """``room`` (what the handler's inlined put checks) follows ``closed`` both ways."""
-    queue: EventQueue[int] = EventQueue(3, 100, Wakes())
-    assert queue.room == 3 * RECORD_FIELDS
-    queue.closed = True
-    assert (queue.closed, queue.room) == (True, 0)
-    queue.closed = False
-    assert (queue.closed, queue.room) == (False, 3 * RECORD_FIELDS)
-
-
 def test_wake_callback_is_not_reentered() -> None:
     """A put from inside the wake callback (a signal handler logging) queues but does not wake."""
     wakes = Wakes()

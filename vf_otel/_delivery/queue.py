@@ -24,10 +24,6 @@ thousands of queued calls no longer make every collection on the app's threads
 longer, nor bring the next full one sooner. ``deque.extend`` of a tuple is as
 atomic as ``append``; ``take`` puts the tuples back together on the worker.
 
-The logging handler inlines ``put``'s common case (``VibefollowHandler._queue_call``):
-``len(items) < room`` (open and not full), extend ``items``, wake at ``wake_at``
-fields unless ``woken``. Anything else goes through ``put``, which counts it.
-
 The queue is bounded in bytes too (``max_queue_bytes``), at no cost to ``put``:
 the worker measures the events it takes as it encodes them (``QueueBytes``) and
 lowers the queue's limit in items to what the bound holds at the recent size per
@@ -64,14 +60,12 @@ class EventQueue(Generic[T]):
         "_batch_fields",
         "_closed",
         "_limit_fields",
-        "_limiting",
         "_wake",
         "_waking",
         "items",
         "no_api_key",
         "queue_full",
         "reopen",
-        "room",
         "shutdown",
         "wake_at",
         "woken",
@@ -89,12 +83,7 @@ class EventQueue(Generic[T]):
         #: RECORD_FIELDS fields per item, oldest first.
         self.items: deque[object] = deque()
         self._waking = threads.Lock()
-        # Held while ``room`` is set (the worker's limit, a close): re-entrant, as a stop
-        # from a signal handler may interrupt a close on the same thread.
-        self._limiting = threads.RLock()
         self._closed = False
-        #: A put may append while ``len(items)`` is below this: the limit, 0 once closed.
-        self.room = self._limit_fields
         # Called by ``put`` on a closed queue: True when it opened the queue again (the
         # logging handler's pipeline, FileHandler's convention); None: stay closed.
         self.reopen: Callable[[], bool] | None = None
@@ -113,9 +102,7 @@ class EventQueue(Generic[T]):
 
     @closed.setter
     def closed(self, closed: bool) -> None:
-        with self._limiting:
-            self._closed = closed
-            self.room = 0 if closed else self._limit_fields
+        self._closed = closed
 
     @property
     def limit(self) -> int:
@@ -124,10 +111,7 @@ class EventQueue(Generic[T]):
 
     def limit_to(self, limit: int) -> None:
         """Hold at most ``limit`` items from now (the worker's byte bound, ``QueueBytes``)."""
-        with self._limiting:
-            self._limit_fields = limit * RECORD_FIELDS
-            if not self._closed:
-                self.room = self._limit_fields
+        self._limit_fields = limit * RECORD_FIELDS
 
     def put(self, item: T) -> bool:
         """Queue ``item``; False (counted) when full or closed. Never blocks."""
@@ -216,7 +200,6 @@ class EventQueue(Generic[T]):
         if not keep_items:
             self.items = deque()
         self._waking = threads.Lock()
-        self._limiting = threads.RLock()
         self.woken = False
         if wake is not None:
             self._wake = wake

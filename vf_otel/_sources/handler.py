@@ -80,9 +80,6 @@ class VibefollowHandler(logging.Handler):
         # pipeline keeps this queue object across a fork, so the method stays valid.
         # It is the queue's own put(), unless delivery is off or debug is on (pipeline.py).
         self._put = self._pipeline.put
-        # The queue whose put() emit() inlines (its common case), when _put is that put.
-        queue = self._pipeline.queue
-        self._queue = queue if self._put == queue.put else None
         self._has_key = self._sink.has_key
         # handle() queues without the call to emit(), unless a subclass overrides it.
         self._emit_overridden = type(self).emit is not VibefollowHandler.emit
@@ -181,16 +178,7 @@ class VibefollowHandler(logging.Handler):
                 call = self._tagged_call(record, attrs, user, properties)
             else:  # the common record: a message, a user, maybe properties
                 call = (record.msg, user, properties, None, record.created, self._redactor)
-            queue = self._queue
-            if queue is not None and len(queue.items) < queue.room:
-                # EventQueue.put when the queue is open and has room (see queue.py):
-                # saves every tagged record two calls.
-                items = queue.items
-                items.extend(call)
-                if len(items) >= queue.wake_at and not queue.woken:
-                    queue.wake()
-            else:
-                self._put(call)  # full, closed, off or debug: counted (or reopened) there
+            self._put(call)  # full, closed, off or debug: counted (or reopened) there
         except Exception:
             self._pipeline.submit(_INTERNAL_ERROR)  # counted and reported by the worker
             _logger.debug("vf-otel could not build an event", exc_info=True)
