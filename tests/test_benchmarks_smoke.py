@@ -63,3 +63,26 @@ def test_cold_start_smoke_counts_sdk_modules(tmp_path: Path) -> None:
     results = json.loads(out.read_text())
     assert results["sdk_modules"]["logging"] == 0
     assert results["sdk_modules"]["spans"] > 0
+
+
+def test_fast_paths_smoke_times_each_pair(tmp_path: Path) -> None:
+    """fast_paths.py --smoke: a row per fast path and the slow path it mirrors, each fast
+    path's ratio taken to its own slow path."""
+    out = tmp_path / "fast.json"
+    subprocess.run(  # noqa: S603 - our own interpreter and script
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "fast_paths.py"),
+            "--size=smoke",
+            f"--json={out}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        cwd=ROOT / "benchmarks",
+    )
+    rows = json.loads(out.read_text())["variants"]
+    assert set(rows) == {"make_event", "build_batch", "dumps_to_wire", "encode_event"}
+    assert rows["make_event"]["ratio"] == rows["dumps_to_wire"]["ratio"] == 1.0
+    assert all(row["median"] > 0 for row in rows.values())

@@ -334,9 +334,11 @@ def build_batch(
     record's own float time, and properties that are None or an exact dict
     :func:`is_plain` accepts (a canonical event's with its required ones). For it
     every check of :func:`make_event` passes and coercion would be a copy, so the
-    Event is the one make_event builds (a property test holds the two to it). The
-    properties dict is used as it is, not copied again: it is the queue's own (see
-    PendingEvent). Anything else goes through :func:`build_pending`.
+    Event is the one make_event builds (``tests/test_properties_hypothesis.py::
+    test_build_batch_builds_what_make_event_builds`` holds the two to it; what it buys:
+    ``benchmarks/fast_paths.py``, build rows). The properties dict is used as it is, not
+    copied again: it is the queue's own (see PendingEvent). Anything else goes through
+    :func:`build_pending`.
     """
     events: list[Event] = []
     refused: list[Rejection] = []
