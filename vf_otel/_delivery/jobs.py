@@ -148,6 +148,7 @@ class JobRunner:
         stopping = self._stop.is_set()
         self._reached(job)
         where = self._parked.park(job, source=source, narrowed=narrowed, stopping=stopping)
+        job.outcome = where
         if where == "dropped":
             # With the last error as its cause: held by a refused key, a redirect, an outage.
             error = self._ledger.undelivered("not delivered before shutdown")
@@ -210,6 +211,7 @@ class JobRunner:
         else:
             self._ledger.move_request(before, "in_flight", None)
             self._parked.done(job)
+            job.outcome = outcome
             self._settle(job, sent=outcome == "sent")
         return True
 

@@ -41,7 +41,7 @@ from .serverless import watch_lambda
 from .stats import Stats
 from .stopping import exiting, say_late_at_exit, warn_undelivered
 from .uwsgi import watch_uwsgi
-from .worker import Worker
+from .worker import Receipt, Worker
 
 __all__ = ["Item", "Pipeline", "live_pipelines"]
 
@@ -195,13 +195,17 @@ class Pipeline:
 
     def deliver(self, events: Sequence[Event], timeout: float | None = None) -> bool:
         """Send ``events`` now and wait (exporters); True if all were accepted in time."""
+        return self.deliver_counted(events, timeout).all_sent
+
+    def deliver_counted(self, events: Sequence[Event], timeout: float | None = None) -> Receipt:
+        """Send ``events`` now and wait; what became of them (the relay answers from it)."""
         if self._discard is not None:
             for event in events:
                 self._discard.put(event)
-            return True
+            return Receipt()
         if self._closed:
             self.ledger.drop("shutdown", events)
-            return False
+            return Receipt(unsettled=len(events))
         if self.settings.debug:
             for event in events:
                 show(event, "delivering")
@@ -209,10 +213,11 @@ class Pipeline:
         failures = self.ledger.failures
         screened = self._screen(events)
         # Left out by before_send is the app's choice; raising in it is a loss.
-        kept_all = self.ledger.failures == failures
+        lost = 0 if self.ledger.failures == failures else len(events) - len(screened)
         if not screened:
-            return kept_all
-        return self._worker.deliver(screened, wait) and kept_all
+            return Receipt(refused=lost)
+        receipt = self._worker.deliver_counted(screened, wait)
+        return dataclasses.replace(receipt, refused=receipt.refused + lost) if lost else receipt
 
     # -- the worker's half of a log call --------------------------------------
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import operator
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from .._config import Settings
@@ -41,7 +42,7 @@ from .requests import prepare
 from .senders import mark_delivery_thread
 from .wire import EVENTS_PATH, USERS_PATH, Request
 
-__all__ = ["Worker"]
+__all__ = ["Receipt", "Worker"]
 
 T = TypeVar("T")
 #: Parked requests are tried again at most this often, whatever flush_interval says.
@@ -49,6 +50,44 @@ MIN_REPLAY_INTERVAL: Final = 0.1
 #: The longest a stop waits for sender threads that finish their last request.
 SENDERS_JOIN: Final = 0.5
 _NAME: Final = operator.attrgetter("name")
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What became of the events handed to :meth:`Worker.deliver_counted` by its timeout.
+
+    ``sent``, ``spooled`` (durable: delivered later, even after a crash) and ``refused``
+    (dead-lettered, or dropped while built: counted and reported) are events;
+    ``unsettled`` counts requests with none of those outcomes yet (parked in memory,
+    still out at the timeout, dropped at shutdown), user upserts included.
+    """
+
+    sent: int = 0
+    spooled: int = 0
+    refused: int = 0
+    unsettled: int = 0
+
+    @classmethod
+    def of(cls, settled: list[Job], total: int, *, dropped: int) -> Receipt:
+        """The receipt for ``total`` jobs of which ``settled`` had an answer."""
+        counts = {"sent": 0, "spooled": 0, "refused": dropped}
+        unsettled = total - len(settled)
+        for job in settled:
+            if job.outcome not in counts:
+                unsettled += 1
+            elif job.request.path == EVENTS_PATH:
+                counts[job.outcome] += len(job.request.events)
+        return cls(counts["sent"], counts["spooled"], counts["refused"], unsettled)
+
+    @property
+    def all_sent(self) -> bool:
+        """Every event was accepted by the API."""
+        return self.spooled == self.refused == self.unsettled == 0
+
+    @property
+    def durable(self) -> bool:
+        """Every event was delivered, spooled or refused for good: none can be lost now."""
+        return self.unsettled == 0
 
 
 class Worker:
@@ -146,6 +185,10 @@ class Worker:
 
     def deliver(self, events: Sequence[Event], timeout: float) -> bool:
         """Send ``events`` now from the caller's thread; True once all were accepted."""
+        return self.deliver_counted(events, timeout).all_sent
+
+    def deliver_counted(self, events: Sequence[Event], timeout: float) -> Receipt:
+        """Send ``events`` now from the caller's thread; what became of them by ``timeout``."""
         # An identify() is an upsert only: not an event.
         wanted = len(events) - list(map(SAME_AS_IDENTIFY, map(_NAME, events))).count(True)
         self._ledger.enqueued(wanted)
@@ -155,20 +198,23 @@ class Worker:
         # An event dropped while its request was built (too large, no base URL) is not sent.
         kept = sum(len(r.events) for r in requests if r.path == EVENTS_PATH)
         deadline = self._clock() + timeout
-        results: list[bool] = [kept == wanted]
+        settled: list[Job] = []
         finished = threads.Semaphore(0)
 
-        def done(sent: bool) -> None:
-            results.append(sent)
-            finished.release()
+        def done(job: Job) -> Callable[[bool], None]:
+            def one(sent: bool) -> None:
+                settled.append(job)
+                finished.release()
+
+            return one
 
         for job in jobs:
-            job.done = done
+            job.done = done(job)
             self._jobs.dispatch(job, deadline)
         for _ in jobs:
             if not finished.acquire(timeout=max(0.0, deadline - self._clock())):
-                return False
-        return all(results)
+                break
+        return Receipt.of(list(settled), len(jobs), dropped=wanted - kept)
 
     def join(self, timeout: float) -> None:
         """Wait up to ``timeout`` for the thread, then the senders, to end (after stop is set)."""

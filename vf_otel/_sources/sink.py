@@ -9,6 +9,7 @@ same Pipeline the logging handler uses: one delivery path, one ``stats()`` shape
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import threading
 from collections.abc import Iterable
@@ -17,6 +18,7 @@ from typing import Any
 from .._config import resolve_settings
 from .._delivery.pipeline import Pipeline
 from .._delivery.stats import Stats
+from .._delivery.worker import Receipt
 from .._event.coerce import KeyCollisions
 from .._event.model import Event
 from .._event.redact import redactor_for
@@ -78,28 +80,38 @@ class EventSink:
 
         ``collisions``: values translation lost to keys that became one string (counted).
         """
+        return self.deliver_counted(results, collisions).all_sent
+
+    def deliver_counted(
+        self,
+        results: Iterable[Event | Rejection],
+        collisions: KeyCollisions | None = None,
+        timeout: float | None = None,
+    ) -> Receipt:
+        """Deliver the events now (waiting up to ``timeout``), count the rejections; what
+        became of them, rejections in ``refused``."""
         if not self.pipeline.settings.enabled:  # counted in stats().disabled, never sent
             for result in results:
                 self.pipeline.submit(
                     self.redactor.event(result) if isinstance(result, Event) else result
                 )
-            return True
+            return Receipt()
         events: list[Event] = []
         ledger = self.pipeline.ledger
         if collisions is not None:
             ledger.keys_collided(collisions)
-        refused = False
+        refused = 0
         for result in results:
             if isinstance(result, Rejection):
                 ledger.reject(result.reason, result.field, result.message)  # type: ignore[arg-type]
-                refused = True
+                refused += 1
             elif not self.has_key:
                 ledger.drop("no_api_key", [result])
-                refused = True
+                refused += 1
             else:
                 events.append(self.redactor.event(result))
-        delivered = self.pipeline.deliver(events) if events else True
-        return delivered and not refused
+        receipt = self.pipeline.deliver_counted(events, timeout) if events else Receipt()
+        return dataclasses.replace(receipt, refused=receipt.refused + refused)
 
     def flush(self, timeout_millis: int | None) -> bool:
         """Deliver what is waiting; True when all of it landed in time."""
