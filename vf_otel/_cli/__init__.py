@@ -1,4 +1,4 @@
-"""The ``vf-otel`` command: ``devserver``, ``doctor``, ``send`` and ``spool`` (docs/cli.md).
+"""The ``vf-otel`` command: ``devserver``, ``doctor``, ``send``, ``spool``, ``relay`` (docs/cli.md).
 
 Also ``python -m vf_otel``. Standard-library argparse only: no dependency beyond the
 library's own.
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .._version import __version__
-from . import _devserver, _doctor, _send, _spool_cmd
+from . import _devserver, _doctor, _relay, _send, _spool_cmd
 from ._exit import DOCS_URL, ExitCode
 
 __all__ = ["ExitCode", "build_parser", "main"]
@@ -23,13 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vf-otel",
         description="Tools for vf-otel: a local dev server, a configuration doctor, send, "
-        "and the durable spool.",
+        "the durable spool, and the OTLP relay.",
         epilog=f"Exit statuses and every option: {DOCS_URL}",
         formatter_class=argparse.RawDescriptionHelpFormatter,  # the URL on one line
     )
     parser.add_argument("--version", action="version", version=f"vf-otel {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (_devserver, _doctor, _send, _spool_cmd):
+    for command in (_devserver, _doctor, _send, _spool_cmd, _relay):
         command.add_parser(commands)
     return parser
 
