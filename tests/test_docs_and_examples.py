@@ -4,10 +4,14 @@ from __future__ import annotations
 import __future__
 
 import os
+import pickle
 import re
 import subprocess
 import sys
+import typing
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,3 +88,21 @@ def test_all_matches_the_public_names(module: object) -> None:
     }
     assert list(exported) == sorted(exported, key=lambda n: (not n.isupper(), n))
     assert set(exported) - {"__version__"} == public
+
+
+def test_public_names_say_vf_otel() -> None:
+    """What vf_otel exports names vf_otel as its module (reprs, pickles, tracebacks), and the
+    type hints of its classes still resolve."""
+    private = {
+        name: getattr(vf_otel, name).__module__
+        for name in vf_otel.__all__
+        if callable(getattr(vf_otel, name)) and getattr(vf_otel, name).__module__ != "vf_otel"
+    }
+    assert private == {}
+    assert repr(vf_otel.VibefollowHandler) == "<class 'vf_otel.VibefollowHandler'>"
+    error = pickle.loads(pickle.dumps(vf_otel.AuthError("no key")))  # noqa: S301 - our own bytes
+    assert type(error) is vf_otel.AuthError
+    assert str(error) == "no key"
+    hints = {cls.__name__: typing.get_type_hints(cls) for cls in (vf_otel.Event, vf_otel.Stats)}
+    assert hints["Stats"]["dropped"] == Mapping[str, int]
+    assert hints["Event"]["properties"] == Mapping[str, Any]

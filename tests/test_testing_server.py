@@ -6,11 +6,14 @@ import http.client
 import ipaddress
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,9 +22,11 @@ import pytest
 import vf_otel.testing
 from vf_otel.testing import DEFAULT_API_KEY, RecordedRequest, VibefollowServer
 
-# Once vf-otel is installed the pytest11 entry point loads the plugin; registering it a
-# second time under its module name would make pluggy refuse the duplicate.
-if not any(ep.value == "vf_otel.testing.pytest_plugin" for ep in entry_points(group="pytest11")):
+from .conftest import HANG_GUARD
+
+# Once vf-otel is installed the pytest11 entry point (_vf_otel_pytest) serves the fixture;
+# without it, the documented fallback registers it.
+if not any(ep.value == "_vf_otel_pytest" for ep in entry_points(group="pytest11")):
     pytest_plugins = ["vf_otel.testing.pytest_plugin"]
 
 ACCEPTED = {"data": {"accepted": True}}
@@ -1016,6 +1021,32 @@ def test_fixture_yields_a_started_server(vibefollow_server: VibefollowServer) ->
     assert vibefollow_server.api_key == DEFAULT_API_KEY
     assert DEFAULT_API_KEY.startswith("sk_test_")
     assert len(DEFAULT_API_KEY) == len("sk_test_") + 32
+
+
+def test_pytest_start_up_does_not_import_vf_otel(tmp_path: Path) -> None:
+    """pytest loads the installed plugin at start-up without importing vf_otel; a test that
+    asks for vibefollow_server gets a running server."""
+    (tmp_path / "test_plain.py").write_text("def test_plain():\n    assert True\n")
+    (tmp_path / "test_server.py").write_text(
+        "def test_server(vibefollow_server):\n    assert vibefollow_server.running\n"
+    )
+    probe = (
+        "import sys, pytest\n"
+        "code = pytest.main([sys.argv[1], '-q', '-p', 'no:cacheprovider', '-k', sys.argv[2]])\n"
+        "print('loaded', '_vf_otel_pytest' in sys.modules, 'vf_otel' in sys.modules, int(code))\n"
+    )
+    lines = {}
+    for keyword in ("plain", "server"):
+        done = subprocess.run(  # noqa: S603 - our own interpreter
+            [sys.executable, "-c", probe, str(tmp_path), keyword],
+            capture_output=True,
+            text=True,
+            timeout=HANG_GUARD,
+            check=False,
+            cwd=tmp_path,
+        )
+        lines[keyword] = done.stdout.strip().splitlines()[-1]
+    assert lines == {"plain": "loaded True False 0", "server": "loaded True True 0"}
 
 
 def test_public_surface_matches_all() -> None:

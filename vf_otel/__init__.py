@@ -77,14 +77,36 @@ __all__ = [
 ]
 
 
+def _public(value: _typing.Any) -> _typing.Any:
+    """Name ``vf_otel`` as the module of a class or function exported here, as httpx does:
+    reprs, pickles and tracebacks then show the public name, not the private layout."""
+    if not (isinstance(value, type) or (callable(value) and hasattr(value, "__code__"))):
+        return value
+    if not value.__module__.startswith(f"{__name__}."):
+        return value
+    own = vars(value).get("__annotations__") if isinstance(value, type) else None
+    if own:
+        # String annotations resolve in the defining module's namespace, found through
+        # __module__: resolve them first, so typing.get_type_hints() still works after.
+        hints = _typing.get_type_hints(value, include_extras=True)
+        value.__annotations__ = {key: hints[key] for key in own}
+    value.__module__ = __name__
+    return value
+
+
 def __getattr__(name: str) -> _typing.Any:
     """Import a name of ``_LAZY`` at its first use (then it is a plain attribute)."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module, __name__), name)
+    value = _public(getattr(_importlib.import_module(module, __name__), name))
     globals()[name] = value
     return value
+
+
+for _name in __all__:
+    if _name in globals():
+        _public(globals()[_name])
 
 
 def __dir__() -> list[str]:

@@ -1,4 +1,9 @@
-"""Types for the hooks users pass to vf-otel."""
+"""Types for the options and hooks users pass to vf-otel.
+
+Named like ``structlog.typing``. Import the names (``from vf_otel.typing import Options``)
+rather than the module as ``from vf_otel import typing``, which would hide the standard
+library's ``typing`` in the importing module.
+"""
 
 from __future__ import annotations
 

@@ -1,21 +1,12 @@
 """pytest plugin: the ``vibefollow_server`` fixture.
 
-Registered as a ``pytest11`` entry point, so installing vf-otel makes the fixture available;
+Installing vf-otel registers it with pytest (a ``pytest11`` entry point, served by the
+top-level ``_vf_otel_pytest`` module so that pytest's start-up does not import vf-otel);
 without the entry point, add ``pytest_plugins = ["vf_otel.testing.pytest_plugin"]``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from _vf_otel_pytest import vibefollow_server
 
-import pytest
-
-from vf_otel.testing._server import VibefollowServer
-
-
-@pytest.fixture
-def vibefollow_server() -> Iterator[VibefollowServer]:
-    """A started [`VibefollowServer`][vf_otel.testing.VibefollowServer] on loopback, stopped
-    afterwards."""
-    with VibefollowServer() as server:
-        yield server
+__all__ = ["vibefollow_server"]
