@@ -351,3 +351,18 @@ def test_relay_settings_are_checked() -> None:
         assert TOKEN not in repr(RelayApp(relay, token=TOKEN))
     finally:
         relay.shutdown()
+
+
+def test_relay_public_names() -> None:
+    """vf_otel.relay's __all__ is sorted, names its public attributes, each documented in
+    docs/reference.md under its public module."""
+    import vf_otel.relay
+
+    exported = vf_otel.relay.__all__
+    assert list(exported) == sorted(exported)
+    public = {name for name in dir(vf_otel.relay) if not name.startswith("_")}
+    assert set(exported) == public - {"app", "decode", "forward", "annotations"}
+    reference = (Path(__file__).resolve().parent.parent / "docs" / "reference.md").read_text()
+    for name in exported:
+        assert getattr(vf_otel.relay, name).__module__ == "vf_otel.relay"
+        assert f"::: vf_otel.relay.{name}\n" in reference
