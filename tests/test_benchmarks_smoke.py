@@ -63,3 +63,26 @@ def test_cold_start_smoke_counts_sdk_modules(tmp_path: Path) -> None:
     results = json.loads(out.read_text())
     assert results["sdk_modules"]["logging"] == 0
     assert results["sdk_modules"]["spans"] > 0
+
+
+@pytest.mark.slow
+def test_relay_benchmark_smoke(tmp_path: Path) -> None:
+    """relay.py --smoke: both encodings go through a real relay process to the sink."""
+    pytest.importorskip("opentelemetry.proto", reason="opentelemetry-proto: the relay extra")
+    pytest.importorskip(
+        "opentelemetry.exporter.otlp.proto.common",
+        reason="opentelemetry-exporter-otlp-proto-common",
+    )
+    out = tmp_path / "relay.json"
+    done = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, str(ROOT / "benchmarks" / "relay.py"), "--size=smoke", f"--json={out}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert set(results["variants"]) == {"exporter", "relay_protobuf", "relay_json"}
+    # One request per batch of 512 events (batch_size 500: two each) for every timed POST.
+    assert results["sink_requests"] >= 3 * results["rounds"] * results["batches"]
