@@ -4,10 +4,16 @@ API outage and a SIGKILL."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
+import socket
+import ssl
+import subprocess
+import sys
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -30,7 +36,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from vf_otel.testing import VibefollowServer
 
-from .relay_support import AUTH, json_span, json_traces, relay_env, relay_process
+from .relay_support import AUTH, free_port, json_span, json_traces, relay_env, relay_process
 
 pytestmark = pytest.mark.slow
 
@@ -278,3 +284,148 @@ def test_cli_refuses_unsafe_or_incomplete_settings(
     assert got == status
     assert needle in err
     assert server.api_key not in err
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made by the openssl command."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(  # noqa: S603 - fixed argv, no shell
+        [
+            *(shutil.which("openssl") or "openssl",),
+            *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+def test_tls_and_workers(server: VibefollowServer, tmp_path: Path) -> None:
+    """`--ssl-certfile/--ssl-keyfile --workers 2`: HTTPS only, parallel clients' batches
+    all delivered once across the two workers; SIGTERM stops it cleanly."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command, to make a test certificate")
+    cert, key = self_signed(tmp_path)
+    env = relay_env(server.base_url, server.api_key)
+    port = free_port()
+    args = ("--workers", "2", "--ssl-certfile", str(cert), "--ssl-keyfile", str(key))
+    out = (tmp_path / "relay.log").open("ab")
+    command = [sys.executable, "-m", "vf_otel", "relay", "--port", str(port), *args]
+    process = subprocess.Popen(command, env=env, stdout=out, stderr=out)  # noqa: S603
+    url = f"https://127.0.0.1:{port}"
+    try:
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(cert))) as client:
+            for _ in range(300):  # bounded: until a worker answers
+                try:
+                    if client.get(f"{url}/readyz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    threading.Event().wait(0.05)
+            names = [f"tls_{i}" for i in range(40)]
+
+            def send(chunk: list[str]) -> None:
+                with httpx.Client(
+                    verify=ssl.create_default_context(cafile=str(cert)), headers=AUTH
+                ) as own:
+                    for name in chunk:
+                        i = int(name.split("_")[1])
+                        span = json_span(
+                            "s", {"vf.user": "u", "vf.event": name}, span_id=f"{i + 1:016x}"
+                        )
+                        assert (
+                            own.post(f"{url}/v1/traces", json=json_traces(span)).status_code == 200
+                        )
+
+            senders = [threading.Thread(target=send, args=(names[k::4],)) for k in range(4)]
+            for sender in senders:
+                sender.start()
+            for sender in senders:
+                sender.join(60)
+            with pytest.raises(httpx.HTTPError):
+                httpx.post(f"http://127.0.0.1:{port}/v1/traces", json={}, headers=AUTH)
+        assert_once(server, set(names))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        status = process.wait(30)
+        out.close()
+    # uvicorn raises SIGTERM again once its graceful shutdown is done (0.29 and later).
+    assert status in (0, -signal.SIGTERM)
+
+
+class RoundRobin:
+    """A TCP load balancer on loopback: each new connection goes to the next backend."""
+
+    def __init__(self, backends: list[int]) -> None:
+        self._backends = backends
+        self._turn = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            port = self._backends[self._turn % len(self._backends)]
+            self._turn += 1
+            threading.Thread(target=_connect, args=(client, port), daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def _connect(client: socket.socket, port: int) -> None:
+    """Carry one connection both ways until both sides are done, then close it."""
+    with client, socket.create_connection(("127.0.0.1", port)) as backend:
+        back = threading.Thread(target=_pipe, args=(backend, client))
+        back.start()
+        _pipe(client, backend)
+        back.join(60)
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+def test_two_relays_behind_a_round_robin_balancer(server: VibefollowServer, tmp_path: Path) -> None:
+    """Two relay processes behind a round-robin balancer; the client sends every batch
+    twice, on new connections, so each copy lands on a different relay: once each."""
+    env = relay_env(server.base_url, server.api_key)
+    ports = [free_port(), free_port()]
+    with (
+        relay_process(env, port=ports[0], log=tmp_path / "one.log"),
+        relay_process(env, port=ports[1], log=tmp_path / "two.log"),
+    ):
+        balancer = RoundRobin(ports)
+        url = f"http://127.0.0.1:{balancer.port}"
+        headers = {"Connection": "close", **AUTH}
+        try:
+            for i in range(20):
+                spans = [
+                    json_span(
+                        "s",
+                        {"vf.user": "u", "vf.event": f"lb_{i}_{j}"},
+                        span_id=f"{i * 8 + j + 1:016x}",
+                    )
+                    for j in range(3)
+                ]
+                body = json_traces(*spans)
+                for _ in range(2):
+                    reply = httpx.post(f"{url}/v1/traces", json=body, headers=headers)
+                    assert reply.status_code == 200
+        finally:
+            balancer.close()
+    assert_once(server, {f"lb_{i}_{j}" for i in range(20) for j in range(3)})
+    assert server.replayed >= 20
