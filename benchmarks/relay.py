@@ -139,11 +139,8 @@ def exporting(export: Callable[[Sequence[Any]], object], batch: Sequence[Any]) -
     return run
 
 
-def main() -> None:
-    """Start the sink and the relay, run the rounds, print the table, write the JSON."""
-    args = parse_args(__doc__, VARIANTS)
-    sizes = SIZES[args.size]
-    loopback_only()
+def measure(wanted: list[str], sizes: Any) -> tuple[dict[str, list[float]], dict[str, Any], int]:
+    """Run the rounds against a sink and a relay; samples, timers and the sink's requests."""
     spans = make_spans(SPAN_BATCH, tagged=True)
     protobuf, document = encode(spans)
     with ServerProcess("sink") as sink:
@@ -158,7 +155,6 @@ def main() -> None:
             "relay_protobuf": posting(client, protobuf, "application/x-protobuf", relay.pid),
             "relay_json": posting(client, document, "application/json", relay.pid),
         }
-        wanted = [name for name in VARIANTS if name in args.wanted]
         try:
             samples = interleave(
                 {name: functools.partial(timers[name], sizes.span_batches) for name in wanted},
@@ -169,7 +165,16 @@ def main() -> None:
             client.close()
             relay.terminate()
             relay.wait(30)
-        requests = int(sink.command("requests"))
+        return samples, timers, int(sink.command("requests"))
+
+
+def main() -> None:
+    """Start the sink and the relay, run the rounds, print the table, write the JSON."""
+    args = parse_args(__doc__, VARIANTS)
+    sizes = SIZES[args.size]
+    loopback_only()
+    wanted = [name for name in VARIANTS if name in args.wanted]
+    samples, timers, requests = measure(wanted, sizes)
     reference = wanted[0]
     summary = summarise(samples, reference)
     for name in wanted:
@@ -183,20 +188,10 @@ def main() -> None:
         per_event = row.get("relay_cpu_per_event")
         if per_event:
             print(f"{LABELS[name]}: {1 / per_event:,.0f} events/s per relay core")
-    write_results(
-        args.json,
-        {
-            "size": args.size,
-            "batch": SPAN_BATCH,
-            "batches": sizes.span_batches,
-            "rounds": sizes.rounds,
-            "unit": "seconds per event",
-            "reference": reference,
-            "variants": summary,
-            "labels": {name: LABELS[name] for name in summary},
-            "sink_requests": requests,
-        },
-    )
+    results = {"size": args.size, "batch": SPAN_BATCH, "batches": sizes.span_batches}
+    results.update(rounds=sizes.rounds, unit="seconds per event", reference=reference)
+    results.update(variants=summary, labels={name: LABELS[name] for name in summary})
+    write_results(args.json, {**results, "sink_requests": requests})
 
 
 def _free_port() -> int:

@@ -192,6 +192,23 @@ def test_api_down_answers_503_then_delivers_once(server: VibefollowServer, tmp_p
     assert_once(server, {f"down_{i}" for i in range(5)})
 
 
+def keep_sending(url: str, acknowledged: list[str], stop: threading.Event) -> None:
+    """One batch after another (a tagged span each) until ``stop`` or the relay is gone;
+    the names of the batches answered 200 go to ``acknowledged``."""
+    headers = {"Content-Type": "application/json", **AUTH}
+    for i in range(10_000):
+        if stop.is_set():
+            return
+        name = f"kill_{i}"
+        span = json_span("s", {"vf.user": "u", "vf.event": name}, span_id=f"{i + 1:016x}")
+        try:
+            reply = httpx.post(f"{url}/v1/traces", json=json_traces(span), headers=headers)
+        except httpx.HTTPError:
+            return  # the relay is gone: this batch was never acknowledged
+        if reply.status_code == 200:
+            acknowledged.append(name)
+
+
 def test_sigkill_loses_nothing_acknowledged(server: VibefollowServer, tmp_path: Path) -> None:
     """With a spool, a relay killed with SIGKILL mid-run loses no acknowledged batch: the
     next relay on the same spool delivers each of them, once."""
@@ -204,30 +221,15 @@ def test_sigkill_loses_nothing_acknowledged(server: VibefollowServer, tmp_path: 
     )
     server.fail_next(503, count=100_000)  # nothing reaches the API before the kill
     acknowledged: list[str] = []
-    headers = {"Content-Type": "application/json", **AUTH}
     with relay_process(env, log=tmp_path / "first.log") as (url, process):
         stop = threading.Event()
-
-        def client() -> None:
-            for i in range(10_000):
-                if stop.is_set():
-                    return
-                name = f"kill_{i}"
-                span = json_span("s", {"vf.user": "u", "vf.event": name}, span_id=f"{i + 1:016x}")
-                try:
-                    reply = httpx.post(f"{url}/v1/traces", json=json_traces(span), headers=headers)
-                except httpx.HTTPError:
-                    return  # the relay is gone: this batch was never acknowledged
-                if reply.status_code == 200:
-                    acknowledged.append(name)
-
-        sender = threading.Thread(target=client)
+        sender = threading.Thread(target=keep_sending, args=(url, acknowledged, stop))
         sender.start()
         for _ in range(600):  # bounded: until some batches are acknowledged
             if len(acknowledged) >= 20:
                 break
             threading.Event().wait(0.05)
-        os.kill(process.pid, signal.SIGKILL)
+        os.kill(process.pid, signal.SIGKILL)  # while the client is still sending
         process.wait()
         stop.set()
         sender.join(30)
@@ -270,6 +272,8 @@ def run_cli(env: dict[str, Any], *args: str) -> tuple[int, str]:
         ([], "VIBEFOLLOW_RELAY_TOKEN", 4, "VIBEFOLLOW_RELAY_TOKEN"),
         ([], "VIBEFOLLOW_API_KEY", 3, "VIBEFOLLOW_API_KEY"),
         (["--workers", "0"], None, 2, "--workers"),
+        (["--wait", "0"], None, 2, "--wait"),
+        (["--max-body-bytes", "10"], None, 2, "--max-body-bytes"),
     ],
 )
 def test_cli_refuses_unsafe_or_incomplete_settings(
@@ -303,54 +307,58 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
+def send_in_parallel(url: str, names: list[str], verify: ssl.SSLContext) -> None:
+    """A batch per name, from four clients at once over HTTPS; each must be answered 200."""
+
+    def send(chunk: list[str]) -> None:
+        with httpx.Client(verify=verify, headers=AUTH) as client:
+            for name in chunk:
+                i = int(name.split("_")[1])
+                span = json_span("s", {"vf.user": "u", "vf.event": name}, span_id=f"{i + 1:016x}")
+                assert client.post(f"{url}/v1/traces", json=json_traces(span)).status_code == 200
+
+    senders = [threading.Thread(target=send, args=(names[k::4],)) for k in range(4)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join(60)
+
+
+def wait_https_ready(url: str, verify: ssl.SSLContext) -> None:
+    """Wait (bounded) until a worker answers /readyz over HTTPS."""
+    with httpx.Client(verify=verify) as client:
+        for _ in range(300):
+            try:
+                if client.get(f"{url}/readyz").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                threading.Event().wait(0.05)
+    raise AssertionError("the relay did not become ready over HTTPS")
+
+
 def test_tls_and_workers(server: VibefollowServer, tmp_path: Path) -> None:
     """`--ssl-certfile/--ssl-keyfile --workers 2`: HTTPS only, parallel clients' batches
     all delivered once across the two workers; SIGTERM stops it cleanly."""
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command, to make a test certificate")
     cert, key = self_signed(tmp_path)
-    env = relay_env(server.base_url, server.api_key)
+    verify = ssl.create_default_context(cafile=str(cert))
     port = free_port()
     args = ("--workers", "2", "--ssl-certfile", str(cert), "--ssl-keyfile", str(key))
-    out = (tmp_path / "relay.log").open("ab")
     command = [sys.executable, "-m", "vf_otel", "relay", "--port", str(port), *args]
-    process = subprocess.Popen(command, env=env, stdout=out, stderr=out)  # noqa: S603
-    url = f"https://127.0.0.1:{port}"
-    try:
-        with httpx.Client(verify=ssl.create_default_context(cafile=str(cert))) as client:
-            for _ in range(300):  # bounded: until a worker answers
-                try:
-                    if client.get(f"{url}/readyz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    threading.Event().wait(0.05)
-            names = [f"tls_{i}" for i in range(40)]
-
-            def send(chunk: list[str]) -> None:
-                with httpx.Client(
-                    verify=ssl.create_default_context(cafile=str(cert)), headers=AUTH
-                ) as own:
-                    for name in chunk:
-                        i = int(name.split("_")[1])
-                        span = json_span(
-                            "s", {"vf.user": "u", "vf.event": name}, span_id=f"{i + 1:016x}"
-                        )
-                        assert (
-                            own.post(f"{url}/v1/traces", json=json_traces(span)).status_code == 200
-                        )
-
-            senders = [threading.Thread(target=send, args=(names[k::4],)) for k in range(4)]
-            for sender in senders:
-                sender.start()
-            for sender in senders:
-                sender.join(60)
-            with pytest.raises(httpx.HTTPError):
+    env = relay_env(server.base_url, server.api_key)
+    names = [f"tls_{i}" for i in range(40)]
+    with (tmp_path / "relay.log").open("ab") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=out)  # noqa: S603
+        try:
+            wait_https_ready(f"https://127.0.0.1:{port}", verify)
+            send_in_parallel(f"https://127.0.0.1:{port}", names, verify)
+            with pytest.raises(httpx.HTTPError):  # no plain HTTP on the TLS port
                 httpx.post(f"http://127.0.0.1:{port}/v1/traces", json={}, headers=AUTH)
-        assert_once(server, set(names))
-    finally:
-        process.send_signal(signal.SIGTERM)
-        status = process.wait(30)
-        out.close()
+            assert_once(server, set(names))
+        finally:
+            process.send_signal(signal.SIGTERM)
+            status = process.wait(30)
     # uvicorn raises SIGTERM again once its graceful shutdown is done (0.29 and later).
     assert status in (0, -signal.SIGTERM)
 

@@ -100,6 +100,10 @@ def _check(args: argparse.Namespace) -> tuple[ExitCode, str] | None:
         )
     if args.workers < 1 or not 0 <= args.port <= 65535:
         return ExitCode.USAGE, "--workers must be 1 or more, --port 0 to 65535"
+    if args.wait is not None and not 0 < args.wait <= 3600:
+        return ExitCode.USAGE, "--wait must be more than 0 and at most 3600 seconds"
+    if args.max_body_bytes is not None and not 1024 <= args.max_body_bytes <= 2**31:
+        return ExitCode.USAGE, "--max-body-bytes must be between 1024 and 2**31"
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         return ExitCode.USAGE, "--ssl-certfile and --ssl-keyfile go together"
     if not (args.ssl_certfile or args.insecure_no_tls or _is_loopback(args.host)):

@@ -151,18 +151,17 @@ class RelayApp:
         if path in (b"/healthz", b"/readyz"):
             await self._probe(path, scope["method"], send)
             return
-        signal = _ROUTES.get(path)
         try:
-            self._admit(signal, scope["method"], headers)
+            signal = self._admit(path, scope["method"], headers)
             body = await self._read(receive, headers)
         except _Refusal as refusal:
             await _error(send, refusal.status, refusal.message, json_body)
             return
-        assert signal is not None  # noqa: S101 - _admit refused any other path
         await self._export(signal, body, json_body, send)
 
-    def _admit(self, signal: str | None, method: str, headers: dict[bytes, bytes]) -> None:
-        """Raise the refusal for a request the relay does not take (before its body)."""
+    def _admit(self, path: bytes, method: str, headers: dict[bytes, bytes]) -> str:
+        """The signal a request exports; raises the refusal for one the relay does not take."""
+        signal = _ROUTES.get(path)
         if signal is None:
             raise _Refusal(404, "not found: the relay serves /v1/traces and /v1/logs")
         if method != "POST":
@@ -170,6 +169,7 @@ class RelayApp:
         if not hmac.compare_digest(headers.get(b"authorization", b""), self._token):
             raise _Refusal(401, f"a valid 'Authorization: Bearer' token ({TOKEN_ENV})")
         _check_content_type(headers.get(b"content-type", b""))
+        return signal
 
     async def _export(self, signal: str, body: bytes, json_body: bool, send: Send) -> None:
         if self._busy >= self._concurrency:
@@ -341,7 +341,10 @@ def from_environment() -> RelayApp:
     if not token:
         raise ValueError(f"set {TOKEN_ENV}: the token clients send as 'Authorization: Bearer'")
     max_body = _int_env(MAX_BODY_ENV, DEFAULT_MAX_BODY_BYTES)
-    wait = float(os.environ.get(WAIT_ENV) or DEFAULT_WAIT)
+    try:
+        wait = float(os.environ.get(WAIT_ENV) or DEFAULT_WAIT)
+    except ValueError:
+        raise ValueError(f"{WAIT_ENV} must be a number of seconds") from None
     relay = Relay(wait=wait)
     try:
         return RelayApp(relay, token=token, max_body_bytes=max_body)
