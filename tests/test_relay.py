@@ -366,3 +366,35 @@ def test_relay_public_names() -> None:
     for name in exported:
         assert getattr(vf_otel.relay, name).__module__ == "vf_otel.relay"
         assert f"::: vf_otel.relay.{name}\n" in reference
+
+
+def test_relay_counters_are_otel_metrics(
+    server: VibefollowServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a MeterProvider in the process, the relay's stats() are vibefollow.* metrics
+    under vibefollow.source=relay."""
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    # Patched, not set: the global provider can be set only once per process.
+    monkeypatch.setattr(metrics, "get_meter_provider", lambda: provider)
+    relay = Relay(api_key=server.api_key, base_url=server.base_url)
+    try:
+        spans = decode_traces(json.dumps(signup_traces()).encode(), json_body=True)
+        assert relay.forward_spans(spans).accepted
+        assert relay.stats().sent == 2
+        data = reader.get_metrics_data()
+    finally:
+        relay.shutdown()
+        provider.shutdown()
+    points = {
+        (metric.name, tuple(sorted((point.attributes or {}).items()))): point.value
+        for resource in (data.resource_metrics if data else ())
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        for point in metric.data.data_points
+    }
+    assert points["vibefollow.events.sent", (("vibefollow.source", "relay"),)] == 2
