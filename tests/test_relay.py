@@ -140,12 +140,17 @@ def test_protobuf_and_json_decode_alike() -> None:
         (json.dumps(json_traces(json_span("s", {}, trace_id="zz" * 16))).encode(), "not hex"),
         (json.dumps(json_traces(json_span("s", {}, trace_id="ab" * 12))).encode(), "32 hex"),
         (b"[1, 2]", "not an object"),
-        (b'{"resourceSpans": 3}', "JSON"),
+        (b'{"resourceSpans": 3}', "resourceSpans must be a list"),
+        (
+            b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": "x"}]}]}]}',
+            "integer",
+        ),
+        (b"\xff", "JSON"),
     ],
 )
 def test_undecodable_bodies_raise(body: bytes, needle: str) -> None:
     """Bodies that are not OTLP in the claimed encoding raise OTLPDecodeError, saying why."""
-    json_body = not body.startswith(b"\xff")
+    json_body = not body.startswith(b"\xff\x00")
     with pytest.raises(OTLPDecodeError, match=needle):
         decode_traces(body, json_body=json_body)
 
@@ -398,3 +403,150 @@ def test_relay_counters_are_otel_metrics(
         for point in metric.data.data_points
     }
     assert points["vibefollow.events.sent", (("vibefollow.source", "relay"),)] == 2
+
+
+# -- the two decoders agree -----------------------------------------------------------
+
+
+def _any_values() -> Any:
+    from hypothesis import strategies as st
+    from opentelemetry.proto.common.v1.common_pb2 import (
+        AnyValue,
+        ArrayValue,
+        KeyValue,
+        KeyValueList,
+    )
+
+    scalars = st.one_of(
+        st.builds(lambda v: AnyValue(string_value=v), st.text(max_size=8)),
+        st.builds(lambda v: AnyValue(bool_value=v), st.booleans()),
+        st.builds(lambda v: AnyValue(int_value=v), st.integers(-(2**63), 2**63 - 1)),
+        st.builds(lambda v: AnyValue(double_value=v), st.floats(allow_nan=False)),
+        st.builds(lambda v: AnyValue(bytes_value=v), st.binary(max_size=8)),
+        st.just(AnyValue()),
+    )
+    return st.recursive(
+        scalars,
+        lambda inner: st.one_of(
+            st.builds(
+                lambda vs: AnyValue(array_value=ArrayValue(values=vs)), st.lists(inner, max_size=3)
+            ),
+            st.builds(
+                lambda kvs: AnyValue(
+                    kvlist_value=KeyValueList(values=[KeyValue(key=k, value=v) for k, v in kvs])
+                ),
+                st.lists(st.tuples(st.text(max_size=4), inner), max_size=3),
+            ),
+        ),
+        max_leaves=6,
+    )
+
+
+def _to_otlp_json(message: Any) -> bytes:
+    """``message`` as OTLP/JSON: proto3 JSON with integer enums and hex trace/span ids."""
+    document = json_format.MessageToDict(message, use_integers_for_enums=True)
+
+    def hexify(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("traceId", "spanId", "parentSpanId") and isinstance(value, str):
+                    node[key] = base64.b64decode(value).hex()
+                else:
+                    hexify(value)
+        elif isinstance(node, list):
+            for item in node:
+                hexify(item)
+
+    hexify(document)
+    return json.dumps(document).encode()
+
+
+def test_json_and_protobuf_decoders_agree() -> None:
+    """For any traces and logs request, the JSON decoder (read straight from the document)
+    gives exactly what the protobuf decoder gives."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+
+    attributes = st.lists(
+        st.builds(lambda k, v: KeyValue(key=k, value=v), st.text(max_size=6), _any_values()),
+        max_size=4,
+    )
+    ids16, ids8 = (
+        st.sampled_from([b"", b"\x01" * 16, bytes(range(16))]),
+        st.binary(min_size=8, max_size=8) | st.just(b""),
+    )
+    times = st.integers(0, 2**64 - 1)
+    events = st.builds(
+        lambda n, t, a: Span.Event(name=n, time_unix_nano=t, attributes=a),
+        st.text(max_size=6),
+        times,
+        attributes,
+    )
+    spans = st.builds(
+        lambda t, s, n, start, code, attrs, evs: Span(
+            trace_id=t,
+            span_id=s,
+            name=n,
+            start_time_unix_nano=start,
+            status=Status(code=code),
+            attributes=attrs,
+            events=evs,
+        ),
+        ids16,
+        ids8,
+        st.text(max_size=8),
+        times,
+        st.integers(0, 2),
+        attributes,
+        st.lists(events, max_size=2),
+    )
+    records = st.builds(
+        lambda t, s, time, observed, body, attrs: LogRecord(
+            trace_id=t,
+            span_id=s,
+            time_unix_nano=time,
+            observed_time_unix_nano=observed,
+            body=body,
+            attributes=attrs,
+        ),
+        ids16,
+        ids8,
+        times,
+        times,
+        _any_values(),
+        attributes,
+    )
+    scope = st.builds(lambda n: InstrumentationScope(name=n), st.text(max_size=6))
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        st.lists(st.tuples(scope, st.lists(spans, max_size=3)), max_size=2),
+        st.lists(st.tuples(scope, st.lists(records, max_size=3)), max_size=2),
+    )
+    def agree(span_groups: Any, record_groups: Any) -> None:
+        traces = ExportTraceServiceRequest(
+            resource_spans=[
+                ResourceSpans(
+                    scope_spans=[ScopeSpans(scope=sc, spans=ss) for sc, ss in span_groups]
+                )
+            ]
+        )
+        logs = ExportLogsServiceRequest(
+            resource_logs=[
+                ResourceLogs(
+                    scope_logs=[ScopeLogs(scope=sc, log_records=rs) for sc, rs in record_groups]
+                )
+            ]
+        )
+        assert decode_traces(_to_otlp_json(traces), json_body=True) == decode_traces(
+            traces.SerializeToString(), json_body=False
+        )
+        assert decode_logs(_to_otlp_json(logs), json_body=True) == decode_logs(
+            logs.SerializeToString(), json_body=False
+        )
+
+    agree()
