@@ -39,12 +39,18 @@ EVENTS = 25
 SHUTDOWN_BOUND = 15.0
 
 
-#: The end of every script: queue EVENTS events, say so, wait for the signal.
+#: The end of every script: queue EVENTS events, say so, wait for the signal. Not
+#: signal.pause(): a SIGTERM that lands between the print and the pause runs its handler
+#: first, and a pause after it waits for ever; the wake-up pipe keeps a byte for it.
 WAIT_FOR_SIGTERM = f"""
+import os as _os, select as _select
+_wake_r, _wake_w = _os.pipe()
+_os.set_blocking(_wake_w, False)
+signal.set_wakeup_fd(_wake_w)
 for i in range({EVENTS}):
     log.warning("job_done", extra={{"vf_user": f"usr_{{i}}"}})
 print("ready", flush=True)
-signal.pause()
+_select.select([_wake_r], [], [])
 """
 
 

@@ -123,4 +123,5 @@ def _app_shows(record: logging.LogRecord) -> bool:
 def _is_vf_otels(handler: logging.Handler) -> bool:
     # The Vibefollow handler (which ignores vf_otel.* records), configure()'s stand-in
     # for Python's last resort (WARNING and above only) and this printer.
-    return any(cls.__module__.startswith("vf_otel.") for cls in type(handler).__mro__)
+    # (What vf_otel exports names "vf_otel" as its module; the rest a submodule.)
+    return any(cls.__module__.partition(".")[0] == "vf_otel" for cls in type(handler).__mro__)
