@@ -353,6 +353,8 @@ def test_relay_settings_are_checked() -> None:
             RelayApp(relay, token=TOKEN, max_body_bytes=10)
         with pytest.raises(ValueError, match="wait"):
             Relay(enabled=False, wait=0)
+        with pytest.raises(ValueError, match="on_error"):
+            Relay(enabled=False, on_error=3)  # type: ignore[typeddict-item]
         assert TOKEN not in repr(RelayApp(relay, token=TOKEN))
     finally:
         relay.shutdown()
@@ -550,3 +552,20 @@ def test_json_and_protobuf_decoders_agree() -> None:
         )
 
     agree()
+
+
+def test_events_the_api_refuses_are_a_partial_success(
+    serve: Serve, server: VibefollowServer
+) -> None:
+    """An event the API refuses for good (422) is dead-lettered and counted as rejected in
+    partial_success; the others are delivered, and the batch is not asked for again."""
+    server.reject_event(lambda event: event["name"] == "button_clicked")
+    reported: list[str] = []
+    url = serve(on_error=lambda error, events: reported.extend(e.name for e in events))
+    reply = httpx.post(f"{url}/v1/traces", content=json.dumps(signup_traces()), headers=JS)
+    assert reply.status_code == 200
+    partial = reply.json()["partialSuccess"]
+    assert partial["rejectedSpans"] == "1"
+    assert "refused by Vibefollow" in partial["errorMessage"]
+    assert [e["name"] for e in server.events] == ["user_signed_up"]
+    assert reported == ["button_clicked"]  # the relay's own on_error is still called

@@ -190,6 +190,7 @@ def test_api_down_answers_503_then_delivers_once(server: VibefollowServer, tmp_p
                 threading.Event().wait(min(1.0, float(reply.headers["retry-after"])))
             assert reply.status_code == 200
     assert_once(server, {f"down_{i}" for i in range(5)})
+    assert server.api_key not in (tmp_path / "relay.log").read_text()
 
 
 def keep_sending(url: str, acknowledged: list[str], stop: threading.Event) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Final, Literal
@@ -22,7 +22,9 @@ from typing import Final, Literal
 from typing_extensions import Unpack
 
 from .._delivery.stats import Stats
+from .._errors import VibefollowError
 from .._event.coerce import KeyCollisions
+from .._event.model import Event
 from .._event.validate import Rejection
 from .._sources.handler import is_library_logger
 from .._sources.sink import EventSink
@@ -74,7 +76,13 @@ class Relay:
             raise ValueError("wait must be a number of seconds in (0, 3600]")
         self._include_errors = include_error_spans
         self._wait = float(wait)
-        self._sink = EventSink(options, source_kind="relay")
+        # The batches being delivered, each watching on_error for its own events: what the
+        # API refuses is known per batch (for partial_success) whatever runs beside it.
+        self._watches: list[_Watch] = []
+        self._on_error = options.get("on_error")
+        if self._on_error is not None and not callable(self._on_error):
+            raise ValueError("on_error must be callable")
+        self._sink = EventSink({**options, "on_error": self._refused}, source_kind="relay")
         if not self._sink.has_key:
             self._sink.shutdown()
             raise ValueError("the relay needs a Vibefollow API key: set VIBEFOLLOW_API_KEY")
@@ -128,24 +136,32 @@ class Relay:
         total: int,
         what: str,
     ) -> Outcome:
+        watch = _Watch(result.event_id for result in results if isinstance(result, Event))
+        self._watches.append(watch)
         try:
             receipt = self._sink.deliver_counted(results, collisions, self._wait)
         except Exception:  # counted; the client keeps the batch and tries again
             self._sink.pipeline.ledger.drop("internal_error", (), count=len(results))
             _logger.debug("vf-otel relay could not deliver a batch", exc_info=True)
             return Outcome(accepted=False, retry_after=_RETRY_AFTER)
+        finally:
+            self._watches.remove(watch)
         if not receipt.durable:
             return Outcome(accepted=False, retry_after=self._retry_after())
-        rejections = sum(1 for result in results if isinstance(result, Rejection))
-        if receipt.refused > rejections:
-            refused["refused by Vibefollow (see the relay's on_error / stats)"] += (
-                receipt.refused - rejections
-            )
+        if watch.hits:
+            refused["refused by Vibefollow or dropped (see on_error, stats())"] += len(watch.hits)
         count = min(total, sum(refused.values()))
         if not count:
             return Outcome(accepted=True)
         reasons = "; ".join(f"{reason} ({n})" for reason, n in refused.most_common())
         return Outcome(accepted=True, rejected=count, message=f"{count} {what} refused: {reasons}")
+
+    def _refused(self, error: VibefollowError, events: Sequence[Event]) -> None:
+        """on_error: note the events of batches being delivered, then the app's own hook."""
+        for watch in list(self._watches):
+            watch.saw(events)
+        if self._on_error is not None:
+            self._on_error(error, events)
 
     def _retry_after(self) -> int:
         seconds = self._sink.pipeline.circuit.seconds_until_ready()
@@ -164,6 +180,19 @@ class Relay:
 
 def _log_id(record: LogRecord, _: object) -> str:
     return log_event_id(record, record.trace_id, record.span_id)
+
+
+class _Watch:
+    """The event ids of one batch, and those of them reported as never to be delivered."""
+
+    __slots__ = ("hits", "ids")
+
+    def __init__(self, ids: Iterable[str]) -> None:
+        self.ids = frozenset(ids)
+        self.hits: set[str] = set()
+
+    def saw(self, events: Sequence[Event]) -> None:
+        self.hits.update(event.event_id for event in events if event.event_id in self.ids)
 
 
 def _note_rejections(results: list[Result], refused: Counter[str]) -> None:
