@@ -569,3 +569,33 @@ def test_events_the_api_refuses_are_a_partial_success(
     assert "refused by Vibefollow" in partial["errorMessage"]
     assert [e["name"] for e in server.events] == ["user_signed_up"]
     assert reported == ["button_clicked"]  # the relay's own on_error is still called
+
+
+def test_a_busy_relay_answers_503_at_once(server: VibefollowServer) -> None:
+    """Past its concurrency, a batch is answered 503 with Retry-After at once (the client
+    sends it again), while the batch in progress is delivered."""
+    import threading
+
+    relay = Relay(api_key=server.api_key, base_url=server.base_url)
+    app = RelayApp(relay, token=TOKEN, concurrency=1)
+    server.delay_next(2.0)
+    body = json.dumps(signup_traces())
+    with served(app) as url:
+        first: list[int] = []
+        slow = threading.Thread(
+            target=lambda: first.append(
+                httpx.post(f"{url}/v1/traces", content=body, headers=JS, timeout=30).status_code
+            )
+        )
+        slow.start()
+        for _ in range(400):  # bounded: until the first batch is on its way to the API
+            if relay.stats().in_flight:
+                break
+            threading.Event().wait(0.01)
+        assert relay.stats().in_flight
+        reply = httpx.post(f"{url}/v1/traces", content=body, headers=JS)
+        assert (reply.status_code, reply.headers["retry-after"]) == (503, "1")
+        assert reply.json()["message"] == "the relay is busy"
+        slow.join(30)
+    assert first == [200]
+    assert len(server.events) == 2
