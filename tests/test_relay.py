@@ -287,12 +287,16 @@ def test_the_relay_token_is_required(serve: Serve, server: VibefollowServer) -> 
         {"Content-Type": "application/json"},
         {"Content-Type": "application/json", "Authorization": f"Bearer {server.api_key}"},
         {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}x"},
+        {"Content-Type": "application/json", "Authorization": f"Basic {TOKEN}"},
+        {"Content-Type": "application/json", "Authorization": TOKEN},
     ):
         reply = httpx.post(f"{url}/v1/traces", content=body, headers=headers)
         assert reply.status_code == 401
         assert server.api_key not in reply.text
         assert server.api_key not in str(reply.headers)
     assert server.events == []
+    lower = {"Content-Type": "application/json", "Authorization": f"bearer {TOKEN}"}
+    assert httpx.post(f"{url}/v1/traces", content=body, headers=lower).status_code == 200
 
 
 def test_api_down_without_spool_is_503_then_once(serve: Serve, server: VibefollowServer) -> None:
@@ -342,7 +346,8 @@ def test_health_and_readiness(serve: Serve) -> None:
 
 
 def test_relay_settings_are_checked() -> None:
-    """A short token, a bad cap and a relay without an API key are refused at construction."""
+    """A short token, the API key as token, a bad cap and a relay without an API key are
+    refused at construction."""
     with pytest.raises(ValueError, match="VIBEFOLLOW_API_KEY"):
         Relay()
     relay = Relay(enabled=False)
@@ -358,6 +363,12 @@ def test_relay_settings_are_checked() -> None:
         assert TOKEN not in repr(RelayApp(relay, token=TOKEN))
     finally:
         relay.shutdown()
+    keyed = Relay(api_key="sk_live_" + "k" * 32, base_url="https://api.example.com")
+    try:
+        with pytest.raises(ValueError, match="must not be the Vibefollow API key"):
+            RelayApp(keyed, token="sk_live_" + "k" * 32)
+    finally:
+        keyed.shutdown()
 
 
 def test_relay_public_names() -> None:

@@ -273,6 +273,7 @@ def run_cli(env: dict[str, Any], *args: str) -> tuple[int, str]:
         ([], "VIBEFOLLOW_RELAY_TOKEN", 4, "VIBEFOLLOW_RELAY_TOKEN"),
         ([], "VIBEFOLLOW_API_KEY", 3, "VIBEFOLLOW_API_KEY"),
         (["--workers", "0"], None, 2, "--workers"),
+        ([], "same", 4, "must not be the Vibefollow API key"),
         (["--wait", "0"], None, 2, "--wait"),
         (["--max-body-bytes", "10"], None, 2, "--max-body-bytes"),
     ],
@@ -283,7 +284,9 @@ def test_cli_refuses_unsafe_or_incomplete_settings(
     """`vf-otel relay` refuses a non-loopback bind without TLS (or the opt-out), and a
     missing token or key, with a message and its exit status, before serving."""
     env = relay_env(server.base_url, server.api_key)
-    if drop:
+    if drop == "same":
+        env["VIBEFOLLOW_RELAY_TOKEN"] = server.api_key
+    elif drop:
         env.pop(drop)
     got, err = run_cli(env, *args)
     assert got == status

@@ -117,6 +117,8 @@ def _check(args: argparse.Namespace) -> tuple[ExitCode, str] | None:
         return ExitCode.BAD_CONFIG, f"invalid option: {exc}"
     if settings.api_key is None and settings.enabled:
         return ExitCode.NO_API_KEY, "no API key: set VIBEFOLLOW_API_KEY"
+    if settings.api_key == os.environ["VIBEFOLLOW_RELAY_TOKEN"]:
+        return ExitCode.BAD_CONFIG, "VIBEFOLLOW_RELAY_TOKEN must not be the Vibefollow API key"
     return None
 
 

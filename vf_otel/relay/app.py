@@ -104,6 +104,9 @@ class RelayApp:
     ) -> None:
         if not isinstance(token, str) or len(token) < 16:
             raise ValueError(f"the relay's token ({TOKEN_ENV}) must be at least 16 characters")
+        if relay.is_api_key(token):
+            # Clients would then hold the key the relay exists to keep to itself.
+            raise ValueError(f"{TOKEN_ENV} must not be the Vibefollow API key")
         if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
             raise ValueError("max_body_bytes must be an int")
         if not 1024 <= max_body_bytes <= 2**31:
@@ -111,7 +114,7 @@ class RelayApp:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError("concurrency must be a positive int")
         self.relay = relay
-        self._token = f"Bearer {token}".encode()
+        self._token = token.encode()
         self._max_body = max_body_bytes
         self._concurrency = concurrency
         self._busy = 0
@@ -166,7 +169,9 @@ class RelayApp:
             raise _Refusal(404, "not found: the relay serves /v1/traces and /v1/logs")
         if method != "POST":
             raise _Refusal(405, "use POST")
-        if not hmac.compare_digest(headers.get(b"authorization", b""), self._token):
+        scheme, _, credentials = headers.get(b"authorization", b"").partition(b" ")
+        # The scheme is case-insensitive (RFC 9110); the token is compared in constant time.
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(credentials, self._token):
             raise _Refusal(401, f"a valid 'Authorization: Bearer' token ({TOKEN_ENV})")
         _check_content_type(headers.get(b"content-type", b""))
         return signal

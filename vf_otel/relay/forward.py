@@ -11,6 +11,7 @@ the same ids, hence requests with the same idempotency keys: the API delivers on
 
 from __future__ import annotations
 
+import hmac
 import logging
 import math
 from collections import Counter
@@ -89,6 +90,11 @@ class Relay:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._sink.pipeline.settings.base_url}>"
+
+    def is_api_key(self, text: str) -> bool:
+        """Whether ``text`` is the Vibefollow API key (compared in constant time)."""
+        key = self._sink.pipeline.settings.api_key
+        return key is not None and hmac.compare_digest(text.encode(), key.encode())
 
     @property
     def ready(self) -> bool:
