@@ -129,8 +129,11 @@ def test_too_large(error: VibefollowError, expected: bool) -> None:
 
 
 def test_what_is_retried_held_or_isolated() -> None:
-    """Status 0 (incl. foreign 2xx), 429 and 5xx retry; 3xx holds; a 422 isolates unless reuse."""
+    """Status 0 (incl. foreign 2xx), 408, 429 and 5xx retry; 3xx holds; a 422 isolates
+    unless reuse."""
     assert retryable(NetworkError("x", code=NOT_THE_API))
+    assert retryable(VibefollowError("x", status=408))
+    assert not retryable(VibefollowError("x", status=400))
     assert retryable(ServerError("x", status=520))
     assert not retryable(VibefollowError("x", status=301))
     assert redirected(VibefollowError("x", status=308))

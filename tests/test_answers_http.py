@@ -113,6 +113,25 @@ def test_every_5xx_is_retried_and_lands_once(
     assert (stats.sent, stats.retried, stats.dead_lettered, stats.dropped_total) == (20, 4, 0, 0)
 
 
+def test_a_408_from_a_proxy_is_retried_and_lands_once(
+    vibefollow_server: VibefollowServer, make_handler: HandlerFactory, log: logging.Logger
+) -> None:
+    """A 408 Request Timeout (a proxy's, a load balancer's) is retried with the same key,
+    not dead-lettered: delivered once, nothing dropped."""
+    reported = Reported()
+    handler = make_handler(on_error=reported)
+    log.addHandler(handler)
+    vibefollow_server.fail_next(408, path="/events/batch")
+    emit(log, range(5))
+    assert handler.flush(timeout=60)
+    assert received(vibefollow_server) == list(range(5))
+    assert [r.status for r in vibefollow_server.requests] == [408, 202]
+    assert len({r.idempotency_key for r in vibefollow_server.requests}) == 1
+    stats = handler.stats()
+    assert (stats.sent, stats.retried, stats.dead_lettered, stats.dropped_total) == (5, 1, 0, 0)
+    assert reported.calls == []
+
+
 # -- 6. Retry-After is honoured in full ---------------------------------------------------
 
 

@@ -27,6 +27,7 @@ from .wire import error_details, snippet
 __all__ = [
     "NOT_THE_API",
     "REDIRECT",
+    "RETRYABLE_STATUSES",
     "describe",
     "error_for",
     "foreign_answer",
@@ -40,6 +41,10 @@ __all__ = [
 NOT_THE_API: Final = "not_the_api"
 #: The code of the error for a 3xx (the base URL is wrong).
 REDIRECT: Final = "redirect"
+#: The statuses tried again later, besides every 5xx: a lost answer or foreign 2xx (0), a
+#: proxy's or load balancer's Request Timeout (408), a rate limit (429). The
+#: Idempotency-Key makes a retry safe whatever the server did with the first try.
+RETRYABLE_STATUSES: Final = frozenset({0, 408, 429})
 #: A 400 about the body's size, as proxies and gateways word it.
 _ABOUT_SIZE: Final = re.compile(
     r"too[\s_-]*(large|big|long)|exceed|\bsize\b|size[\s_-]*limit|max(imum)?[\s_-]*body",
@@ -50,8 +55,8 @@ _TITLE_SCAN: Final = 64 * 1024
 
 
 def retryable(error: VibefollowError) -> bool:
-    """Network errors and foreign answers (status 0), 429 and every 5xx: try again later."""
-    return error.status in {0, 429} or error.status >= 500
+    """Network errors and foreign answers (status 0), 408, 429 and every 5xx: try again later."""
+    return error.status in RETRYABLE_STATUSES or error.status >= 500
 
 
 def too_large(error: VibefollowError) -> bool:

@@ -11,6 +11,11 @@ finds too large (413, or a 400 about size) is split in halves, each with its own
 key, until the pieces fit. A 422 dead-letters every event its errors name and
 goes on with the rest as a new request; when it names none, the batch is
 bisected the same way. Only an event that still fails alone is dead-lettered.
+
+A pooled keep-alive connection the server dropped while it sat idle (closed or
+reset as it is reused, before any answer) is no failure of the API: the request
+goes again at once, once, on a new connection, as the OTLP exporter does; counted
+in ``retried`` (the server saw it twice), with no backoff and nothing for the circuit.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from .._config import Settings
 from .._errors import AuthError, ValidationError, VibefollowError
 from . import threads
 from .answers import isolatable, redirected, retryable, too_large
-from .client import Client
+from .client import STALE_CONNECTION, Client
 from .ledger import Ledger
 from .policy import CircuitBreaker, Permit, RetryPolicy
 from .requests import NO_BASE_URL_TEXT
@@ -119,6 +124,8 @@ class Attempts:
                 self._ledger.retried()  # counted as it goes out, not when it was planned
             try:
                 error = self._client.post(request, min(self._settings.timeout, remaining))
+                if error is not None and error.code == STALE_CONNECTION:
+                    error = self._resend(request, deadline, error)
             except BaseException:
                 permit.abandon()
                 raise
@@ -132,6 +139,17 @@ class Attempts:
             if not self._wait_to_retry(permit, error, attempt, deadline):
                 return "parked"
             attempt += 1
+
+    def _resend(
+        self, request: Request, deadline: float, stale: VibefollowError
+    ) -> VibefollowError | None:
+        """Send again at once after a stale pooled connection (module docstring): the one
+        that failed left the pool, so this goes on a new one (or another still open)."""
+        remaining = deadline - self._clock()
+        if remaining <= 0:
+            return stale  # no time left: a failed attempt like any other
+        self._ledger.retried()
+        return self._client.post(request, min(self._settings.timeout, remaining))
 
     def _wait_to_retry(
         self, permit: Permit, error: VibefollowError, attempt: int, deadline: float

@@ -12,6 +12,11 @@ An answer is read only as far as it can matter: the API's envelope and error
 texts are small, so at most ``MAX_ANSWER_BYTES`` are read and the rest is left
 unread (the connection is closed, not drained). A 2xx larger than that is not
 the API's answer. ``timeout`` bounds the whole request (deadline.py).
+
+A pooled keep-alive connection the server closed while it sat idle fails the
+request sent on it before any byte of an answer: a connection closed or reset on
+reuse. That is no sign of trouble at the API; its error says so
+(``STALE_CONNECTION``), and the attempt loop sends the request again at once.
 """
 
 from __future__ import annotations
@@ -33,16 +38,26 @@ from .._errors import NetworkError, VibefollowError
 from .._version import __version__
 from . import threads
 from .answers import NOT_THE_API, error_for, foreign_answer
-from .deadline import Watch, Watchdog
+from .deadline import Watch, Watchdog, watch_streams, watching
 from .httplog import own_http, quiet_own_http_logs, scrub_key
 from .wire import Request, accepted_envelope, declined_envelope, scrub
 
-__all__ = ["MAX_ANSWER_BYTES", "NOT_ACCEPTED", "USER_AGENT", "Client"]
+__all__ = ["MAX_ANSWER_BYTES", "NOT_ACCEPTED", "STALE_CONNECTION", "USER_AGENT", "Client"]
 
 #: The most of an answer read: the API's envelopes and error texts are far smaller.
 MAX_ANSWER_BYTES: Final = 64 * 1024
 #: The code of the error for a 2xx envelope saying ``"accepted": false``.
 NOT_ACCEPTED: Final = "not_accepted"
+#: The code of the error for a pooled connection closed or reset on reuse, before any
+#: byte of an answer came (the server dropped it while it sat idle).
+STALE_CONNECTION: Final = "stale_connection"
+#: What a stale connection fails with: the server closed it (no answer), or reset it.
+_STALE_ERRORS: Final = (
+    httpx.RemoteProtocolError,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.ConnectError,
+)
 
 USER_AGENT: Final = (
     f"vf-otel/{__version__} python/{platform.python_version()} httpx/{httpx.__version__}"
@@ -60,6 +75,9 @@ class Client:
         self._urls: dict[str, httpx.URL] = {}
         self._headers: list[tuple[bytes, bytes]] = []
         self._configured_timeout: dict[str, float | None] | None = None
+        #: Whether the watchdog sees every request's stream, reused connections too
+        #: (deadline.watch_streams); False: the trace-only fallback.
+        self.streams_watched = False
         # Senders share one client (and its connection pool): make it once.
         self._lock = threads.Lock()
         self._watchdog = Watchdog()
@@ -80,7 +98,8 @@ class Client:
         """
         watch = self._watchdog.watch(timeout)
         try:
-            return self._post(request, timeout, watch)
+            with watching(watch):
+                return self._post(request, timeout, watch)
         finally:
             self._watchdog.release(watch)
 
@@ -107,6 +126,11 @@ class Client:
         except httpx.TransportError as exc:
             if watch.late():
                 return _timed_out(timeout)  # the watchdog cut it
+            if isinstance(exc, _STALE_ERRORS) and watch.reused and not watch.received:
+                return NetworkError(
+                    f"a pooled connection was closed on reuse ({type(exc).__name__})",
+                    code=STALE_CONNECTION,
+                )
             # A protocol error may quote what the server sent, which may echo the key.
             return NetworkError(f"{type(exc).__name__}: {scrub(str(exc), self._settings.api_key)}")
         except httpx.DecodingError as exc:
@@ -184,6 +208,9 @@ class Client:
             transport=self._transport,
             follow_redirects=False,
         )
+        if self._transport is None:
+            # Its own transports only: one the app gave is left as it is (deadline.py).
+            self.streams_watched = watch_streams(self._client)
         # What build_request would send: the client's defaults (Accept, Accept-Encoding,
         # Connection) and ours; Host and Content-Length come with each request.
         self._headers = list(self._client.headers.raw)

@@ -4,7 +4,7 @@ Retry: capped exponential backoff with full jitter; a server's ``Retry-After``
 (seconds or an HTTP date) is a floor, honoured in full (events wait parked).
 
 Circuit: after ``threshold`` consecutive failed attempts (network error, 5xx,
-429, an answer that is not the API's) it opens and nothing is sent. After a
+408, 429, an answer that is not the API's) it opens and nothing is sent. After a
 cool-down it lets exactly one probe through; success closes it, failure reopens
 it with a longer cool-down (doubling, capped). Every attempt holds a
 ``Permit`` and settles it exactly once — sent, failed or abandoned — so a
@@ -95,12 +95,12 @@ class Permit:
         self._settled = False
 
     def succeeded(self) -> None:
-        """The server answered as the API does (any status but 5xx/429): close."""
+        """The server answered as the API does (any status but 5xx/408/429): close."""
         if self._settle():
             self._circuit._succeeded()
 
     def failed(self, retry_after: float | None = None) -> bool:
-        """Network error, 5xx, 429 or a foreign answer; True if the circuit is now open."""
+        """Network error, 5xx, 408, 429 or a foreign answer; True if the circuit is now open."""
         if self._settle():
             return self._circuit._failed(retry_after, probe=self._probe)
         return self._circuit.state == "open"

@@ -68,11 +68,12 @@ class Receipt:
     unsettled: int = 0
 
     @classmethod
-    def of(cls, settled: list[Job], total: int, *, dropped: int) -> Receipt:
-        """The receipt for ``total`` jobs of which ``settled`` had an answer."""
+    def of(cls, jobs: list[Job], *, dropped: int) -> Receipt:
+        """The receipt for a batch's ``jobs`` as they are now (``dropped``: events lost
+        while its requests were built)."""
         counts = {"sent": 0, "spooled": 0, "refused": dropped}
-        unsettled = total - len(settled)
-        for job in settled:
+        unsettled = 0
+        for job in jobs:
             if job.outcome not in counts:
                 unsettled += 1
             elif job.request.path == EVENTS_PATH:
@@ -184,37 +185,33 @@ class Worker:
         return answered and waiter.answer
 
     def deliver(self, events: Sequence[Event], timeout: float) -> bool:
-        """Send ``events`` now from the caller's thread; True once all were accepted."""
+        """Send ``events`` now; True once all were accepted within ``timeout``."""
         return self.deliver_counted(events, timeout).all_sent
 
     def deliver_counted(self, events: Sequence[Event], timeout: float) -> Receipt:
-        """Send ``events`` now from the caller's thread; what became of them by ``timeout``."""
+        """Send ``events`` now; what became of them by ``timeout``.
+
+        The same dispatch as a batch taken from the queue (:meth:`_send`): the user
+        upserts first, the events once every upsert has an outcome.
+        """
         # An identify() is an upsert only: not an event.
         wanted = len(events) - list(map(SAME_AS_IDENTIFY, map(_NAME, events))).count(True)
         self._ledger.enqueued(wanted)
-        seq = self._batches.next()
         requests = prepare(events, self._settings, self._ledger)
-        jobs = [Job(r, seq) for r in requests]
         # An event dropped while its request was built (too large, no base URL) is not sent.
         kept = sum(len(r.events) for r in requests if r.path == EVENTS_PATH)
         deadline = self._clock() + timeout
-        settled: list[Job] = []
         finished = threads.Semaphore(0)
+        jobs: list[Job] = []
 
-        def done(job: Job) -> Callable[[bool], None]:
-            def one(sent: bool) -> None:
-                settled.append(job)
-                finished.release()
+        def done(sent: bool) -> None:
+            finished.release()
 
-            return one
-
-        for job in jobs:
-            job.done = done(job)
-            self._jobs.dispatch(job, deadline)
-        for _ in jobs:
+        self._send(requests, deadline, done, made=jobs)
+        for _ in requests:  # each job's done() is called once: settled or parked
             if not finished.acquire(timeout=max(0.0, deadline - self._clock())):
                 break
-        return Receipt.of(list(settled), len(jobs), dropped=wanted - kept)
+        return Receipt.of(jobs, dropped=wanted - kept)
 
     def join(self, timeout: float) -> None:
         """Wait up to ``timeout`` for the thread, then the senders, to end (after stop is set)."""
@@ -288,8 +285,7 @@ class Worker:
                 # Built: from here each request's job counts its own (dispatch, _chain),
                 # so a dispatch that waits for a sender never counts them twice.
                 self._ledger.move(building, "in_flight", None)
-            for job in self._chain(requests):
-                self._jobs.dispatch(job, self._clock() + self._settings.export_timeout)
+            self._send(requests)
         self._batches.assign(asked)
 
     def _requests_for(self, items: list[Any]) -> list[Request]:
@@ -314,31 +310,57 @@ class Worker:
             self._ledger.drop("internal_error", (), error, count=lost)
             return []
 
-    def _chain(self, requests: list[Request]) -> list[Job]:
-        """The jobs to dispatch for a batch's requests, each tracked in its batch.
+    def _send(
+        self,
+        requests: list[Request],
+        deadline: float | None = None,
+        done: Callable[[bool], None] | None = None,
+        made: list[Job] | None = None,
+    ) -> None:
+        """Dispatch one batch's requests: the one way into dispatch, queue and exporters alike.
+
+        ``deadline`` bounds every request of the batch (an exporter's wait); without
+        it each request gets ``export_timeout`` from when it is dispatched. ``done``
+        is called once per request, when it is settled or parked; ``made`` gets every
+        job of the batch (for a receipt of their outcomes).
+        """
+        due = self._clock() + self._settings.export_timeout if deadline is None else deadline
+        for job in self._chain(requests, deadline, done, made):
+            self._jobs.dispatch(job, due)
+
+    def _chain(
+        self,
+        requests: list[Request],
+        deadline: float | None,
+        done: Callable[[bool], None] | None,
+        made: list[Job] | None = None,
+    ) -> list[Job]:
+        """The jobs to dispatch at once for a batch's requests, each tracked in its batch.
 
         Its user upserts go side by side; its events once every upsert has an outcome
         (the API buffers an event of an unknown user, but its traits come first). With
-        one upsert or none: one job, the rest chained after it on the same sender.
+        no upsert, every request at once; with one upsert and one events request, the
+        events chained after it on the same sender.
         """
         if not requests:
             return []
         seq = self._batches.next()
-        jobs = [Job(request, seq) for request in requests]
+        jobs = [Job(request, seq, done=done) for request in requests]
+        if made is not None:
+            made.extend(jobs)
         upserts = [job for job in jobs if job.request.path == USERS_PATH]
-        if len(upserts) <= 1:
-            first, *rest = jobs
-            first.then = rest
-            for job in rest:
-                self._batches.opened(job.seq)
-                # In flight while they wait behind the first: stats() never loses sight.
-                self._ledger.move_request(job.request, None, "in_flight")
-            return [first]
         events = [job for job in jobs if job.request.path != USERS_PATH]
+        if not upserts or not events:
+            return jobs  # nothing waits for anything: side by side
         for job in events:
             self._batches.opened(job.seq)  # open now: the batch is not settled meanwhile
             # Counted in flight while they wait, so stats() never loses sight of them.
             self._ledger.move_request(job.request, None, "in_flight")
+            if deadline is not None:
+                job.deadline = deadline  # dispatched with it once released (_dispatch_ready)
+        if len(upserts) == 1 and len(events) == 1:
+            upserts[0].then = events  # no worker turn between them
+            return upserts
         group = Upserts(len(upserts), events, self._jobs.release)
         for job in upserts:
             job.after = group.one_done
@@ -350,7 +372,9 @@ class Worker:
         if jobs:
             deadline = self._clock() + self._settings.export_timeout
             for job in jobs:
-                self._jobs.dispatch(job, deadline, source="in_flight", tracked=True)
+                # An exporter's batch keeps the deadline its caller waits for (_chain).
+                due = job.deadline or deadline
+                self._jobs.dispatch(job, due, source="in_flight", tracked=True)
 
     def _replay(self) -> bool:
         """Dispatch parked jobs, as many as senders are free; True if it could try."""
