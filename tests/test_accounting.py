@@ -12,11 +12,9 @@ from typing import Any
 import pytest
 
 from vf_otel._config import Settings, resolve_settings
-from vf_otel._delivery.ledger import Ledger
+from vf_otel._delivery.ledger import DROP_REASONS, Ledger
 from vf_otel._delivery.parked import Job, Parked
 from vf_otel._delivery.queue import RECORD_FIELDS, REFUSALS, EventQueue
-from vf_otel._delivery.requests import prepare
-from vf_otel._delivery.stats import DROP_REASONS
 from vf_otel._delivery.wire import (
     EVENTS_PATH,
     MAX_EVENT_BYTES,
@@ -24,6 +22,7 @@ from vf_otel._delivery.wire import (
     Request,
     encode_event,
     events_request,
+    prepare,
     user_requests,
 )
 from vf_otel._errors import UndeliveredError, ValidationError, VibefollowError

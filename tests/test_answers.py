@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from vf_otel._delivery.answers import (
+from vf_otel._delivery.client import (
     NOT_THE_API,
     REDIRECT,
     error_for,

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.util._once import Once
 
 import vf_otel
-from vf_otel._sources.autoinstrument import install_user_span_processor
+from vf_otel._sources.otel import install_user_span_processor
 from vf_otel.testing import VibefollowServer
 
 from .conftest import server_env

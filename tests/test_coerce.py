@@ -1,4 +1,4 @@
-"""Coercion of arbitrary property values to strict JSON (design §4, bad-input table)."""
+"""Coercion of arbitrary property values to strict JSON."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from vf_otel._event.coerce import MAX_DEPTH, MAX_STRING_LENGTH, coerce_mapping, coerce_value
+from vf_otel._event.values import MAX_DEPTH, MAX_STRING_LENGTH, coerce_mapping, coerce_value
 
 
 class Color(enum.Enum):
@@ -112,7 +112,7 @@ TABLE: list[tuple[Any, Any]] = [
 
 @pytest.mark.parametrize(("value", "expected"), TABLE)
 def test_coerce_value_table(value: Any, expected: Any) -> None:
-    """Each bad-input kind becomes the strict-JSON value the design table names."""
+    """Each bad-input kind becomes its strict-JSON value (the table above)."""
     result = coerce_value(value)
     assert result == expected
     assert type(result) is type(expected)

@@ -1,4 +1,4 @@
-"""Settings resolution: argument > environment > default, validation, base URL (design §6)."""
+"""Settings resolution: argument > environment > default, validation, base URL."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import vf_otel
 from vf_otel import VibefollowLogExporter, VibefollowSpanExporter
-from vf_otel._delivery import deadline
+from vf_otel._delivery import policy as deadline
 from vf_otel._delivery.pipeline import Pipeline
 
 from .hostile import HostileServer, Seen

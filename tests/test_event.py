@@ -1,4 +1,4 @@
-"""The Event value: wire form, timestamps, idempotency keys and ids (design §2, §5)."""
+"""The Event value: wire form, timestamps, idempotency keys and ids."""
 
 from __future__ import annotations
 

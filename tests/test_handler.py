@@ -194,7 +194,7 @@ COERCED = [
 def test_bad_property_values_are_coerced_never_raised(
     vibefollow_server: VibefollowServer, make_handler: HandlerFactory, app_logger: logging.Logger
 ) -> None:
-    """Each value of the design §4 table reaches the server as strict JSON, coerced."""
+    """Each kind of property value reaches the server as strict JSON, coerced."""
     handler = make_handler()
     app_logger.addHandler(handler)
     properties = {key: value for key, value, _ in COERCED}

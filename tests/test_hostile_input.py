@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import vf_otel
-from vf_otel._event.coerce import coerce_mapping, utf8_text
-from vf_otel._event.validate import Rejection, email_problem, make_event
+from vf_otel._event.build import Rejection, email_problem, make_event
+from vf_otel._event.values import coerce_mapping, utf8_text
 from vf_otel.testing import VibefollowServer
 
 from .conftest import HandlerFactory

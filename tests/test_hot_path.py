@@ -10,9 +10,9 @@ from collections.abc import Callable
 import pytest
 
 import vf_otel
-from vf_otel._delivery import pace as pace_module
-from vf_otel._delivery.pace import BUSY_AFTER, FASTEST_LOGGING, PAUSE_EVERY, STEP_BACK, Pace
-from vf_otel._event.validate import Rejection
+from vf_otel._delivery import policy as pace_module
+from vf_otel._delivery.policy import BUSY_AFTER, FASTEST_LOGGING, PAUSE_EVERY, STEP_BACK, Pace
+from vf_otel._event.build import Rejection
 from vf_otel._sources import handler as handler_module
 from vf_otel.testing import VibefollowServer
 
@@ -130,7 +130,7 @@ def test_a_queued_log_call_leaves_nothing_for_the_garbage_collector(
     assert [field for field in fields if gc.is_tracked(field)] == [handler._redactor]
 
 
-# -- stepping back while the app is busy (pace.py) ---------------------------------
+# -- stepping back while the app is busy (Pace) -------------------------------------
 
 
 class _Waits:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import vf_otel
-from vf_otel._delivery.httplog import HTTP_LOGGERS
+from vf_otel._delivery.client import HTTP_LOGGERS
 from vf_otel.testing import VibefollowServer
 
 from .conftest import run_script

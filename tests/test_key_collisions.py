@@ -20,18 +20,17 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import vf_otel
 from vf_otel._delivery.ledger import Ledger
-from vf_otel._event.coerce import (
+from vf_otel._event.build import Rejection, build_pending, make_event
+from vf_otel._event.model import Event
+from vf_otel._event.values import (
     MAX_STRING_LENGTH,
     KeyCollisions,
     coerce_mapping,
     coerce_value,
     is_plain,
 )
-from vf_otel._event.model import Event
-from vf_otel._event.pending import build_pending
-from vf_otel._event.validate import Rejection, make_event
-from vf_otel._observe.ratelimit import RateLimitedLog
-from vf_otel._sources.translate import translate_log, translate_span
+from vf_otel._observe import RateLimitedLog
+from vf_otel._sources.otel import translate_log, translate_span
 from vf_otel.testing import VibefollowServer
 
 from .conftest import HandlerFactory

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 import vf_otel
-from vf_otel._delivery import senders as senders_module
+from vf_otel._delivery import dispatch as senders_module
+from vf_otel._delivery import dispatch as worker_module
 from vf_otel._delivery import threads
-from vf_otel._delivery import worker as worker_module
-from vf_otel._event import pending as pending_module
+from vf_otel._event import build as pending_module
 from vf_otel.testing import VibefollowServer
 
 from .conftest import HandlerFactory
@@ -51,7 +51,7 @@ def test_a_malformed_event_from_before_send_costs_only_that_event(
 
 
 class _NoThreadOnce:
-    """Stands in for the threads module in senders.py: the first start() fails."""
+    """Stands in for the threads module in dispatch.py: the first sender's start() fails."""
 
     def __init__(self) -> None:
         self.failed = 0
@@ -60,7 +60,7 @@ class _NoThreadOnce:
         return getattr(threads, name)
 
     def Thread(self, target: Callable[[], object], name: str) -> threads.Thread:  # noqa: N802
-        if self.failed:
+        if self.failed or name != "VibefollowSender":
             return threads.Thread(target, name)
         self.failed += 1
         return _Unstartable(target, name)

@@ -17,8 +17,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 import vf_otel
-from vf_otel._delivery.stats import Stats
-from vf_otel._observe.metrics import COUNTERS, QUEUE_GAUGE, SOURCE_ATTRIBUTE, register_metrics
+from vf_otel._delivery.ledger import Stats
+from vf_otel._observe import COUNTERS, QUEUE_GAUGE, SOURCE_ATTRIBUTE, register_metrics
 from vf_otel.testing import VibefollowServer
 
 Points = dict[tuple[str, tuple[tuple[str, Any], ...]], float]

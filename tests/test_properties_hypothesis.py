@@ -28,11 +28,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E4
 
 import vf_otel  # noqa: E402
 from vf_otel._delivery.wire import encode_event  # noqa: E402
-from vf_otel._event.coerce import coerce_value, plain_copy  # noqa: E402
+from vf_otel._event.build import CANONICAL_EVENTS, build_batch, make_event, record_time  # noqa: E402  # noqa: E402
 from vf_otel._event.model import Event, wire_time  # noqa: E402
-from vf_otel._event.pending import build_batch, record_time  # noqa: E402
-from vf_otel._event.redact import DEFAULT_REDACTOR  # noqa: E402
-from vf_otel._event.validate import CANONICAL_EVENTS, make_event  # noqa: E402
+from vf_otel._event.values import (  # noqa: E402
+    DEFAULT_REDACTOR,
+    coerce_value,
+    plain_copy,
+)
 from vf_otel.testing import RecordedRequest, VibefollowServer  # noqa: E402
 
 BOUNDED = settings(

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from vf_otel._observe.ratelimit import WARNING_INTERVAL, RateLimitedLog
+from vf_otel._observe import WARNING_INTERVAL, RateLimitedLog
 
 LOGGER = "vf_otel.test_ratelimit"
 
@@ -39,7 +39,7 @@ def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def test_default_interval_is_a_minute() -> None:
-    """Warnings repeat at most once a minute by default (design §4)."""
+    """Warnings repeat at most once a minute by default."""
     assert WARNING_INTERVAL == 60.0
 
 

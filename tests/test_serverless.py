@@ -45,7 +45,9 @@ def test_the_logging_path_imports_no_sdk() -> None:
 
 def test_lazy_names_are_the_real_ones() -> None:
     """The names imported at first use are the classes and functions of their modules."""
-    from vf_otel._sources import configure, logs, spans
+    from vf_otel._sources import configure
+    from vf_otel._sources import otel as logs
+    from vf_otel._sources import otel as spans
 
     assert vf_otel.configure is configure.configure
     assert vf_otel.Configuration is configure.Configuration

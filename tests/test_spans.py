@@ -1,4 +1,4 @@
-"""VibefollowSpanExporter and VibefollowUserSpanProcessor over real HTTP (design §3, §5)."""
+"""VibefollowSpanExporter and VibefollowUserSpanProcessor over real HTTP."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from opentelemetry.trace import Status, StatusCode, Tracer
 
 import vf_otel
 from vf_otel import VibefollowSpanExporter, VibefollowUserSpanProcessor
-from vf_otel._sources.translate import CONTEXT_USER_KEY, translate_span
+from vf_otel._sources.otel import CONTEXT_USER_KEY, translate_span
 from vf_otel.testing import VibefollowServer
 
 START = 1_700_000_000_123_456_789  # 2023-11-14T22:13:20.123456789Z

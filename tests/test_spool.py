@@ -1,4 +1,4 @@
-"""The SQLite spool alone: round trips, leases, eviction, bad files, fork (design §5)."""
+"""The SQLite spool alone: round trips, leases, eviction, bad files, fork."""
 
 from __future__ import annotations
 

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from vf_otel._delivery.wire import Request
-from vf_otel._spool.holders import this_process
-from vf_otel._spool.rows import row_values
+from vf_otel._spool.database import row_values, this_process
 from vf_otel._spool.store import Spool
 
 from .test_spool import LEASE, WallClock, ended_pid, request, spool_at

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from vf_otel._delivery.uwsgi import NO_THREADS_WARNING, threads_enabled, watch_uwsgi
+from vf_otel._delivery.runtime import NO_THREADS_WARNING, threads_enabled, watch_uwsgi
 from vf_otel.testing import VibefollowServer
 
 from .conftest import NO_FLUSH_TIMER, server_env

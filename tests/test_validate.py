@@ -1,4 +1,4 @@
-"""Client-side event checks: make_event builds an Event or says why not (design §4)."""
+"""Client-side event checks: make_event builds an Event or says why not."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from typing import Any, NoReturn
 
 import pytest
 
-from vf_otel._event.model import Event
-from vf_otel._event.pending import build_batch, build_pending
-from vf_otel._event.redact import Redactor
-from vf_otel._event.validate import (
+from vf_otel._event.build import (
     CANONICAL_EVENTS,
     Rejection,
+    build_batch,
+    build_pending,
     make_event,
 )
+from vf_otel._event.model import Event
+from vf_otel._event.values import Redactor
 
 WHEN = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""vf_otel/_event/when.py: explicit event times, read into UTC or refused with a reason."""
+"""Explicit event times, read into UTC or refused with a reason."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from vf_otel._event.when import MAX_AHEAD, explicit_time
+from vf_otel._event.model import MAX_AHEAD, explicit_time
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib as _importlib
 import typing as _typing
 
-from ._delivery.serverless import flush_after
-from ._delivery.stats import Stats
+from ._delivery.ledger import Stats
+from ._delivery.runtime import flush_after
 from ._errors import (
     AuthError,
     NetworkError,
@@ -21,30 +21,30 @@ from ._errors import (
     ValidationError,
     VibefollowError,
 )
+from ._event.build import CANONICAL_EVENTS
 from ._event.model import Event
-from ._event.validate import CANONICAL_EVENTS
 from ._sources.context import current_user, user
-from ._sources.direct import event, identify
-from ._sources.handler import VibefollowHandler
-from ._sources.loguru_events import loguru_sink
+from ._sources.handler import VibefollowHandler, loguru_sink
 from ._sources.sigterm import flush_on_sigterm
-from ._sources.structlog_events import structlog_processor
-from ._sources.track import track
+from ._sources.track import event, identify, structlog_processor, track
 from ._version import __version__
 
 if _typing.TYPE_CHECKING:
     from ._sources.configure import Configuration, configure
-    from ._sources.logs import VibefollowLogExporter
-    from ._sources.spans import VibefollowSpanExporter, VibefollowUserSpanProcessor
+    from ._sources.otel import (
+        VibefollowLogExporter,
+        VibefollowSpanExporter,
+        VibefollowUserSpanProcessor,
+    )
 
 #: Loaded at first use, not by ``import vf_otel``: they import the OpenTelemetry SDK's
 #: trace and export machinery, a cold start the logging path (a Lambda function's) never needs.
 _LAZY: _typing.Final = {
     "Configuration": "._sources.configure",
     "configure": "._sources.configure",
-    "VibefollowLogExporter": "._sources.logs",
-    "VibefollowSpanExporter": "._sources.spans",
-    "VibefollowUserSpanProcessor": "._sources.spans",
+    "VibefollowLogExporter": "._sources.otel",
+    "VibefollowSpanExporter": "._sources.otel",
+    "VibefollowUserSpanProcessor": "._sources.otel",
 }
 
 __all__ = [

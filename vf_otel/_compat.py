@@ -11,7 +11,8 @@ release moves it (``.ci/run`` runs the tests with every fallback forced too,
   which opentelemetry-instrumentation also checks, is always set; the private
   keys are added when they exist;
 - the log exporter base class and result enum, renamed in 1.39 (the old names
-  stay as deprecated aliases that warn when subclassed): the newest available.
+  stay as deprecated aliases that warn when subclassed): the newest available;
+- the API's default meter provider (a private proxy class), told apart by its name.
 """
 
 from __future__ import annotations
@@ -22,8 +23,15 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import context as _context
+from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 
-__all__ = ["FALLBACK", "LogExportResult", "LogExporterBase", "suppressed_instrumentation"]
+__all__ = [
+    "FALLBACK",
+    "LogExportResult",
+    "LogExporterBase",
+    "default_meter_provider",
+    "suppressed_instrumentation",
+]
 
 #: Set in the environment to take every fallback (CI tests the fallback path with it).
 FALLBACK: Final = os.environ.get("VF_OTEL_FORCE_COMPAT_FALLBACK", "") == "1"
@@ -75,3 +83,12 @@ def suppressed_instrumentation() -> Iterator[None]:
         yield
     finally:
         _context.detach(token)
+
+
+def default_meter_provider(provider: MeterProvider) -> bool:
+    """True for the API's default provider (no-op, or the proxy before one is set)."""
+    # The proxy class is private to the API package; its name has been stable since 1.x.
+    return isinstance(provider, NoOpMeterProvider) or type(provider).__name__ in (
+        "_ProxyMeterProvider",
+        "ProxyMeterProvider",
+    )

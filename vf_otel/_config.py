@@ -142,16 +142,16 @@ class Settings:
     shutdown_timeout: float = field(default=10.0, metadata={_CHECK: _seconds(0.0, 3600.0)})
     max_retries: int = field(default=8, metadata={_CHECK: _int_in(0, 100)})
     allow_insecure_http: bool = field(default=False, metadata={_CHECK: _flag})
-    # Property redaction (vf_otel/_event/redact.py).
+    # Property redaction (vf_otel/_event/values.py).
     redact: bool = field(default=True, metadata={_CHECK: _flag})
     redact_keys: tuple[str, ...] = field(default=(), metadata={_CHECK: _key_patterns})
     # The durable spool (vf_otel/_spool/store.py): None means off.
     spool_path: str | None = field(default=None, metadata={_CHECK: _path})
     spool_max_bytes: int = field(default=100 * 1024 * 1024, metadata={_CHECK: _int_in(4096, 2**40)})
     # Off for CI and local runs: events are counted (``stats().disabled``), nothing is sent,
-    # no thread starts, no key is needed (vf_otel/_delivery/modes.py).
+    # no thread starts, no key is needed (vf_otel/_delivery/pipeline.py).
     enabled: bool = field(default=True, metadata={_CHECK: _flag})
-    # Each event is shown on the ``vf_otel.debug`` logger as it is queued (modes.py).
+    # Each event is shown on the ``vf_otel.debug`` logger as it is queued (_delivery/pipeline.py).
     debug: bool = field(default=False, metadata={_CHECK: _flag})
     # Deliver the queue at SIGTERM, whose default action skips atexit (_sources/sigterm.py).
     handle_sigterm: bool = field(default=True, metadata={_CHECK: _flag})

@@ -16,8 +16,8 @@ import httpx
 from .._config import DEFAULTS, ENV_VARS, NO_BASE_URL, Settings, base_url_problem
 from .._delivery.client import USER_AGENT
 from .._delivery.wire import Request, encode_event, events_request
+from .._event.build import make_event
 from .._event.model import Event, new_event_id
-from .._event.validate import make_event
 from .._spool.database import readable_by_others
 from ._diagnose import (
     PROXY_HINT,

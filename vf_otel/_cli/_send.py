@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from .._config import Settings, resolve_settings
-from .._delivery.answers import NOT_THE_API, REDIRECT, describe
+from .._delivery.client import NOT_THE_API, REDIRECT, describe
 from .._delivery.pipeline import Pipeline
 from .._errors import AuthError, ValidationError, VibefollowError
+from .._event.build import Rejection, make_event
 from .._event.model import Event, new_event_id
-from .._event.validate import Rejection, make_event
 from ._exit import ExitCode
 from ._settings import add_connection_options, hide_key, quiet_logger, seconds
 from ._terminal import printable, to_json

@@ -28,13 +28,12 @@ from typing import Final, Literal
 from .._config import Settings
 from .._errors import AuthError, ValidationError, VibefollowError
 from . import threads
-from .answers import isolatable, redirected, retryable, too_large
-from .client import STALE_CONNECTION, Client
+from .client import STALE_CONNECTION, Client, isolatable, redirected, retryable, too_large
 from .ledger import Ledger
 from .policy import CircuitBreaker, Permit, RetryPolicy
-from .requests import NO_BASE_URL_TEXT
 from .wire import (
     EVENTS_PATH,
+    NO_BASE_URL_TEXT,
     Request,
     encode_event,
     events_request,

@@ -1,23 +1,4 @@
-"""The HTTP side of delivery: one httpx client per process, one POST per call.
-
-Each POST is an ``httpx.Request`` built here and handed to ``httpx.Client.send``:
-``httpx.Client.post`` would merge the base URL, default headers and cookies anew for
-every request, a third of the client's own cost per batch. The URL and headers
-are the same for every request but its Idempotency-Key, so they are made once;
-the client still picks the transport (proxies from the environment, TLS
-settings), never follows a redirect; cookies a server set go back as Client.post
-would send them.
-
-An answer is read only as far as it can matter: the API's envelope and error
-texts are small, so at most ``MAX_ANSWER_BYTES`` are read and the rest is left
-unread (the connection is closed, not drained). A 2xx larger than that is not
-the API's answer. ``timeout`` bounds the whole request (deadline.py).
-
-A pooled keep-alive connection the server closed while it sat idle fails the
-request sent on it before any byte of an answer: a connection closed or reset on
-reuse. That is no sign of trouble at the API; its error says so
-(``STALE_CONNECTION``), and the attempt loop sends the request again at once.
-"""
+"""The HTTP side of delivery: the httpx client, what an answer means, its own log records."""
 
 from __future__ import annotations
 
@@ -27,22 +8,77 @@ from __future__ import annotations
 # fails ("can't register atexit after shutdown"). About 0.7 ms; asyncio has loaded
 # concurrent.futures already.
 import concurrent.futures.thread  # noqa: F401
+import logging
 import os
 import platform
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Final
 
 import httpx
 
 from .._config import Settings
-from .._errors import NetworkError, VibefollowError
+from .._errors import (
+    AuthError,
+    NetworkError,
+    RateLimitError,
+    ServerError,
+    ValidationError,
+    VibefollowError,
+)
 from .._version import __version__
 from . import threads
-from .answers import NOT_THE_API, error_for, foreign_answer
-from .deadline import Watch, Watchdog, watch_streams, watching
-from .httplog import own_http, quiet_own_http_logs, scrub_key
-from .wire import Request, accepted_envelope, declined_envelope, scrub
+from .policy import Watch, Watchdog, parse_retry_after, watch_streams, watching
+from .threads import on_delivery_thread
+from .wire import Request, accepted_envelope, declined_envelope, error_details, scrub, snippet
 
-__all__ = ["MAX_ANSWER_BYTES", "NOT_ACCEPTED", "STALE_CONNECTION", "USER_AGENT", "Client"]
+__all__ = [
+    "HTTP_LOGGER",
+    "HTTP_LOGGERS",
+    "MAX_ANSWER_BYTES",
+    "NOT_ACCEPTED",
+    "NOT_THE_API",
+    "REDIRECT",
+    "RETRYABLE_STATUSES",
+    "STALE_CONNECTION",
+    "USER_AGENT",
+    "Client",
+    "describe",
+    "error_for",
+    "foreign_answer",
+    "isolatable",
+    "own_http",
+    "quiet_own_http_logs",
+    "redirected",
+    "retryable",
+    "scrub_key",
+    "too_large",
+]
+
+
+# The HTTP side of delivery: one httpx client per process, one POST per call.
+#
+# Each POST is an ``httpx.Request`` built here and handed to ``httpx.Client.send``:
+# ``httpx.Client.post`` would merge the base URL, default headers and cookies anew for
+# every request, a third of the client's own cost per batch. The URL and headers
+# are the same for every request but its Idempotency-Key, so they are made once;
+# the client still picks the transport (proxies from the environment, TLS
+# settings), never follows a redirect; cookies a server set go back as Client.post
+# would send them.
+#
+# An answer is read only as far as it can matter: the API's envelope and error
+# texts are small, so at most ``MAX_ANSWER_BYTES`` are read and the rest is left
+# unread (the connection is closed, not drained). A 2xx larger than that is not
+# the API's answer. ``timeout`` bounds the whole request (policy.py).
+#
+# A pooled keep-alive connection the server closed while it sat idle fails the
+# request sent on it before any byte of an answer: a connection closed or reset on
+# reuse. That is no sign of trouble at the API; its error says so
+# (``STALE_CONNECTION``), and the attempt loop sends the request again at once.
+
 
 #: The most of an answer read: the API's envelopes and error texts are far smaller.
 MAX_ANSWER_BYTES: Final = 64 * 1024
@@ -81,7 +117,7 @@ class Client:
         # Senders share one client (and its connection pool): make it once.
         self._lock = threads.Lock()
         self._watchdog = Watchdog()
-        # Its requests must add no line to the app's logs (httplog.py).
+        # Its requests must add no line to the app's logs (see below).
         quiet_own_http_logs()
         scrub_key(settings.api_key)
 
@@ -209,7 +245,7 @@ class Client:
             follow_redirects=False,
         )
         if self._transport is None:
-            # Its own transports only: one the app gave is left as it is (deadline.py).
+            # Its own transports only: one the app gave is left as it is (policy.py).
             self.streams_watched = watch_streams(self._client)
         # What build_request would send: the client's defaults (Accept, Accept-Encoding,
         # Connection) and ours; Host and Content-Length come with each request.
@@ -237,3 +273,204 @@ def _read_answer(response: httpx.Response, watch: Watch) -> bytes | None:
 
 def _timed_out(timeout: float) -> NetworkError:
     return NetworkError(f"timed out (the request took longer than {timeout:g} s)")
+
+
+# What an HTTP answer means for delivery: an error class, and what to do about it.
+#
+# Every text a server (or a proxy in between) wrote goes through ``wire.scrub``
+# before it becomes part of an error: a server that echoes the request's headers
+# would otherwise put the API key into ``on_error`` and the warnings.
+
+#: The code of the error for a 2xx that is not the API's JSON envelope.
+NOT_THE_API: Final = "not_the_api"
+#: The code of the error for a 3xx (the base URL is wrong).
+REDIRECT: Final = "redirect"
+#: The statuses tried again later, besides every 5xx: a lost answer or foreign 2xx (0), a
+#: proxy's or load balancer's Request Timeout (408), a rate limit (429). The
+#: Idempotency-Key makes a retry safe whatever the server did with the first try.
+RETRYABLE_STATUSES: Final = frozenset({0, 408, 429})
+#: A 400 about the body's size, as proxies and gateways word it.
+_ABOUT_SIZE: Final = re.compile(
+    r"too[\s_-]*(large|big|long)|exceed|\bsize\b|size[\s_-]*limit|max(imum)?[\s_-]*body",
+    re.IGNORECASE,
+)
+_TITLE: Final = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
+_TITLE_SCAN: Final = 64 * 1024
+
+
+def retryable(error: VibefollowError) -> bool:
+    """Network errors and foreign answers (status 0), 408, 429 and every 5xx: try again later."""
+    return error.status in RETRYABLE_STATUSES or error.status >= 500
+
+
+def too_large(error: VibefollowError) -> bool:
+    """413, or a 400 about size: the body is over some limit, so smaller requests may pass."""
+    if error.status == 413:
+        return True
+    return error.status == 400 and bool(_ABOUT_SIZE.search(f"{error.code or ''} {error.message}"))
+
+
+def redirected(error: VibefollowError) -> bool:
+    """A 3xx: the base URL is not the API's (never followed: the key would go along)."""
+    return 300 <= error.status < 400
+
+
+def isolatable(error: VibefollowError) -> bool:
+    """A 422 about the batch's events (not an Idempotency-Key reuse): find the bad ones."""
+    return error.status == 422 and error.code != "idempotency_key_reuse"
+
+
+def error_for(
+    response: httpx.Response, secret: str | None = None, body: bytes | None = None
+) -> VibefollowError:
+    """The error a non-2xx answer stands for, with its code, fields and Retry-After.
+
+    ``body`` is what was read of the answer (its start), else ``response.content``.
+    """
+    details = error_details(response.content if body is None else body, secret)
+    first = details[0]
+    status, code = response.status_code, first.code
+    more = len(details) - 1
+    message = (
+        f"HTTP {status}"
+        + (f" {code}" if code else "")
+        + (f": {first.message}" if first.message else "")
+        + (f" (and {more} more error{'s' if more > 1 else ''})" if more else "")
+    )
+    if 300 <= status < 400:
+        location = _one_line(response.headers.get("Location", ""), secret)
+        return VibefollowError(
+            f"HTTP {status} redirect to {location or '(no Location header)'}",
+            status=status,
+            code=REDIRECT,
+        )
+    if status in (401, 403):
+        return AuthError(message, status=status, code=code)
+    if status in (409, 422):
+        fields = tuple(detail.field for detail in details if detail.field is not None)
+        return ValidationError(message, status=status, code=code, fields=fields)
+    if status == 429:
+        after = parse_retry_after(response.headers.get("Retry-After"), time.time())
+        return RateLimitError(message, code=code, retry_after=after)
+    if status >= 500:
+        after = parse_retry_after(response.headers.get("Retry-After"), time.time())
+        return ServerError(message, status=status, code=code, retry_after=after)
+    return VibefollowError(message, status=status, code=code)
+
+
+def foreign_answer(
+    response: httpx.Response, secret: str | None = None, body: bytes | None = None
+) -> NetworkError:
+    """A 2xx that is not the API's JSON envelope (a captive portal, a proxy): not delivered.
+
+    Status 0, like a lost answer: nobody knows what reached the API, and a retry
+    with the same Idempotency-Key is safe.
+    """
+    content = response.content if body is None else body
+    kind = _one_line(response.headers.get("Content-Type", "") or "no Content-Type", secret)
+    title = _TITLE.search(content[:_TITLE_SCAN])
+    text = snippet(title.group(1) if title else content, secret)
+    return NetworkError(
+        f"HTTP {response.status_code} that is not the Vibefollow API's answer ({kind})"
+        + (f": {text}" if text else ""),
+        code=NOT_THE_API,
+    )
+
+
+def describe(error: VibefollowError) -> str:
+    """The error's message, naming the refused field when there is one."""
+    field = getattr(error, "field", None)
+    return f"{error}" + (f" (field {field})" if field else "")
+
+
+def _one_line(text: str, secret: str | None) -> str:
+    return snippet(text.encode("utf-8", "replace"), secret)
+
+
+# vf-otel's own HTTP log records: off the app's logs, kept at DEBUG under ``vf_otel.http``.
+#
+# httpx logs every request at INFO on the ``httpx`` logger ("HTTP Request: POST ...")
+# and httpcore logs connection details at DEBUG; an app at ``basicConfig(level=INFO)``
+# would print a line per batch vf-otel sends. httpx (0.25 to 0.28) has no per-client
+# logger and logs after its event hooks run, so the records are caught where they
+# are handled: a filter on those loggers takes the records made on a vf-otel thread
+# (a worker or a sender, or the app's thread while it closes vf-otel's client) and
+# hands a DEBUG copy of httpx's request line to the ``vf_otel.http`` logger instead
+# (httpcore's trace, which carries raw headers a server may echo the key into, is
+# dropped). The app's own requests, made on its own threads, log exactly as before.
+# The copy is the formatted line with every API key a client registered replaced
+# (``wire.scrub``): the status line's reason phrase is the server's text, and a
+# server may echo the key into it.
+#
+# One filter object for the process, added once per logger (``addFilter`` ignores an
+# object already there, so installing again does nothing); it holds no lock and no
+# state beyond a thread-local mark, so a forked child keeps it as it is.
+
+#: Where vf-otel's own HTTP records go, at DEBUG.
+HTTP_LOGGER: Final = "vf_otel.http"
+#: The loggers httpx and httpcore write to (a filter applies to its own logger only,
+#: not to children, so each is named).
+HTTP_LOGGERS: Final = (
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+_own = threading.local()
+#: The API keys of this process's clients, scrubbed from every line copied.
+_KEYS: set[str] = set()
+
+
+def scrub_key(key: str | None) -> None:
+    """Scrub ``key`` from every HTTP log line vf-otel copies from now on."""
+    if key:
+        _KEYS.add(key)
+
+
+@contextmanager
+def own_http() -> Iterator[None]:
+    """Mark HTTP work vf-otel does on the app's thread (closing its client) as vf-otel's."""
+    previous = getattr(_own, "active", False)
+    _own.active = True
+    try:
+        yield
+    finally:
+        _own.active = previous
+
+
+class _OwnRequests(logging.Filter):
+    """Keeps a record made by vf-otel's delivery out of the app's handlers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not (on_delivery_thread() or getattr(_own, "active", False)):
+            return True  # the app's own request: untouched
+        if record.name != "httpx":
+            # httpcore's trace carries raw headers, which a server may echo the API
+            # key into: never copied anywhere.
+            return False
+        try:
+            target = logging.getLogger(HTTP_LOGGER)
+            if target.isEnabledFor(logging.DEBUG):
+                moved = logging.makeLogRecord(record.__dict__)
+                text = record.getMessage()
+                for key in list(_KEYS):
+                    text = scrub(text, key)
+                moved.msg, moved.args = text, None
+                moved.name = HTTP_LOGGER
+                moved.levelno = logging.DEBUG
+                moved.levelname = logging.getLevelName(logging.DEBUG)
+                target.handle(moved)
+        except Exception:  # noqa: BLE001, S110 - a log line is never worth a failed request
+            pass
+        return False
+
+
+_FILTER: Final = _OwnRequests()
+
+
+def quiet_own_http_logs() -> None:
+    """Install the filter on httpx's and httpcore's loggers; calling again does nothing."""
+    for name in HTTP_LOGGERS:
+        logging.getLogger(name).addFilter(_FILTER)

@@ -173,8 +173,7 @@ class Parked:
         """Events in the spool this process could send now (0 without a spool)."""
         if self.spool is None:
             return 0
-        claimable = getattr(self.spool, "claimable", self.spool.pending)  # TODO helper
-        return int(claimable())
+        return self.spool.claimable()
 
     def going(self, job: Job, rest: list[Job]) -> bool:
         """A sender starts ``job``'s request, ``rest`` of its chain to follow; False (not to

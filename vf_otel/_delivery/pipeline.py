@@ -1,49 +1,66 @@
-"""The delivery of one handler or exporter: queue, worker, senders, parked requests, counts.
-
-    app thread ──submit──► EventQueue ──► Worker ──build, prepare──► Senders ──► Attempts ──► API
-    exporter ──deliver──────────────────────────────────────────────┘    │ parked
-                                                   Parked (memory / spool) ◄┘
-
-The handler submits log calls to the queue; the exporters, whose SDK processor
-already buffers, deliver each batch straight away and learn whether it landed.
-Everything after that is shared: one attempt loop, one circuit, one ledger.
-"""
+"""One handler's or exporter's delivery: ``Pipeline``, its owner ``EventSink``, off and debug."""
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import json
 import logging
 import os
+import sys
+import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
-from typing import Final
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final, TypeVar
 
 import httpx
 
-from .._config import Settings
+from .._config import Settings, resolve_settings
+from .._event.build import PendingEvent, Rejection, build_pending, is_identify
 from .._event.model import Event
-from .._event.pending import PendingEvent
-from .._event.validate import Rejection
+from .._event.values import KeyCollisions, redactor_for
+from .._observe import register_metrics
 from .._spool.store import Spool
-from ..typing import BeforeSend, ErrorCallback
+from ..typing import BeforeSend, ErrorCallback, Options
 from . import threads
 from .attempt import Attempts
 from .client import Client
-from .ledger import Ledger
-from .modes import Discard, enable_debug_output, show, shown
+from .dispatch import Receipt, Worker
+from .ledger import Ledger, Stats
 from .parked import LEASE_MARGIN, Parked
 from .policy import CircuitBreaker
 from .queue import EventQueue
-from .screen import Screen, build_counted
-from .senders import on_delivery_thread
-from .serverless import watch_lambda
-from .stats import Stats
-from .stopping import exiting, say_late_at_exit, warn_undelivered
-from .uwsgi import watch_uwsgi
-from .worker import Receipt, Worker
+from .runtime import watch_lambda, watch_uwsgi
+from .threads import on_delivery_thread
+from .wire import Screen, build_counted
 
-__all__ = ["Item", "Pipeline", "live_pipelines"]
+__all__ = [
+    "DEBUG_LOGGER",
+    "Discard",
+    "EventSink",
+    "Item",
+    "Pipeline",
+    "enable_debug_output",
+    "exiting",
+    "live_pipelines",
+    "options_settings",
+    "say_late_at_exit",
+    "show",
+    "shown",
+    "warn_undelivered",
+]
+
+
+# The delivery of one handler or exporter: queue, worker, senders, parked requests, counts.
+#
+#     app thread ──submit──► EventQueue ──► Worker ──build, prepare──► Senders ──► Attempts ──► API
+#     exporter ──deliver──────────────────────────────────────────────┘    │ parked
+#                                                    Parked (memory / spool) ◄┘
+#
+# The handler submits log calls to the queue; the exporters, whose SDK processor
+# already buffers, deliver each batch straight away and learn whether it landed.
+# Everything after that is shared: one attempt loop, one circuit, one ledger.
 
 _logger = logging.getLogger("vf_otel")
 #: What the queue holds: a built Event, a log call's tags, or a refusal to count.
@@ -358,3 +375,300 @@ def _call(ref: weakref.WeakMethod[Callable[[], None]]) -> None:
     method = ref()
     if method is not None:
         method()
+
+
+# Delivery off (``enabled=False``) and debug output (``debug=True``), for CI and local runs.
+#
+# Off (posthog's ``disabled``, Segment's ``send=False``): what the app hands over is
+# counted in ``stats().disabled`` and dropped without a word. It is not a loss — no
+# warning, no ``on_error``, not in ``dropped`` — and nothing needs a key: no thread
+# starts, no spool opens, no request is made.
+#
+# Debug: each event is shown as it is queued, on the ``vf_otel.debug`` logger at INFO,
+# as the JSON that would be sent (validated, coerced and redacted by the same code the
+# worker runs; ``before_send`` runs later, on the worker). That logger is set to INFO
+# (unless the app set a level on it), and when no handler of the app would print its
+# records (an app with no logging set up) they go to stderr instead, so
+# ``VIBEFOLLOW_DEBUG=true python app.py`` shows them either way.
+
+#: Where debug output goes, at INFO.
+DEBUG_LOGGER: Final = "vf_otel.debug"
+_log = logging.getLogger(DEBUG_LOGGER)
+T = TypeVar("T")
+
+
+class Discard:
+    """Where items go while delivery is off: counted, shown with ``debug``, never sent."""
+
+    __slots__ = ("_debug", "count")
+
+    def __init__(self, *, debug: bool) -> None:
+        self._debug = debug
+        # Lock-free, like EventQueue's refusal counts: this runs on the app's thread.
+        self.count = 0
+
+    def put(self, item: object) -> bool:
+        """Count ``item`` (an Event, a log call's tags or a Rejection); always True."""
+        self.count += 1
+        if self._debug:
+            show(item, "not sent (delivery is disabled)")
+        return True
+
+
+def shown(put: Callable[[T], bool]) -> Callable[[T], bool]:
+    """``put`` that also shows each item (``debug=True``)."""
+
+    def put_and_show(item: T) -> bool:
+        queued = put(item)
+        show(item, "queued" if queued else "not queued (refused, counted in stats().dropped)")
+        return queued
+
+    return put_and_show
+
+
+def show(item: object, what: str) -> None:
+    """Log ``item`` as it would be sent (or why it is refused) on ``vf_otel.debug``."""
+    try:
+        built = build_pending(item) if isinstance(item, tuple) else item
+        if isinstance(built, Rejection):
+            _log.info("vf-otel debug: refused (%s): %s", built.reason, built.message)
+        elif isinstance(built, Event) and is_identify(built.name):
+            _log.info("vf-otel debug: %s user upsert %s", what, _json(built.user_upsert()))
+        elif isinstance(built, Event):
+            body = built.to_wire()
+            if built.traits:
+                body["traits"] = dict(built.traits)  # sent as a user upsert first
+            _log.info("vf-otel debug: %s event %s", what, _json(body))
+    except Exception:  # noqa: BLE001 - debug output must never fail a log call
+        _log.debug("vf-otel debug: could not show an event", exc_info=True)
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def enable_debug_output() -> None:
+    """Make ``vf_otel.debug`` records visible (see the module's docstring); once per process."""
+    if _log.level == logging.NOTSET:
+        _log.setLevel(logging.INFO)
+    if not any(isinstance(handler, _Printer) for handler in _log.handlers):
+        _log.addHandler(_Printer())
+
+
+class _Printer(logging.Handler):
+    """Writes a record to stderr when no handler of the app would show it."""
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Print only for an app with no handler of its own on the record's way up."""
+        if _app_shows(record):
+            return False
+        return bool(super().handle(record))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """One line on the current ``sys.stderr`` (looked up now: tests and apps swap it)."""
+        try:
+            sys.stderr.write(record.getMessage() + "\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - as logging.StreamHandler: report, never raise
+            self.handleError(record)
+
+
+def _app_shows(record: logging.LogRecord) -> bool:
+    """Whether a handler that is not vf-otel's takes ``record`` on its way up."""
+    logger: logging.Logger | None = logging.getLogger(record.name)
+    while logger is not None:
+        for handler in logger.handlers:
+            if record.levelno >= handler.level and not _is_vf_otels(handler):
+                return True
+        logger = logger.parent if logger.propagate else None
+    return False
+
+
+def _is_vf_otels(handler: logging.Handler) -> bool:
+    # The Vibefollow handler (which ignores vf_otel.* records), configure()'s stand-in
+    # for Python's last resort (WARNING and above only) and this printer.
+    # (What vf_otel exports names "vf_otel" as its module; the rest a submodule.)
+    return any(cls.__module__.partition(".")[0] == "vf_otel" for cls in type(handler).__mro__)
+
+
+# What a stopping pipeline says, and whether the interpreter is exiting.
+#
+# At shutdown: what was dropped, what is still in flight (its outcome unknown), what
+# waits in the spool. At exit: that records logged after ``logging.shutdown()`` are
+# not sent (a closed pipeline is not reopened then: nothing would drain it).
+
+# Set when the interpreter starts its exit hooks. atexit runs the last registered
+# first, and logging registered logging.shutdown() when it was imported, before this
+# module: so this is set before the handlers are closed at exit. From then on a
+# closed pipeline stays closed: a record logged then (by a daemon thread) is refused
+# and counted, not queued behind a worker the interpreter stops mid-way.
+_EXITING: Final = threads.Event()
+atexit.register(_EXITING.set)
+
+
+def exiting() -> bool:
+    """Whether the interpreter is running its exit hooks."""
+    return _EXITING.is_set()
+
+
+def say_late_at_exit() -> None:
+    """Say on stderr that records logged at exit, after shutdown, are not sent.
+
+    Not through logging: it has shut down, and this runs on an app's log call.
+    """
+    try:
+        print(
+            "vf-otel: events logged after logging.shutdown() at exit are not sent "
+            "(counted in stats().dropped['shutdown'])",
+            file=sys.stderr,
+        )
+    except Exception:  # noqa: BLE001 - stderr closed or broken: nothing else to do
+        return
+
+
+def warn_undelivered(dropped: int, in_flight: int, spool: Spool | None) -> None:
+    """One warning at shutdown: what was dropped, what is in flight, what the spool keeps."""
+    parts = []
+    if dropped:
+        parts.append(f"{dropped} event(s) not delivered (dropped; reported to on_error)")
+    if in_flight:
+        parts.append(f"{in_flight} event(s) still in flight, outcome unknown")
+    if spool is not None and spool.usable and spool.pending():
+        parts.append(f"events wait in the spool {spool.path} for the next start")
+    if dropped or in_flight:
+        _logger.warning("vf-otel shut down with %s", "; ".join(parts))
+
+
+# What the handler and the exporters share: settings, one Pipeline, the exporter contract.
+#
+# The span and log exporters translate batches the SDK's processor already built
+# and deliver them at once (no second queue), so ``export()``'s result says
+# whether they landed. Everything after translation (delivery, counts) is the
+# same Pipeline the logging handler uses: one delivery path, one ``stats()`` shape.
+
+
+def options_settings(options: Options) -> Settings:
+    """The settings ``options`` resolve to (the hooks and the transport are no settings)."""
+    settings_options: dict[str, Any] = dict(options)
+    for hook in ("on_error", "before_send", "transport"):
+        settings_options.pop(hook, None)
+    return resolve_settings(**settings_options)
+
+
+class EventSink:
+    """Owns the Pipeline of one handler or exporter; ``shutdown`` is idempotent, never raises."""
+
+    def __init__(self, options: Options, *, source_kind: str) -> None:
+        on_error = options.get("on_error")
+        before_send = options.get("before_send")
+        transport = options.get("transport")
+        if on_error is not None and not callable(on_error):
+            raise ValueError("on_error must be callable")
+        if before_send is not None and not callable(before_send):
+            raise ValueError("before_send must be callable")
+        settings = options_settings(options)
+        # Whether events may go on: a key is set, or delivery is off (enabled=False), when
+        # they are only counted and nothing needs a key (so nothing warns about one).
+        self.has_key = settings.api_key is not None or not settings.enabled
+        if not self.has_key:
+            _logger.warning("VIBEFOLLOW_API_KEY is not set: vf-otel will count and drop events")
+        self.redactor = redactor_for(settings)
+        # The handler's pipeline opens again at its next record after close() (as
+        # FileHandler does); the exporters follow OTel's contract: shut down is final.
+        self.pipeline = Pipeline(
+            settings,
+            on_error=on_error,
+            before_send=before_send,
+            transport=transport,
+            reopenable=source_kind == "handler",
+        )
+        try:
+            register_metrics(self.pipeline, source_kind=source_kind)
+        except BaseException:
+            self.pipeline.shutdown(0)  # no worker thread left behind by a failed constructor
+            raise
+        self._lock = threading.Lock()
+        self._shut_down = False
+        self._drains_at_exit = False
+
+    @property
+    def is_shut_down(self) -> bool:
+        """Whether ``shutdown`` was called."""
+        return self._shut_down
+
+    def deliver(
+        self, results: Iterable[Event | Rejection], collisions: KeyCollisions | None = None
+    ) -> bool:
+        """Deliver the events now, count the rejections; True only if every event landed.
+
+        ``collisions``: values translation lost to keys that became one string (counted).
+        """
+        return self.deliver_counted(results, collisions).all_sent
+
+    def deliver_counted(
+        self,
+        results: Iterable[Event | Rejection],
+        collisions: KeyCollisions | None = None,
+        timeout: float | None = None,
+    ) -> Receipt:
+        """Deliver the events now (waiting up to ``timeout``), count the rejections; what
+        became of them, rejections in ``refused``."""
+        if not self.pipeline.settings.enabled:  # counted in stats().disabled, never sent
+            for result in results:
+                self.pipeline.submit(
+                    self.redactor.event(result) if isinstance(result, Event) else result
+                )
+            return Receipt()
+        events: list[Event] = []
+        ledger = self.pipeline.ledger
+        if collisions is not None:
+            ledger.keys_collided(collisions)
+        refused = 0
+        for result in results:
+            if isinstance(result, Rejection):
+                ledger.reject(result.reason, result.field, result.message)  # type: ignore[arg-type]
+                refused += 1
+            elif not self.has_key:
+                ledger.drop("no_api_key", [result])
+                refused += 1
+            else:
+                events.append(self.redactor.event(result))
+        receipt = self.pipeline.deliver_counted(events, timeout) if events else Receipt()
+        return dataclasses.replace(receipt, refused=receipt.refused + refused)
+
+    def flush(self, timeout_millis: int | None) -> bool:
+        """Deliver what is waiting; True when all of it landed in time."""
+        timeout = None if timeout_millis is None else max(0, timeout_millis) / 1000
+        try:
+            return self.pipeline.flush(timeout)
+        except Exception:
+            _logger.debug("vf-otel flush failed", exc_info=True)
+            return False
+
+    def shutdown(self) -> bool:
+        """Deliver within ``shutdown_timeout`` and stop; later calls do nothing."""
+        with self._lock:
+            if self._shut_down:
+                return True
+            self._shut_down = True
+        try:
+            return self.pipeline.shutdown()
+        except Exception:
+            _logger.debug("vf-otel shutdown failed", exc_info=True)
+            return False
+
+    def drain_at_exit(self) -> None:
+        """Shut the pipeline down at interpreter exit (registered once).
+
+        For a handler that ``dictConfig`` closed and removed from the list
+        ``logging.shutdown()`` drains at exit, while it may still be attached.
+        """
+        with self._lock:
+            if self._drains_at_exit:
+                return
+            self._drains_at_exit = True
+        atexit.register(self.pipeline.shutdown)
+
+    def stats(self) -> Stats:
+        """The pipeline's counts."""
+        return self.pipeline.stats()

@@ -77,6 +77,19 @@ def Lock() -> _thread.LockType:  # noqa: N802 - named like threading.Lock, which
     return _allocate_lock()
 
 
+_marker = local()
+
+
+def on_delivery_thread() -> bool:
+    """Whether the calling thread is one of vf-otel's (worker or sender)."""
+    return getattr(_marker, "delivery", False)
+
+
+def mark_delivery_thread() -> None:
+    """Mark the calling thread as vf-otel's: flush() from it must not wait for itself."""
+    _marker.delivery = True
+
+
 def green_patched() -> bool:
     """Whether gevent or eventlet has patched ``threading`` in this process."""
     gevent = sys.modules.get("gevent.monkey")

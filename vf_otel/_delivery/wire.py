@@ -1,24 +1,38 @@
-"""Requests as they go on the wire: bodies, chunks, idempotency keys, error envelopes."""
+"""Events to requests on the wire: ``before_send``, bodies, chunks, keys, error envelopes."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
 
+from .._config import Settings
+from .._errors import UndeliveredError, ValidationError
+from .._event.build import SAME_AS_IDENTIFY, build_batch, email_problem, is_identify
 from .._event.model import Event, idempotency_key, wire_time
+from .._event.values import KeyCollisions
+from ..typing import BeforeSend
+
+if TYPE_CHECKING:
+    from .ledger import Ledger
 
 __all__ = [
     "EVENTS_PATH",
     "MAX_EVENT_BYTES",
     "MAX_REQUEST_BYTES",
+    "NO_BASE_URL_TEXT",
     "SCRUBBED",
     "USERS_PATH",
     "ErrorDetail",
     "Request",
+    "Screen",
     "accepted_envelope",
+    "build_counted",
     "declined_envelope",
     "encode_event",
     "error_detail",
@@ -26,11 +40,15 @@ __all__ = [
     "event_requests",
     "failed_event_index",
     "failed_event_indexes",
+    "prepare",
     "scrub",
     "snippet",
     "split_request",
     "user_requests",
 ]
+
+
+# Requests as they go on the wire: bodies, chunks, idempotency keys, error envelopes.
 
 EVENTS_PATH: Final = "/events/batch"
 USERS_PATH: Final = "/users"
@@ -284,3 +302,187 @@ def failed_event_indexes(fields: Sequence[str | None], count: int) -> list[int]:
     """The distinct events of ``count`` that the field paths name, in order."""
     found = {failed_event_index(field, count) for field in fields}
     return sorted(index for index in found if index is not None)
+
+
+# Events to requests: encode each once, refuse what cannot go (counted), then chunk.
+
+#: ``Pace.in_steps``: ``encode`` over the events a few at a time, pausing in between.
+InSteps = Callable[
+    [Callable[[list[Event]], list[tuple[Event, bytes]]], list[Event]],
+    list[tuple[Event, bytes]],
+]
+
+_TRAITS: Final = operator.attrgetter("traits")
+_NAME: Final = operator.attrgetter("name")
+
+#: Why nothing is sent when VIBEFOLLOW_BASE_URL was invalid (the value is never quoted).
+NO_BASE_URL_TEXT: Final = (
+    "VIBEFOLLOW_BASE_URL is invalid: nothing is sent until it is fixed "
+    "(run `vf-otel doctor` for the reason)"
+)
+
+
+def prepare(
+    events: Sequence[Event],
+    settings: Settings,
+    ledger: Ledger,
+    in_steps: InSteps | None = None,
+) -> list[Request]:
+    """User upserts first, then batches; an unencodable or oversized event is dropped alone.
+
+    ``in_steps`` (the worker's ``Pace.in_steps``) encodes a few events at a time, letting
+    the app's threads run in between; without it, all at once.
+    """
+    if not settings.has_base_url:
+        # An invalid VIBEFOLLOW_BASE_URL: no host is the right one, so nothing goes out.
+        ledger.drop("invalid_base_url", events, UndeliveredError(NO_BASE_URL_TEXT))
+        return []
+
+    def encode(chunk: list[Event]) -> list[tuple[Event, bytes]]:
+        encoded: list[tuple[Event, bytes]] = []
+        for event in chunk:
+            try:
+                data = encode_event(event)
+            except Exception as exc:  # noqa: BLE001 - one bad event must not sink the batch
+                error = ValidationError(
+                    f"not serialisable as JSON: {exc}", status=0, field="properties"
+                )
+                ledger.drop("unserializable", [event], error)
+                continue
+            if len(data) > MAX_EVENT_BYTES:
+                error = ValidationError(
+                    f"event is {len(data)} bytes as JSON, over {MAX_EVENT_BYTES}",
+                    status=0,
+                    field="properties",
+                )
+                ledger.drop("event_too_large", [event], error)
+                continue
+            encoded.append((event, data))
+        return encoded
+
+    pairs = encode(list(events)) if in_steps is None else in_steps(encode, list(events))
+    kept = [event for event, _ in pairs]
+    bodies = [data for _, data in pairs]
+    # Passes in C over the batch: most carry no traits and no identify().
+    # (``is not``: a traits mapping's own __eq__ is never run.)
+    has_traits = any(map(operator.is_not, map(_TRAITS, kept), itertools.repeat(None)))
+    requests = _upserts(kept, ledger) if has_traits else []
+    if True in map(SAME_AS_IDENTIFY, map(_NAME, kept)):
+        # An identify() is only its user upsert: it never goes out as an event.
+        pairs = [pair for pair in zip(kept, bodies, strict=True) if not is_identify(pair[0].name)]
+        kept, bodies = [event for event, _ in pairs], [data for _, data in pairs]
+    requests += event_requests(kept, bodies, settings.batch_size)
+    return requests
+
+
+def _upserts(events: Sequence[Event], ledger: Ledger) -> list[Request]:
+    """One merged upsert per user; a user whose traits cannot be encoded loses only theirs."""
+    by_user: dict[str, list[Event]] = {}
+    for event in events:
+        if event.traits is not None:
+            by_user.setdefault(event.user_id, []).append(event)
+    requests: list[Request] = []
+    for user_events in by_user.values():
+        merged: dict[str, object] = {}
+        for event in user_events:
+            merged.update(event.traits or {})
+        problem = email_problem(merged)
+        if problem is not None:
+            # The API would refuse the upsert: it alone is lost; the events still go.
+            ledger.upsert_failed(ValidationError(problem, status=0, field="traits.email"))
+            continue
+        try:
+            requests.extend(user_requests(user_events))
+        except Exception as exc:  # noqa: BLE001 - one user's traits must not sink the batch
+            error = ValidationError(
+                f"traits not serialisable as JSON: {exc}", status=0, field="traits"
+            )
+            ledger.upsert_failed(error)
+    return requests
+
+
+# Between building and sending: the worker's build of queued items, and ``before_send``.
+#
+# Both count what they leave out on the pipeline's ledger: a refused log call by
+# its reason, values lost to keys that became one string, an event the app's
+# ``before_send`` left out (``filtered``, the app's choice) or failed on
+# (``before_send_failed``, a loss, reported to ``on_error``: it raised, or returned
+# something other than None or an Event whose fields have the types Event declares).
+
+
+def build_counted(items: Sequence[object], ledger: Ledger) -> list[Event]:
+    """The Events for queued items, in order; every refusal and key collision is counted."""
+    collisions = KeyCollisions()  # values lost to keys that became the same string
+    events, refused = build_batch(items, collisions)
+    for rejection in refused:
+        if rejection.cause is not None:  # a failure no check foresaw: a bug to report as one
+            ledger.error("build", "vf-otel could not build an event", exc_info=rejection.cause)
+            error = UndeliveredError(f"could not build an event: {rejection.message}")
+            ledger.drop("internal_error", (), error, count=1)
+        else:
+            ledger.reject(rejection.reason, rejection.field, rejection.message)  # type: ignore[arg-type]
+    ledger.keys_collided(collisions)
+    return events
+
+
+class Screen:
+    """The app's ``before_send``: what it keeps, as it rewrote it; everything without one."""
+
+    __slots__ = ("_before_send", "_ledger")
+
+    def __init__(self, before_send: BeforeSend | None, ledger: Ledger) -> None:
+        self._before_send = before_send
+        self._ledger = ledger
+
+    def __call__(self, events: Sequence[Event]) -> list[Event]:
+        before_send = self._before_send
+        if before_send is None:
+            return list(events)
+        ledger = self._ledger
+        kept: list[Event] = []
+        left_out = 0
+        for event in events:
+            try:
+                result: object = before_send(event)
+            except Exception as exc:  # noqa: BLE001 - the app's hook drops one event, never more
+                ledger.error("before_send", "before_send raised", exc_info=True)
+                error = UndeliveredError(f"before_send raised {type(exc).__name__}")
+                ledger.drop("before_send_failed", [event], error)
+                continue
+            if result is None:
+                left_out += 1
+            elif not isinstance(result, Event):
+                error = UndeliveredError(
+                    f"before_send returned {type(result).__name__}, not an Event or None"
+                )
+                ledger.drop("before_send_failed", [event], error)
+            elif (problem := _malformed(result)) is not None:
+                # Not checked again later: a user id that is a list would fail the batch.
+                error = UndeliveredError(f"before_send returned an Event whose {problem}")
+                ledger.drop("before_send_failed", [event], error)
+            else:
+                kept.append(result)
+        if left_out:
+            ledger.filtered(left_out)
+        return kept
+
+
+def _malformed(event: Event) -> str | None:
+    """What makes an Event the app rewrote unfit to send (its field types), or None.
+
+    Event does not check its fields (a dataclass), so ``replace(event, user_id=[1])``
+    is an Event; read here as plain objects, as the app may have set them.
+    """
+    for field in ("name", "user_id", "event_id"):
+        if not isinstance(getattr(event, field), str):
+            return f"{field} is not a str"
+    properties: object = event.properties
+    traits: object = event.traits
+    occurred_at: object = event.occurred_at
+    if not isinstance(properties, Mapping):
+        return "properties are not a mapping"
+    if traits is not None and not isinstance(traits, Mapping):
+        return "traits are neither a mapping nor None"
+    if not isinstance(occurred_at, datetime):
+        return "occurred_at is not a datetime"
+    return None

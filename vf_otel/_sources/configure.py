@@ -1,4 +1,4 @@
-"""``vf_otel.configure()``: the handler on the root logger, the exporter on the tracer provider."""
+"""``vf_otel.configure()``, and what it does for an app that has not configured logging."""
 
 from __future__ import annotations
 
@@ -11,13 +11,24 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from typing_extensions import Unpack
 
+from .._config import Settings
+from .._delivery.pipeline import options_settings
 from ..typing import Options
 from .handler import VibefollowHandler
-from .lastresort import UnconfiguredRoot, is_configured, warn_if_filtered
+from .otel import VibefollowSpanExporter, VibefollowUserSpanProcessor
 from .sigterm import SigtermHook, install_sigterm_hook, remove_sigterm_hook
-from .spans import VibefollowSpanExporter, VibefollowUserSpanProcessor
 
-__all__ = ["Configuration", "configure"]
+__all__ = [
+    "Configuration",
+    "LastResort",
+    "UnconfiguredRoot",
+    "configure",
+    "is_configured",
+    "warn_if_filtered",
+]
+
+
+# ``vf_otel.configure()``: the handler on the root logger, the exporter on the tracer provider.
 
 _logger = logging.getLogger("vf_otel")
 
@@ -44,6 +55,8 @@ class Configuration:
         self._shut_down = False
         self._sigterm: SigtermHook | None = None
         self._root_changes: UnconfiguredRoot | None = None
+        # What the handler and the exporter were built with (one set of options).
+        self._settings: Settings | None = None
 
     def __repr__(self) -> str:
         return f"<Configuration handler={self.handler!r} span_exporter={self.span_exporter!r}>"
@@ -90,21 +103,15 @@ class Configuration:
             self.flush(self._shutdown_timeout())
 
     def _shutdown_timeout(self) -> float | None:
-        if self.handler is not None:
-            return self.handler._pipeline.settings.shutdown_timeout
-        if self.span_exporter is not None:
-            return self.span_exporter._sink.pipeline.settings.shutdown_timeout
-        return None
+        if self._settings is None or (self.handler is None and self.span_exporter is None):
+            return None
+        return self._settings.shutdown_timeout
 
     def _handles_sigterm(self) -> bool:
         """The ``handle_sigterm`` option, and delivery on (else there is nothing to drain)."""
-        if self.handler is not None:
-            settings = self.handler._pipeline.settings
-        elif self.span_exporter is not None:
-            settings = self.span_exporter._sink.pipeline.settings
-        else:
+        if self._settings is None or (self.handler is None and self.span_exporter is None):
             return False
-        return settings.handle_sigterm and settings.enabled
+        return self._settings.handle_sigterm and self._settings.enabled
 
     def _watch_sigterm(self) -> None:
         """Drain at SIGTERM (see ``configure``); nothing when SIGTERM must be left alone."""
@@ -223,19 +230,24 @@ def _install(
 ) -> Configuration:
     """Build the handler and the exporter, then install them (see ``configure``)."""
     # Build both first: a bad option raises before anything global is touched.
+    settings = options_settings(options)
     handler = VibefollowHandler(**options) if logs else None
     exporter = (
         VibefollowSpanExporter(include_error_spans=include_error_spans, **options)
         if spans
         else None
     )
-    processor = _install_exporter(exporter, tracer_provider) if exporter is not None else None
+    processor = (
+        _install_exporter(exporter, tracer_provider, enabled=settings.enabled)
+        if exporter is not None
+        else None
+    )
     target = logging.getLogger() if logger is None else logger
     root_changes = None
     if handler is not None:
         if target is logging.getLogger() and not is_configured(target):
             # An app that configured no logging keeps its console as it was, and its
-            # tagged INFO records reach the handler (lastresort.py).
+            # tagged INFO records reach the handler (``UnconfiguredRoot`` below).
             root_changes = UnconfiguredRoot(target)
         else:
             warn_if_filtered(target)
@@ -243,11 +255,12 @@ def _install(
     installed = exporter if processor is not None else None
     configured = Configuration(handler, target, installed, processor)
     configured._root_changes = root_changes
+    configured._settings = settings
     return configured
 
 
 def _install_exporter(
-    exporter: VibefollowSpanExporter, given: trace.TracerProvider | None
+    exporter: VibefollowSpanExporter, given: trace.TracerProvider | None, *, enabled: bool
 ) -> SpanProcessor | None:
     """Add the user processor and a batch processor for ``exporter``; None if impossible."""
     provider = _sdk_provider(given)
@@ -255,7 +268,6 @@ def _install_exporter(
         exporter.shutdown()
         return None
     # Delivery off: the exporter only counts, at once, so no batching thread is needed.
-    enabled = exporter._sink.pipeline.settings.enabled
     processor = BatchSpanProcessor(exporter) if enabled else SimpleSpanProcessor(exporter)
     provider.add_span_processor(VibefollowUserSpanProcessor())
     provider.add_span_processor(processor)
@@ -279,3 +291,84 @@ def _sdk_provider(given: trace.TracerProvider | None) -> TracerProvider | None:
         type(provider).__name__,
     )
     return None
+
+
+# What ``configure()`` does for an app that has not configured logging: keep it as it was.
+#
+# Python prints WARNING and above to stderr (``logging.lastResort``) only while no handler
+# at all is found for a record, and the root logger's default level, WARNING, stops INFO
+# records before any handler. The Vibefollow handler on the root logger would end the
+# first and suffer from the second. So, for an unconfigured app, ``configure()`` lowers
+# the root logger to INFO (tagged ``log.info(...)`` calls become events) and adds
+# ``LastResort``, which prints what Python would have printed: WARNING and above,
+# for records no other handler takes. An app that configures logging later is left to
+# its own handlers.
+
+#: The level tagged records need to reach the handler.
+EVENT_LEVEL: Final = logging.INFO
+
+
+class LastResort(logging.Handler):
+    """Pass a WARNING+ record to ``logging.lastResort`` when no handler of the app takes it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Print as Python would with no handler at all: only when no other handler is found."""
+        resort = logging.lastResort
+        if resort is None or record.levelno < resort.level or _app_handles(record.name):
+            return False
+        resort.handle(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Unused: ``handle`` decides and prints."""
+
+
+def _app_handles(name: str) -> bool:
+    """Whether a logger on the record's way up has a handler that is not vf-otel's."""
+    logger: logging.Logger | None = logging.getLogger(name)
+    while logger is not None:
+        if any(not isinstance(h, VibefollowHandler | LastResort) for h in logger.handlers):
+            return True
+        logger = logger.parent if logger.propagate else None
+    return False
+
+
+def is_configured(root: logging.Logger) -> bool:
+    """Whether the app configured logging: a handler of its own on the root logger."""
+    return any(not isinstance(h, VibefollowHandler | LastResort) for h in root.handlers)
+
+
+class UnconfiguredRoot:
+    """The changes made to the root logger of an unconfigured app; ``undo`` reverts them."""
+
+    def __init__(self, root: logging.Logger) -> None:
+        self._root = root
+        self._level = root.level
+        self._lowered = root.getEffectiveLevel() > EVENT_LEVEL
+        self.last_resort = LastResort()
+        if self._lowered:
+            root.setLevel(EVENT_LEVEL)
+        root.addHandler(self.last_resort)
+
+    def undo(self) -> None:
+        """Remove the stand-in, and the level if nobody changed it since."""
+        self._root.removeHandler(self.last_resort)
+        if self._lowered and self._root.level == EVENT_LEVEL:
+            self._root.setLevel(self._level)
+
+
+def warn_if_filtered(target: logging.Logger) -> None:
+    """Say once that INFO records never reach the handler on ``target``, when they do not."""
+    level = target.getEffectiveLevel()
+    if level > EVENT_LEVEL:
+        _logger.warning(
+            "vf-otel: logger %r is at level %s, so tagged INFO records "
+            "(log.info(..., extra={'vf_user': ...})) never reach the Vibefollow handler; "
+            "set the level of the loggers you tag to INFO, or log events at %s",
+            target.name,
+            logging.getLevelName(level),
+            logging.getLevelName(level),
+        )

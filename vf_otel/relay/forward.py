@@ -22,14 +22,14 @@ from typing import Final, Literal
 
 from typing_extensions import Unpack
 
-from .._delivery.stats import Stats
+from .._delivery.ledger import Stats
+from .._delivery.pipeline import EventSink
 from .._errors import VibefollowError
-from .._event.coerce import KeyCollisions
+from .._event.build import Rejection
 from .._event.model import Event
-from .._event.validate import Rejection
+from .._event.values import KeyCollisions
 from .._sources.handler import is_library_logger
-from .._sources.sink import EventSink
-from .._sources.translate import Result, log_event_id, translate_log, translate_span
+from .._sources.otel import Result, log_event_id, translate_log, translate_span
 from ..typing import Options
 from .decode import LogRecord, Span
 

@@ -1,35 +1,102 @@
-"""Visible loss: the ``stats()`` counters as OpenTelemetry instruments.
-
-When the app has a real MeterProvider, every handler and exporter reports its
-counters through one set of observable instruments per provider:
-
-- counters ``vibefollow.events.enqueued``, ``.sent``, ``.retried``,
-  ``.dead_lettered``, ``.dropped`` (attribute ``reason``) and ``.spooled``
-  (when the pipeline has a spool);
-- the gauge ``vibefollow.queue.length`` (queued + waiting for a retry).
-
-Each observation carries ``vibefollow.source`` (``handler`` or ``exporter``);
-several handlers of one kind are summed. Nothing is read or computed until the
-app's metric reader collects, so this costs the logging path nothing.
-"""
+"""Self-observability: rate-limited warnings, and ``stats()`` as OpenTelemetry instruments."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
+import time
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from opentelemetry import metrics
-from opentelemetry.metrics import CallbackOptions, MeterProvider, NoOpMeterProvider, Observation
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
-from .._delivery.stats import Stats
-from .._version import __version__
+from ._compat import default_meter_provider
+from ._version import __version__
 
-__all__ = ["COUNTERS", "QUEUE_GAUGE", "StatsSource", "register_metrics"]
+if TYPE_CHECKING:
+    from ._delivery.ledger import Stats
+
+__all__ = [
+    "COUNTERS",
+    "QUEUE_GAUGE",
+    "WARNING_INTERVAL",
+    "RateLimitedLog",
+    "StatsSource",
+    "register_metrics",
+]
+
+
+# Warnings that say once per reason per interval what went wrong, then how often.
+
+WARNING_INTERVAL: Final = 60.0
+
+
+class RateLimitedLog:
+    """Log at most once per reason per ``interval`` seconds; count what was held back."""
+
+    __slots__ = ("_clock", "_interval", "_lock", "_logger", "_state")
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        interval: float = WARNING_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        # reason -> (time of the last message, messages held back since)
+        self._state: dict[str, tuple[float, int]] = {}
+
+    def log(
+        self,
+        level: int,
+        reason: str,
+        msg: str,
+        *args: object,
+        exc_info: bool | BaseException = False,
+    ) -> bool:
+        """Log ``msg % args`` unless this reason was logged within the interval."""
+        now = self._clock()
+        with self._lock:
+            last, held = self._state.get(reason, (None, 0))
+            if last is not None and now - last < self._interval:
+                self._state[reason] = (last, held + 1)
+                return False
+            self._state[reason] = (now, 0)
+        if held:
+            msg += " (%d more like this since the last message)"
+            args = (*args, held)
+        self._logger.log(level, msg, *args, exc_info=exc_info)
+        return True
+
+    def warning(self, reason: str, msg: str, *args: object) -> bool:
+        """``log`` at WARNING."""
+        return self.log(logging.WARNING, reason, msg, *args)
+
+    def error(self, reason: str, msg: str, *args: object) -> bool:
+        """``log`` at ERROR."""
+        return self.log(logging.ERROR, reason, msg, *args)
+
+
+# Visible loss: the ``stats()`` counters as OpenTelemetry instruments.
+#
+# When the app has a real MeterProvider, every handler and exporter reports its
+# counters through one set of observable instruments per provider:
+#
+# - counters ``vibefollow.events.enqueued``, ``.sent``, ``.retried``,
+#   ``.dead_lettered``, ``.dropped`` (attribute ``reason``) and ``.spooled``
+#   (when the pipeline has a spool);
+# - the gauge ``vibefollow.queue.length`` (queued + waiting for a retry).
+#
+# Each observation carries ``vibefollow.source`` (``handler`` or ``exporter``);
+# several handlers of one kind are summed. Nothing is read or computed until the
+# app's metric reader collects, so this costs the logging path nothing.
 
 _logger = logging.getLogger("vf_otel")
 
@@ -79,13 +146,10 @@ class _Instruments:
         self._lock = threading.Lock()
         self._sources: weakref.WeakKeyDictionary[StatsSource, str] = weakref.WeakKeyDictionary()
         meter = provider.get_meter(METER_NAME, __version__)
-        fields = {field.name for field in dataclasses.fields(Stats)}
         for name, (instrument, unit, description) in COUNTERS.items():
-            # ``spooled`` exists only once the spool lands in Stats.
-            if name in fields:
-                meter.create_observable_counter(
-                    instrument, callbacks=[self._callback(name)], unit=unit, description=description
-                )
+            meter.create_observable_counter(
+                instrument, callbacks=[self._callback(name)], unit=unit, description=description
+            )
         meter.create_observable_gauge(
             QUEUE_GAUGE,
             callbacks=[self._callback("queue")],
@@ -149,7 +213,7 @@ def register_metrics(
     """
     try:
         provider = meter_provider or metrics.get_meter_provider()
-        if meter_provider is None and _is_default(provider):
+        if meter_provider is None and default_meter_provider(provider):
             return False
         with _REGISTRY_LOCK:
             instruments = _REGISTRY.get(provider)
@@ -160,11 +224,3 @@ def register_metrics(
         _logger.debug("vf-otel could not register its metrics", exc_info=True)
         return False
     return True
-
-
-def _is_default(provider: MeterProvider) -> bool:
-    # The proxy class is private to the API package; its name has been stable since 1.x.
-    return isinstance(provider, NoOpMeterProvider) or type(provider).__name__ in (
-        "_ProxyMeterProvider",
-        "ProxyMeterProvider",
-    )

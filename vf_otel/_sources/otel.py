@@ -1,34 +1,225 @@
-"""Translate finished spans and OTel log records into Events.
-
-Runs on the SDK's export thread, never on the request path. The common case —
-a span or record with no ``vf`` tag — is decided by two dictionary lookups.
-"""
+"""The OpenTelemetry side: span and log exporters, their translation, the auto-instrument hook."""
 
 from __future__ import annotations
 
 import ast
 import hashlib
 import json
+import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import StatusCode
+from typing_extensions import Unpack
 
-from .._event.coerce import KeyCollisions
-from .._event.model import Event, new_event_id
-from .._event.validate import Rejection, make_event
-from .._event.when import explicit_time
+from .._compat import LogExporterBase, LogExportResult
+from .._delivery.ledger import Stats
+from .._delivery.pipeline import EventSink
+from .._event.build import Rejection, make_event
+from .._event.model import Event, explicit_time, new_event_id
+from .._event.values import KeyCollisions
+from ..typing import Options
+from .context import user_in
+from .handler import is_library_logger
 
 __all__ = [
     "CONTEXT_USER_KEY",
     "EVENT_KEY",
     "USER_KEY",
+    "VibefollowLogExporter",
+    "VibefollowSpanExporter",
+    "VibefollowUserSpanProcessor",
     "event_id_for",
+    "install_user_span_processor",
     "log_event_id",
     "translate_log",
     "translate_span",
 ]
+
+
+# The span side: ``VibefollowSpanExporter`` and ``VibefollowUserSpanProcessor``.
+
+_logger = logging.getLogger("vf_otel")
+
+
+class VibefollowSpanExporter(SpanExporter):
+    """Send spans tagged with ``vf.user`` / ``vf.event`` (and their tagged span events).
+
+    Use it like any OTel exporter, behind a ``BatchSpanProcessor``, or name it in
+    ``OTEL_TRACES_EXPORTER=vibefollow``. Untagged spans are skipped after two
+    dictionary lookups; spans with status ERROR emit nothing unless
+    ``include_error_spans`` is set. Translated events go through the same
+    delivery as [`VibefollowHandler`][vf_otel.VibefollowHandler], with an ``event_id``
+    derived from the trace id, span id and event index, so a span exported
+    twice is delivered once. Options are those of the handler; every one may
+    come from its ``VIBEFOLLOW_*`` environment variable instead.
+    """
+
+    def __init__(self, *, include_error_spans: bool = False, **options: Unpack[Options]) -> None:
+        if not isinstance(include_error_spans, bool):
+            raise ValueError("include_error_spans must be a bool")
+        self._include_errors = include_error_spans
+        self._sink = EventSink(options, source_kind="exporter")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._sink.pipeline.settings.base_url}>"
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Deliver the events the spans carry. Never raises.
+
+        The SDK's processor already buffered the spans, so nothing is queued a
+        second time: SUCCESS once every event landed; FAILURE when some were refused (counted,
+        reported to ``on_error``) or wait parked for a later attempt (not lost), and
+        after shutdown.
+        """
+        if self._sink.is_shut_down:
+            return SpanExportResult.FAILURE
+        try:
+            collisions = KeyCollisions()
+            delivered = self._sink.deliver(self._translate(spans, collisions), collisions)
+        except Exception:
+            self._sink.pipeline.ledger.drop("internal_error", (), count=len(spans))
+            _logger.debug("vf-otel could not translate spans", exc_info=True)
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS if delivered else SpanExportResult.FAILURE
+
+    def _translate(self, spans: Sequence[ReadableSpan], collisions: KeyCollisions) -> list[Result]:
+        results: list[Result] = []
+        for span in spans:
+            include = self._include_errors
+            results.extend(translate_span(span, include_errors=include, collisions=collisions))
+        return results
+
+    def shutdown(self) -> None:
+        """Deliver what is queued (up to ``shutdown_timeout``) and stop. Idempotent."""
+        self._sink.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Deliver what is queued; True if all of it landed within ``timeout_millis``."""
+        return self._sink.flush(timeout_millis)
+
+    def stats(self) -> Stats:
+        """Counters: enqueued, sent, retried, dead-lettered, dropped by reason, queued."""
+        return self._sink.stats()
+
+
+class VibefollowUserSpanProcessor(SpanProcessor):
+    """Record the context's user on each span as it starts, for the exporter to fall back on.
+
+    A finished span carries no context, so the user from ``vf_otel.user(...)``
+    or the baggage entry ``vf.user`` (set in this process or received in a W3C
+    ``baggage`` header) is copied at span start — to the attribute
+    ``vf.context_user``, not ``vf.user``: ``vf.user`` marks a span as an event,
+    and every span inside a user's request must not become one. The exporter
+    reads ``vf.context_user`` only for spans tagged with ``vf.event``.
+    """
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Copy the user, unless the span names one itself. Never raises."""
+        try:
+            attrs = span.attributes or {}
+            if USER_KEY in attrs or not span.is_recording():
+                return
+            user = user_in(parent_context)
+            if user:
+                span.set_attribute(CONTEXT_USER_KEY, user)
+        except Exception:
+            _logger.debug("vf-otel could not read the user from the context", exc_info=True)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Nothing to do: the exporter reads the attribute."""
+
+    def shutdown(self) -> None:
+        """Nothing to release."""
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Nothing is buffered here."""
+        return True
+
+
+# ``VibefollowLogExporter``: the OTel log pipeline's way in, for apps that already use it.
+
+
+class VibefollowLogExporter(LogExporterBase):
+    """Send OTel log records tagged with ``vf_user`` / ``vf_event`` (or ``vf.user`` / ``vf.event``).
+
+    For apps that route ``logging`` through an OTel ``LoggerProvider`` (the
+    ``LoggingHandler`` copies ``extra=`` into attributes) or name it in
+    ``OTEL_LOGS_EXPORTER=vibefollow``. The event name defaults to the record's
+    body — the *formatted* message, since the OTel handler formats it; pass
+    ``vf_event`` when the message has arguments. Apps without an OTel log
+    pipeline should use [`VibefollowHandler`][vf_otel.VibefollowHandler], which is much cheaper.
+    """
+
+    def __init__(self, **options: Unpack[Options]) -> None:
+        self._sink = EventSink(options, source_kind="exporter")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._sink.pipeline.settings.base_url}>"
+
+    def export(self, batch: Sequence[Any]) -> LogExportResult:
+        """Deliver the tagged records as events. Never raises.
+
+        SUCCESS once every event landed; FAILURE when some were refused (counted,
+        reported to ``on_error``) or wait parked for a later attempt (not lost), and
+        after shutdown.
+
+        ``batch`` holds ``ReadableLogRecord`` (SDK >= 1.39) or ``LogData``
+        (older); both carry the record as ``.log_record``.
+        """
+        if self._sink.is_shut_down:
+            return LogExportResult.FAILURE
+        try:
+            collisions = KeyCollisions()
+            delivered = self._sink.deliver(_translate(batch, collisions), collisions)
+        except Exception:
+            self._sink.pipeline.ledger.drop("internal_error", (), count=len(batch))
+            _logger.debug("vf-otel could not translate log records", exc_info=True)
+            return LogExportResult.FAILURE
+        return LogExportResult.SUCCESS if delivered else LogExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        """Deliver what is queued (up to ``shutdown_timeout``) and stop. Idempotent."""
+        self._sink.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Deliver what is queued; True if all of it landed within ``timeout_millis``."""
+        return self._sink.flush(timeout_millis)
+
+    def stats(self) -> Stats:
+        """Counters: enqueued, sent, retried, dead-lettered, dropped by reason, queued."""
+        return self._sink.stats()
+
+
+def _translate(batch: Sequence[Any], collisions: KeyCollisions) -> list[Result]:
+    results: list[Result] = []
+    for item in batch:
+        if _from_ignored_logger(item):
+            continue
+        result = translate_log(item.log_record, collisions)
+        if result is not None:
+            results.append(result)
+    return results
+
+
+def _from_ignored_logger(item: Any) -> bool:
+    # The OTel LoggingHandler names the scope after the logger; the library's own
+    # loggers and its HTTP stack are never events, as with VibefollowHandler.
+    scope = getattr(item, "instrumentation_scope", None)
+    name = getattr(scope, "name", None) or ""
+    return is_library_logger(name)
+
+
+# Translate finished spans and OTel log records into Events.
+#
+# Runs on the SDK's export thread, never on the request path. The common case —
+# a span or record with no ``vf`` tag — is decided by two dictionary lookups.
 
 USER_KEY: Final = "vf.user"
 EVENT_KEY: Final = "vf.event"
@@ -308,3 +499,36 @@ def _parse_mapping(text: str) -> Any:
         if isinstance(value, Mapping):
             return value
     return text
+
+
+# The ``opentelemetry-instrument`` hook that adds the user span processor.
+#
+# ``OTEL_TRACES_EXPORTER=vibefollow`` makes the SDK build the exporter, but the SDK
+# has no setting for extra span processors, and without
+# ``VibefollowUserSpanProcessor`` a span tagged only with ``vf.event`` could not
+# take its user from ``vf_otel.user(...)`` or a W3C ``baggage`` header. So vf-otel
+# registers this function in the ``opentelemetry_post_instrument`` entry-point
+# group, which ``opentelemetry-instrument`` calls after configuring the SDK. It
+# acts only when ``OTEL_TRACES_EXPORTER`` names ``vibefollow``: merely installing
+# vf-otel must not add an attribute to the spans of an app that does not use it.
+
+EXPORTER_NAME: Final = "vibefollow"
+TRACES_EXPORTER_ENV: Final = "OTEL_TRACES_EXPORTER"
+
+
+def install_user_span_processor() -> bool:
+    """Add the user span processor to the global SDK provider; True if it was added."""
+    try:
+        names = os.environ.get(TRACES_EXPORTER_ENV, "").split(",")
+        if EXPORTER_NAME not in (name.strip().lower() for name in names):
+            return False
+        provider = trace.get_tracer_provider()
+        if not isinstance(provider, TracerProvider):
+            _logger.warning("vf-otel: no SDK TracerProvider; spans take no user from baggage")
+            return False
+        provider.add_span_processor(VibefollowUserSpanProcessor())
+    except Exception:
+        # A hook that raises would stop opentelemetry-instrument from starting the app.
+        _logger.warning("vf-otel could not add its user span processor", exc_info=True)
+        return False
+    return True

@@ -1,1 +1,0 @@
-"""Self-observability: OpenTelemetry metrics and rate-limited warnings."""
