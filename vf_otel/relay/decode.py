@@ -8,7 +8,7 @@ would silently turn a 32-digit trace id into 24 bytes. Everything else is proto3
 enums as integers, 64-bit integers as strings or numbers, unknown fields ignored.
 
 What comes out (:class:`Span`, :class:`LogRecord`) is what
-``vf_otel._sources.translate`` reads of the SDK's spans and log records, so relayed
+``vf_otel._sources.otel`` reads of the SDK's spans and log records, so relayed
 telemetry becomes events by the same translation as in-process exporters'.
 """
 
