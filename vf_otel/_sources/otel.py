@@ -425,7 +425,7 @@ def translate_log(
     SDK keeps mapping values as dicts (sequences become tuples, which coerce
     back to lists); a mapping that some pipeline stringified is parsed back.
     Values lost because two keys became the same string are counted in ``collisions``.
-    ``event_id`` makes the id of a tagged record (the relay's :func:`log_event_id`:
+    ``event_id`` makes the id of a tagged record (the relay's ``log_event_id``:
     the same record relayed twice is one event); by default a random one.
     """
     attrs: Attrs = record.attributes or {}

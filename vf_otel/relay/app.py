@@ -1,4 +1,4 @@
-"""The relay's ASGI app: the OTLP/HTTP contract, in front of :class:`~vf_otel.relay.Relay`.
+"""The relay's ASGI app: the OTLP/HTTP contract, in front of ``vf_otel.relay.Relay``.
 
 ``POST /v1/traces`` and ``POST /v1/logs`` take an OTLP export request as protobuf
 (``application/x-protobuf``) or JSON (``application/json``), gzip-compressed or not,
@@ -92,7 +92,7 @@ class _Refusal(Exception):  # noqa: N818 - an answer, not an error of the relay'
 
 
 class RelayApp:
-    """An ASGI 3 app serving the OTLP/HTTP receiver for one :class:`Relay`."""
+    """An ASGI 3 app serving the OTLP/HTTP receiver for one [`Relay`][vf_otel.relay.Relay]."""
 
     def __init__(
         self,

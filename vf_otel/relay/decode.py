@@ -7,7 +7,7 @@ while proto3 JSON (``google.protobuf.json_format``) reads bytes fields as base64
 would silently turn a 32-digit trace id into 24 bytes. Everything else is proto3 JSON:
 enums as integers, 64-bit integers as strings or numbers, unknown fields ignored.
 
-What comes out (:class:`Span`, :class:`LogRecord`) is what
+What comes out (``Span``, ``LogRecord``) is what
 ``vf_otel._sources.otel`` reads of the SDK's spans and log records, so relayed
 telemetry becomes events by the same translation as in-process exporters'.
 """
@@ -345,7 +345,7 @@ def _json_attributes(pairs: object) -> dict[str, Any]:
 
 
 def _json_value(value: object) -> Any:
-    """An AnyValue as :func:`_value` reads it from protobuf."""
+    """An AnyValue as ``_value`` reads it from protobuf."""
     if value is None:
         return None
     if not isinstance(value, dict):

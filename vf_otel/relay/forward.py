@@ -1,9 +1,9 @@
 """Relayed spans and log records: translated as the exporters translate them, then delivered.
 
 The relay's one rule: a batch is acknowledged only once nothing a crash could lose
-is left of it. :meth:`Relay.forward` answers ``accepted`` when every event was
-delivered, written to the spool, or refused for good (counted, reported and
-returned to the client as rejected); ``unavailable`` when some wait in memory or
+is left of it. ``Relay.forward_spans`` and ``forward_logs`` accept a batch when every
+event was delivered, written to the spool, or refused for good (counted, reported and
+returned to the client as rejected); they refuse it (503) when some wait in memory or
 had no answer in time, so that the client (a Collector's retry and sending queue)
 keeps the batch and sends it again. Sent again, a batch makes the same events with
 the same ids, hence requests with the same idempotency keys: the API delivers once.
