@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from vf_otel import Rule, load_rules
 from vf_otel._config import DEFAULTS, ENV_VARS, NO_BASE_URL, Settings, resolve_settings
 
 SECRET = "sk_live_0123456789abcdefSECRETSECRETSECRET"
+RULES_FILE = str(Path(__file__).resolve().parent.parent / "examples" / "rules.toml")
 
 # option: (argument value, environment string, value the environment string gives)
 PRECEDENCE: dict[str, tuple[Any, str, Any]] = {
@@ -32,6 +35,7 @@ PRECEDENCE: dict[str, tuple[Any, str, Any]] = {
     "enabled": (True, "false", False),
     "debug": (False, "1", True),
     "handle_sigterm": (True, "no", False),
+    "rules": ((Rule(event="from_argument"),), RULES_FILE, load_rules(RULES_FILE)),
 }
 
 

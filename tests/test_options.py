@@ -24,18 +24,25 @@ def test_options_name_every_setting_plus_the_hooks() -> None:
     assert set(typing.get_type_hints(Options)) == set(DEFAULTS) | hooks
 
 
+EXAMPLE_RULES = Path(__file__).resolve().parent.parent / "examples" / "rules.toml"
+
 # What an option accepts beyond its resolved Settings type; its check normalises these.
 # Options is static (for ``Unpack``), so it repeats the settings table: these are the
 # only differences allowed, besides ``| None`` (= not given).
 WIDER_INPUTS: dict[str, set[object]] = {
     "redact_keys": {Sequence[str], str},  # any sequence, or one comma-separated str -> tuple
     "spool_path": {os.PathLike[str]},  # a pathlib.Path too -> str
+    # a rules file's path (loaded), or any sequence of Rule -> tuple[Rule, ...]
+    "rules": {Sequence[vf_otel.Rule], str, os.PathLike[str]},
 }
 # option: (a value of a wider input form, what it resolves to)
 WIDER_SAMPLES: list[tuple[str, object, object]] = [
     ("redact_keys", ["b_key", "a_key"], ("a_key", "b_key")),
     ("redact_keys", " b_key, a_key ", ("a_key", "b_key")),
     ("spool_path", Path("spool", "vf.db"), os.path.join("spool", "vf.db")),
+    ("rules", [vf_otel.Rule(event="e")], (vf_otel.Rule(event="e"),)),
+    ("rules", EXAMPLE_RULES, vf_otel.load_rules(EXAMPLE_RULES)),
+    ("rules", str(EXAMPLE_RULES), vf_otel.load_rules(EXAMPLE_RULES)),
 ]
 
 

@@ -23,6 +23,7 @@ from ._errors import (
 )
 from ._event.build import CANONICAL_EVENTS
 from ._event.model import Event
+from ._rules import Rule, load_rules
 from ._sources.context import current_user, user
 from ._sources.handler import VibefollowHandler, loguru_sink
 from ._sources.sigterm import flush_on_sigterm
@@ -54,6 +55,7 @@ __all__ = [
     "Event",
     "NetworkError",
     "RateLimitError",
+    "Rule",
     "ServerError",
     "Stats",
     "UndeliveredError",
@@ -70,6 +72,7 @@ __all__ = [
     "flush_after",
     "flush_on_sigterm",
     "identify",
+    "load_rules",
     "loguru_sink",
     "structlog_processor",
     "track",

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from ._rules import Rule, rules_option
+
 __all__ = [
     "DEFAULTS",
     "ENV_VARS",
@@ -155,6 +157,9 @@ class Settings:
     debug: bool = field(default=False, metadata={_CHECK: _flag})
     # Deliver the queue at SIGTERM, whose default action skips atexit (_sources/sigterm.py).
     handle_sigterm: bool = field(default=True, metadata={_CHECK: _flag})
+    # Mapping rules for untagged spans and log records (vf_otel/_rules.py, docs/rules.md):
+    # a TOML file's path (VIBEFOLLOW_RULES) or Rule objects, loaded and checked here.
+    rules: tuple[Rule, ...] = field(default=(), metadata={_CHECK: rules_option})
 
     @property
     def api_url(self) -> str:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Protocol, TypedDict
 
 import httpx
 
+from ._rules import Rule
+
 if TYPE_CHECKING:
     from ._errors import VibefollowError
     from ._event.model import Event
@@ -89,6 +91,9 @@ class Options(TypedDict, total=False):
     """Show each event as it is queued (redacted JSON); ``VIBEFOLLOW_DEBUG``."""
     handle_sigterm: bool | None
     """Deliver the queue at SIGTERM, then let it act; ``VIBEFOLLOW_HANDLE_SIGTERM``, default on."""
+    rules: Sequence[Rule] | str | os.PathLike[str] | None
+    """Mapping rules for untagged spans and log records (a TOML file's path, or ``Rule``
+    objects); ``VIBEFOLLOW_RULES``. For the exporters: ``VibefollowHandler`` refuses them."""
     on_error: ErrorCallback | None
     """``on_error(exc, events)`` for every event that will never be delivered."""
     before_send: BeforeSend | None

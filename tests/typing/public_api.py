@@ -236,3 +236,19 @@ def structlog_chain() -> list[Any]:
     event_dict: dict[str, Any] = {"event": "signup", "vf_user": "usr_1"}
     rest = vf_otel.structlog_processor(logging.getLogger("shop"), "info", event_dict)
     return [vf_otel.structlog_processor, dict(rest)]
+
+
+def mapping_rules() -> None:
+    """docs/rules.md: rules as values or from a file, given to both exporters."""
+    signup = vf_otel.Rule(
+        name="signup",
+        event="user_signed_up",
+        kind="server",
+        where={"http.route": "/api/signup", "http.response.status_code": "2xx"},
+        properties={"plan": "app.plan"},
+    )
+    from_file: tuple[vf_otel.Rule, ...] = vf_otel.load_rules("rules.toml")
+    label: str = signup.label
+    vf_otel.VibefollowSpanExporter(rules=[signup, *from_file])
+    vf_otel.VibefollowLogExporter(rules="rules.toml")
+    print(label)

@@ -261,6 +261,8 @@ def _shown(name: str, value: object) -> str:
         return "(invalid: nothing is sent)"
     if name == "api_key":
         return redact_key(value if isinstance(value, str) else None)
+    if name == "rules" and isinstance(value, tuple) and value:
+        return f"{len(value)} rule(s): " + ", ".join(rule.label for rule in value)
     if isinstance(value, tuple):
         return ", ".join(map(str, value)) or "(none)"
     return str(value)

@@ -21,6 +21,7 @@ from .._event.build import PendingEvent, Rejection, build_pending, is_identify
 from .._event.model import Event
 from .._event.values import KeyCollisions, redactor_for
 from .._observe import register_metrics
+from .._rules import RuleSet
 from .._spool.store import Spool
 from ..typing import BeforeSend, ErrorCallback, Options
 from . import threads
@@ -573,6 +574,10 @@ class EventSink:
         if not self.has_key:
             _logger.warning("VIBEFOLLOW_API_KEY is not set: vf-otel will count and drop events")
         self.redactor = redactor_for(settings)
+        #: The mapping rules, compiled once, for the exporters and the relay (the handler
+        #: reads tags only).
+        applies = settings.rules and source_kind != "handler"
+        self.rules = RuleSet(settings.rules) if applies else None
         # The handler's pipeline opens again at its next record after close() (as
         # FileHandler does); the exporters follow OTel's contract: shut down is final.
         self.pipeline = Pipeline(

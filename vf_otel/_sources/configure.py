@@ -231,7 +231,9 @@ def _install(
     """Build the handler and the exporter, then install them (see ``configure``)."""
     # Build both first: a bad option raises before anything global is touched.
     settings = options_settings(options)
-    handler = VibefollowHandler(**options) if logs else None
+    handler_options: Options = {**options}
+    handler_options.pop("rules", None)  # for the span exporter: the handler reads tags only
+    handler = VibefollowHandler(**handler_options) if logs else None
     exporter = (
         VibefollowSpanExporter(include_error_spans=include_error_spans, **options)
         if spans

@@ -60,6 +60,12 @@ class VibefollowHandler(logging.Handler):
     """
 
     def __init__(self, level: int | str = logging.NOTSET, **options: Unpack[Options]) -> None:
+        if options.get("rules") is not None:
+            # Asked for, they would do nothing here: refused rather than ignored.
+            raise ValueError(
+                "rules apply to spans and OTel log records (the exporters); "
+                "VibefollowHandler reads vf_* tags only"
+            )
         # The options first: logging.Handler.__init__ registers the handler for
         # logging.shutdown() at exit, which must never find one half-built.
         sink = EventSink(options, source_kind="handler")

@@ -9,7 +9,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -27,6 +27,9 @@ from .._event.values import KeyCollisions
 from ..typing import Options
 from .context import user_in
 from .handler import is_library_logger
+
+if TYPE_CHECKING:
+    from .._rules import RuleMatch, RuleSet
 
 __all__ = [
     "CONTEXT_USER_KEY",
@@ -53,12 +56,14 @@ class VibefollowSpanExporter(SpanExporter):
 
     Use it like any OTel exporter, behind a ``BatchSpanProcessor``, or name it in
     ``OTEL_TRACES_EXPORTER=vibefollow``. Untagged spans are skipped after two
-    dictionary lookups; spans with status ERROR emit nothing unless
-    ``include_error_spans`` is set. Translated events go through the same
-    delivery as [`VibefollowHandler`][vf_otel.VibefollowHandler], with an ``event_id``
-    derived from the trace id, span id and event index, so a span exported
-    twice is delivered once. Options are those of the handler; every one may
-    come from its ``VIBEFOLLOW_*`` environment variable instead.
+    dictionary lookups, unless a mapping rule (``rules=``, docs/rules.md) makes an
+    event of them; spans with status ERROR emit nothing unless
+    ``include_error_spans`` is set (or a rule asks for ``status = "error"``).
+    Translated events go through the same delivery as
+    [`VibefollowHandler`][vf_otel.VibefollowHandler], with an ``event_id`` derived
+    from the trace id, span id and event index, so a span exported twice is
+    delivered once. Options are those of the handler; every one may come from its
+    ``VIBEFOLLOW_*`` environment variable instead.
     """
 
     def __init__(self, *, include_error_spans: bool = False, **options: Unpack[Options]) -> None:
@@ -91,9 +96,11 @@ class VibefollowSpanExporter(SpanExporter):
 
     def _translate(self, spans: Sequence[ReadableSpan], collisions: KeyCollisions) -> list[Result]:
         results: list[Result] = []
+        include, rules = self._include_errors, self._sink.rules
         for span in spans:
-            include = self._include_errors
-            results.extend(translate_span(span, include_errors=include, collisions=collisions))
+            results.extend(
+                translate_span(span, include_errors=include, collisions=collisions, rules=rules)
+            )
         return results
 
     def shutdown(self) -> None:
@@ -155,6 +162,8 @@ class VibefollowLogExporter(LogExporterBase):
     body — the *formatted* message, since the OTel handler formats it; pass
     ``vf_event`` when the message has arguments. Apps without an OTel log
     pipeline should use [`VibefollowHandler`][vf_otel.VibefollowHandler], which is much cheaper.
+    Untagged records become events only through mapping rules with ``signal = "log"``
+    (``rules=``, docs/rules.md).
     """
 
     def __init__(self, **options: Unpack[Options]) -> None:
@@ -177,7 +186,8 @@ class VibefollowLogExporter(LogExporterBase):
             return LogExportResult.FAILURE
         try:
             collisions = KeyCollisions()
-            delivered = self._sink.deliver(_translate(batch, collisions), collisions)
+            results = _translate(batch, collisions, self._sink.rules)
+            delivered = self._sink.deliver(results, collisions)
         except Exception:
             self._sink.pipeline.ledger.drop("internal_error", (), count=len(batch))
             _logger.debug("vf-otel could not translate log records", exc_info=True)
@@ -197,12 +207,14 @@ class VibefollowLogExporter(LogExporterBase):
         return self._sink.stats()
 
 
-def _translate(batch: Sequence[Any], collisions: KeyCollisions) -> list[Result]:
+def _translate(
+    batch: Sequence[Any], collisions: KeyCollisions, rules: RuleSet | None
+) -> list[Result]:
     results: list[Result] = []
     for item in batch:
         if _from_ignored_logger(item):
             continue
-        result = translate_log(item.log_record, collisions)
+        result = translate_log(item.log_record, collisions, rules)
         if result is not None:
             results.append(result)
     return results
@@ -306,23 +318,35 @@ class LogRecordLike(Protocol):
 
 
 def translate_span(
-    span: SpanLike, *, include_errors: bool = False, collisions: KeyCollisions | None = None
+    span: SpanLike,
+    *,
+    include_errors: bool = False,
+    collisions: KeyCollisions | None = None,
+    rules: RuleSet | None = None,
 ) -> list[Result]:
-    """The events a finished span carries: itself if tagged, then its tagged span events.
+    """The events a finished span carries: itself if tagged (else what the first matching
+    mapping rule makes of it), then its tagged span events.
 
     Values lost because two keys became the same string are counted in ``collisions``
     (for the exporter's ledger).
     """
     attrs: Attrs = span.attributes or {}
     tagged = USER_KEY in attrs or EVENT_KEY in attrs
-    if not tagged and not span.events:
-        return []
-    if not include_errors and span.status.status_code is StatusCode.ERROR:
+    span_events = span.events
+    match = None
+    if not tagged and rules is not None:
+        match = rules.match_span(span, attrs, include_errors=include_errors)
+    if not tagged and match is None and not span_events:
         return []
     context = span.context
     if context is None:
         return []
     results: list[Result] = []
+    if match is not None:
+        event_id = event_id_for(context.trace_id, context.span_id, 0)
+        results.append(_from_rule(match, span.start_time, event_id, collisions))
+    if not include_errors and span.status.status_code is StatusCode.ERROR:
+        return results
     span_user = attrs.get(USER_KEY, attrs.get(CONTEXT_USER_KEY))
     if tagged:
         results.append(
@@ -335,7 +359,7 @@ def translate_span(
                 collisions=collisions,
             )
         )
-    for index, span_event in enumerate(span.events, start=1):
+    for index, span_event in enumerate(span_events, start=1):
         event_attrs: Attrs = span_event.attributes or {}
         if USER_KEY in event_attrs or EVENT_KEY in event_attrs:
             results.append(
@@ -384,6 +408,27 @@ def _from_attrs(
     )
 
 
+def _from_rule(
+    match: RuleMatch, nanos: int | None, event_id: str, collisions: KeyCollisions | None
+) -> Result:
+    """The event a mapping rule made; with no user, a ``missing_user`` refusal naming the
+    rule (counted and reported: the rule asked for this event)."""
+    if match.user is None:
+        keys = ", ".join(match.rule.user)
+        message = f"rule {match.rule.label!r} matched but no user attribute is set ({keys})"
+        return Rejection("missing_user", "external_user_id", message)
+    return make_event(
+        name=match.name,
+        user_id=match.user,
+        properties=match.properties,
+        traits=None,
+        occurred_at=utc_from_nanos(nanos),
+        event_id=event_id,
+        redactor=None,  # the exporter redacts with its own settings (EventSink.deliver)
+        collisions=collisions,
+    )
+
+
 def _prefixed(attrs: Attrs, prefix: str) -> dict[str, Any]:
     return {key[len(prefix) :]: value for key, value in attrs.items() if key.startswith(prefix)}
 
@@ -415,10 +460,12 @@ def utc_from_nanos(nanos: int | None) -> datetime:
 def translate_log(
     record: LogRecordLike,
     collisions: KeyCollisions | None = None,
+    rules: RuleSet | None = None,
     *,
     event_id: Callable[[LogRecordLike], str] | None = None,
 ) -> Result | None:
-    """A tagged log record as an Event (or why not); None when it carries no tag.
+    """A tagged log record as an Event (or why not); None when it carries no tag and
+    no mapping rule matches it.
 
     Accepts the logging ``extra=`` names (``vf_user``, ``vf_event``,
     ``vf_properties``, ``vf_traits``) and the span-style dotted names. The
@@ -430,7 +477,12 @@ def translate_log(
     """
     attrs: Attrs = record.attributes or {}
     if not any(key in attrs for key in (*LOG_USER_KEYS, *LOG_EVENT_KEYS)):
-        return None
+        match = None if rules is None else rules.match_log(record.body, attrs)
+        if match is None:
+            return None
+        nanos = record.timestamp or record.observed_timestamp
+        made_id = new_event_id() if event_id is None else event_id(record)
+        return _from_rule(match, nanos, made_id, collisions)
     name = _first(attrs, LOG_EVENT_KEYS)
     nanos = record.timestamp or record.observed_timestamp
     occurred_at = _occurred_at(_first(attrs, LOG_OCCURRED_AT_KEYS), nanos)
