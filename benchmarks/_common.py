@@ -54,9 +54,15 @@ SIZES: Final = {
 }
 
 
-def parse_args(doc: str | None, variants: Sequence[str]) -> argparse.Namespace:
-    """The options every benchmark script takes."""
+def parse_args(
+    doc: str | None,
+    variants: Sequence[str],
+    extra: Callable[[argparse.ArgumentParser], object] | None = None,
+) -> argparse.Namespace:
+    """The options every benchmark script takes (and ``extra``'s, a script's own)."""
     parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    if extra is not None:
+        extra(parser)
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     parser.add_argument(

@@ -1,6 +1,6 @@
 """A loopback server for the benchmarks, in a process of its own.
 
-    python benchmarks/_server_proc.py sink|vibefollow
+    python benchmarks/_server_proc.py sink|vibefollow|latency
 
 Prints its base URL, then answers one line per command read from stdin:
 ``events`` (how many events the Vibefollow server accepted), ``fail STATUS COUNT``,
@@ -8,13 +8,21 @@ Prints its base URL, then answers one line per command read from stdin:
 stdin closes. ``sink`` answers every POST with 200 at once and counts requests: a
 stand-in for posthog, Segment and OTLP/HTTP endpoints that never leaves 127.0.0.1, and
 for the Vibefollow API itself (on ``/api/`` paths it answers with the API's envelope,
-which vf-otel requires of a 2xx: a proxy's page is not a delivery).
+which vf-otel requires of a 2xx: a proxy's page is not a delivery). ``latency`` is
+that sink on the API's paths, which also notes, for each event of an ``/events/batch``
+request, how long ago (``time.monotonic()``, one clock for every process on the
+machine) its ``properties.t`` says it was logged; ``latencies`` prints them and the
+count of event requests as JSON, and forgets them.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import sys
 import threading
+import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Final
 
@@ -53,8 +61,29 @@ class _SinkHandler(BaseHTTPRequestHandler):
         """Silence: one line per request would cost more than the request."""
 
 
-def _serve_sink() -> None:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _SinkHandler)
+class _LatencyHandler(_SinkHandler):
+    latencies: list[float] = []  # noqa: RUF012 - one server per process, read under lock
+    event_requests = 0
+
+    def do_POST(self) -> None:
+        """Note each event's time since it was logged, then answer as the sink does."""
+        received = time.monotonic()
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        if self.path.endswith("/events/batch"):
+            events = json.loads(body)["events"]
+            with _SinkHandler.lock:
+                _LatencyHandler.event_requests += 1
+                _LatencyHandler.latencies += [received - e["properties"]["t"] for e in events]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(_API_OK)))
+        self.end_headers()
+        self.wfile.write(_API_OK)
+
+
+def _serve_sink(handler: type[_SinkHandler] = _SinkHandler) -> None:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2})
     thread.start()
@@ -63,6 +92,14 @@ def _serve_sink() -> None:
         for line in sys.stdin:
             if line.strip() == "requests":
                 print(_SinkHandler.requests_seen, flush=True)
+            elif line.strip() == "latencies":
+                with _SinkHandler.lock:
+                    seen = {
+                        "latencies": _LatencyHandler.latencies,
+                        "requests": _LatencyHandler.event_requests,
+                    }
+                    _LatencyHandler.latencies, _LatencyHandler.event_requests = [], 0
+                print(json.dumps(seen), flush=True)
             else:
                 print("ok", flush=True)
     finally:
@@ -99,4 +136,9 @@ def _event_count(server: VibefollowServer) -> int:
 
 
 if __name__ == "__main__":
-    {"sink": _serve_sink, "vibefollow": _serve_vibefollow}[sys.argv[1]]()
+    servers: dict[str, Callable[[], None]] = {
+        "sink": _serve_sink,
+        "vibefollow": _serve_vibefollow,
+        "latency": functools.partial(_serve_sink, _LatencyHandler),
+    }
+    servers[sys.argv[1]]()

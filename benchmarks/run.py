@@ -1,6 +1,6 @@
 """Run every benchmark, each comparison in its own process, and regenerate the docs.
 
-    python benchmarks/run.py            # full run (~6 minutes); rewrites docs/benchmarks.md
+    python benchmarks/run.py            # full run (~10 minutes); rewrites docs/benchmarks.md
     python benchmarks/run.py --quick    # shorter (10 s outage), for CI smoke runs
 
 Writes benchmarks/results.json, docs/benchmarks.md and docs/benchmarks-hot-path.png
@@ -26,7 +26,7 @@ from typing import Any, Final
 from _common import HERE
 from report import write_docs
 
-COMPARISONS: Final = ("hot_path", "spans", "relay", "throughput", "outage", "cold_start")
+COMPARISONS: Final = ("hot_path", "spans", "relay", "throughput", "latency", "outage", "cold_start")
 PACKAGES: Final = (
     "vf-otel",
     "opentelemetry-sdk",

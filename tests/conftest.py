@@ -92,8 +92,11 @@ def app_logger(request: pytest.FixtureRequest) -> Iterator[logging.Logger]:
         logger.removeHandler(handler)
 
 
-#: For a child that must not send on a timer: only its flushes and its exit deliver.
-NO_FLUSH_TIMER: Final[Mapping[str, str]] = MappingProxyType({"VIBEFOLLOW_FLUSH_INTERVAL": "3600"})
+#: For a child that must not send on a timer: only its flushes and its exit deliver
+#: (nor at once when quiet: adaptive batching off).
+NO_FLUSH_TIMER: Final[Mapping[str, str]] = MappingProxyType(
+    {"VIBEFOLLOW_FLUSH_INTERVAL": "3600", "VIBEFOLLOW_ADAPTIVE_BATCHING": "false"}
+)
 
 
 def server_env(
@@ -150,3 +153,15 @@ def run_python(
         timeout=timeout,
         check=False,
     )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Captured output with lone surrogates (tests of hostile input log them) written as
+    escapes, so a report can be encoded: pytest-xdist sends reports as UTF-8."""
+    report = yield
+    report.sections = [
+        (title, text.encode("utf-8", "backslashreplace").decode("utf-8"))
+        for title, text in report.sections
+    ]
+    return report

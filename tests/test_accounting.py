@@ -13,7 +13,7 @@ import pytest
 
 from vf_otel._config import Settings, resolve_settings
 from vf_otel._delivery.ledger import DROP_REASONS, Ledger
-from vf_otel._delivery.parked import Job, Parked
+from vf_otel._delivery.parked import Job, Parked, pack
 from vf_otel._delivery.queue import RECORD_FIELDS, REFUSALS, EventQueue
 from vf_otel._delivery.wire import (
     EVENTS_PATH,
@@ -259,7 +259,7 @@ def test_after_fork_starts_from_zero() -> None:
 def test_park_moves_events_from_in_flight_in_one_step() -> None:
     """Parking in memory moves the job's events from in_flight to parked."""
     ledger = Ledger(None)
-    parked = Parked(10, ledger, None)
+    parked = Parked(ROOMY, ledger, None)
     job = Job(batch(3), seq=1)
     ledger.move(3, None, "in_flight")
     assert parked.park(job, source="in_flight") == "parked"
@@ -268,11 +268,20 @@ def test_park_moves_events_from_in_flight_in_one_step() -> None:
     assert [held.seq for held in parked.take()] == [1]
 
 
+#: A backlog bound (bytes) these tests never reach.
+ROOMY = 1024 * 1024
+
+
+def room_for(*requests: Request) -> int:
+    """The bytes ``requests`` take parked in memory (compressed)."""
+    return sum(pack(Job(request), ()).size for request in requests)
+
+
 def test_backlog_bounded_oldest_evicted_as_backlog_full() -> None:
-    """Past ``limit`` events the oldest jobs are dropped (backlog_full) and reported."""
+    """Past ``limit`` bytes the oldest jobs are dropped (backlog_full) and reported."""
     reported = Reported()
     ledger = Ledger(reported)
-    parked = Parked(3, ledger, None)
+    parked = Parked(room_for(*(batch(1, start=i) for i in (2, 3, 4))), ledger, None)
     for i in range(5):
         parked.park(Job(batch(1, start=i), seq=i))
     assert len(parked) == 3
@@ -284,9 +293,9 @@ def test_backlog_bounded_oldest_evicted_as_backlog_full() -> None:
 
 
 def test_backlog_bound_holds_across_parks() -> None:
-    """Parking batch after batch never lets memory hold more than ``limit`` events."""
+    """Parking batch after batch never lets memory hold more than ``limit`` bytes."""
     ledger = Ledger(None)
-    parked = Parked(4, ledger, None)
+    parked = Parked(2 * max(room_for(batch(2, start=s)) for s in range(0, 12, 2)), ledger, None)
     for start in range(0, 12, 2):
         parked.park(Job(batch(2, start=start)))
         assert len(parked) <= 4
@@ -297,7 +306,7 @@ def test_backlog_bound_holds_across_parks() -> None:
 def test_newest_job_stays_even_over_the_limit() -> None:
     """A job bigger than the limit is kept; the older ones make way for it."""
     ledger = Ledger(None)
-    parked = Parked(3, ledger, None)
+    parked = Parked(room_for(batch(1)), ledger, None)
     parked.park(Job(batch(1)))
     parked.park(Job(batch(5, start=1)))
     assert len(parked) == 5
@@ -308,7 +317,7 @@ def test_user_upsert_weighs_one_in_the_backlog() -> None:
     """A parked user upsert takes one slot, whatever the number of its events; it is
     counted as a user upsert parked, not as an event."""
     ledger = Ledger(None)
-    parked = Parked(10, ledger, None)
+    parked = Parked(ROOMY, ledger, None)
     (upsert,) = user_requests(events(4, traits={"plan": "pro"}))
     parked.park(Job(upsert))
     assert len(parked) == 1
@@ -317,7 +326,7 @@ def test_user_upsert_weighs_one_in_the_backlog() -> None:
 
 def test_take_returns_oldest_first_up_to_the_limit() -> None:
     """take(n) hands back the n oldest jobs; the rest stay parked."""
-    parked = Parked(10, Ledger(None), None)
+    parked = Parked(ROOMY, Ledger(None), None)
     for i in range(4):
         parked.park(Job(batch(1, start=i), seq=i + 1))
     taken = parked.take(2)
@@ -329,7 +338,7 @@ def test_take_returns_oldest_first_up_to_the_limit() -> None:
 def test_park_while_stopping_without_spool_reports_dropped() -> None:
     """Stopping with no spool: the job is not kept and its events leave in_flight."""
     ledger = Ledger(None)
-    parked = Parked(10, ledger, None)
+    parked = Parked(ROOMY, ledger, None)
     ledger.move(2, None, "in_flight")
     assert parked.park(Job(batch(2)), source="in_flight", stopping=True) == "dropped"
     assert len(parked) == 0
@@ -338,7 +347,7 @@ def test_park_while_stopping_without_spool_reports_dropped() -> None:
 
 def test_no_spool_means_nothing_to_claim() -> None:
     """Without a spool there are no rows to claim and none claimable."""
-    parked = Parked(10, Ledger(None), None)
+    parked = Parked(ROOMY, Ledger(None), None)
     assert parked.claim(5) == []
     assert parked.claimable() == 0
 

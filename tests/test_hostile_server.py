@@ -174,14 +174,20 @@ def test_flush_after_a_backlog_full_drop_reports_it_once_then_answers_true(
     vibefollow_server: VibefollowServer, make_handler: HandlerFactory
 ) -> None:
     """After backlog_full drops, the next flush says False once; later ones True, promptly."""
-    handler = make_handler(max_retries=0, max_queue_size=20, batch_size=10, timeout=2.0)
+    # 4 KiB of backlog: two parked requests of 10 such events (1+ KiB each, compressed).
+    handler = make_handler(
+        max_retries=0, max_queue_size=20, max_backlog_bytes=4096, batch_size=10, timeout=2.0
+    )
     log = logging.getLogger("app.hostile.backlog")
     log.propagate = False
     log.addHandler(handler)
     vibefollow_server.fail_next(503, count=100_000)
     for round_ in range(6):  # each flush parks a batch; the backlog holds 20 events
         for i in range(10):
-            log.warning("e", extra={"vf_event": f"e{round_}_{i}", "vf_user": "u"})
+            pad = {"pad": os.urandom(100).hex()}  # random: does not compress
+            log.warning(
+                "e", extra={"vf_event": f"e{round_}_{i}", "vf_user": "u", "vf_properties": pad}
+            )
         handler.flush(timeout=0.5)
     assert handler.stats().dropped.get("backlog_full", 0) > 0
     vibefollow_server.clear_faults()

@@ -70,7 +70,8 @@ def test_the_worker_lets_the_app_run_while_it_builds(
     """A batch nobody waits for is built and encoded with the GIL let go every PAUSE_EVERY."""
     yields: list[int] = []
     monkeypatch.setattr(pace_module, "_yield_gil", lambda: yields.append(1))
-    handler = make_handler(batch_size=2 * PAUSE_EVERY, flush_interval=60.0)
+    # Batches by size alone: the first event would go at once (adaptive batching).
+    handler = make_handler(batch_size=2 * PAUSE_EVERY, flush_interval=60.0, adaptive_batching=False)
     app_logger.addHandler(handler)
     for i in range(2 * PAUSE_EVERY):
         app_logger.info("e", extra={"vf_user": f"usr_{i}"})

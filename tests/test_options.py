@@ -31,6 +31,7 @@ EXAMPLE_RULES = Path(__file__).resolve().parent.parent / "examples" / "rules.tom
 # only differences allowed, besides ``| None`` (= not given).
 WIDER_INPUTS: dict[str, set[object]] = {
     "redact_keys": {Sequence[str], str},  # any sequence, or one comma-separated str -> tuple
+    "priority_events": {Sequence[str], str},  # the same
     "spool_path": {os.PathLike[str]},  # a pathlib.Path too -> str
     # a rules file's path (loaded), or any sequence of Rule -> tuple[Rule, ...]
     "rules": {Sequence[vf_otel.Rule], str, os.PathLike[str]},
@@ -39,6 +40,8 @@ WIDER_INPUTS: dict[str, set[object]] = {
 WIDER_SAMPLES: list[tuple[str, object, object]] = [
     ("redact_keys", ["b_key", "a_key"], ("a_key", "b_key")),
     ("redact_keys", " b_key, a_key ", ("a_key", "b_key")),
+    ("priority_events", ["b_event", "a_event"], ("a_event", "b_event")),
+    ("priority_events", " b_event, a_event ", ("a_event", "b_event")),
     ("spool_path", Path("spool", "vf.db"), os.path.join("spool", "vf.db")),
     ("rules", [vf_otel.Rule(event="e")], (vf_otel.Rule(event="e"),)),
     ("rules", EXAMPLE_RULES, vf_otel.load_rules(EXAMPLE_RULES)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -16,14 +17,20 @@ from .conftest import HandlerFactory
 OUTAGE_WINDOW = 2.0
 
 
-def log_for(seconds: float, log: logging.Logger, prefix: str, *, per_tick: int = 2) -> int:
-    """Log tagged events every 10 ms for ``seconds`` (bounded); return how many."""
+def log_for(
+    seconds: float, log: logging.Logger, prefix: str, *, per_tick: int = 2, pad: int = 0
+) -> int:
+    """Log tagged events every 10 ms for ``seconds`` (bounded); return how many.
+
+    ``pad``: each carries that many random bytes (as hex), which do not compress.
+    """
     count, until = 0, time.monotonic() + seconds
     while time.monotonic() < until:
         for _ in range(per_tick):
-            log.warning(
-                "%s_%d", prefix, count, extra={"vf_event": f"{prefix}_{count}", "vf_user": "u"}
-            )
+            extra = {"vf_event": f"{prefix}_{count}", "vf_user": "u"}
+            if pad:
+                extra["vf_properties"] = {"pad": os.urandom(pad).hex()}
+            log.warning("%s_%d", prefix, count, extra=extra)
             count += 1
         time.sleep(0.01)
     return count
@@ -34,19 +41,26 @@ def test_long_outage_keeps_memory_bounded_and_does_not_spin(
     vibefollow_server: VibefollowServer, make_handler: HandlerFactory
 ) -> None:
     """Failing API: few requests over the window, bounded queue+backlog, every drop counted."""
-    handler = make_handler(flush_interval=0.05, max_retries=0, max_queue_size=50, batch_size=10)
+    # 4 KiB of backlog: two or three parked requests of 10 such events (1+ KiB each).
+    handler = make_handler(
+        flush_interval=0.05,
+        max_retries=0,
+        max_queue_size=50,
+        batch_size=10,
+        max_backlog_bytes=4096,
+    )
     log = logging.getLogger("app.outage.spin")
     log.addHandler(handler)
     vibefollow_server.fail_next(503, count=100_000)
     peak, logged, until = 0, 0, time.monotonic() + OUTAGE_WINDOW
     while time.monotonic() < until:
-        logged += log_for(0.1, log, "e")
+        logged += log_for(0.1, log, "e", pad=100)
         stats = handler.stats()
         peak = max(peak, stats.queued + stats.backlog)
     log.removeHandler(handler)
     # Threshold (5) failures open the circuit; then one probe at ~1 s: far from one per export.
     assert len(vibefollow_server.requests) <= 8
-    assert peak <= 100  # queue (50) + backlog (50), never more
+    assert peak <= 100  # queue (50) + backlog (4 KiB: at most 50), never more
     handler.close()
     stats = handler.stats()
     assert stats.sent == 0

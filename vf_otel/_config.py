@@ -46,6 +46,7 @@ API_PREFIX: Final = "/api/v1"
 #: The server refuses larger /events/batch requests (vibefollow-api.md §2.4).
 MAX_BATCH_SIZE: Final = 500
 ENV_PREFIX: Final = "VIBEFOLLOW_"
+MIB: Final = 1024 * 1024
 #: Set to "true" in the serving process a development server's autoreloader runs
 #: (Django's ``runserver``, Werkzeug's / ``flask run --debug``). Its parent kills that
 #: process with SIGKILL when it is stopped (Ctrl-C, SIGTERM) or its wait is cut short,
@@ -99,6 +100,16 @@ def _key_patterns(name: str, value: Any) -> tuple[str, ...]:
     return tuple(sorted({item.strip() for item in items if item.strip()}))
 
 
+def _event_names(name: str, value: Any) -> tuple[str, ...]:
+    # The environment gives one comma-separated string; an argument may too.
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple | set | frozenset) or not all(
+        isinstance(item, str) for item in items
+    ):
+        raise ValueError(f"{name} must be a list of event names (or one comma-separated str)")
+    return tuple(sorted({item.strip() for item in items if item.strip()}))
+
+
 def _path(name: str, value: Any) -> str:
     # Accepts a pathlib.Path too; the file need not exist (the spool creates it).
     text = os.fspath(value) if isinstance(value, os.PathLike) else value
@@ -139,6 +150,14 @@ class Settings:
     batch_size: int = field(default=MAX_BATCH_SIZE, metadata={_CHECK: _int_in(1, MAX_BATCH_SIZE)})
     flush_interval: float = field(default=5.0, metadata={_CHECK: _seconds(0.0, 3600.0)})
     max_queue_size: int = field(default=10_000, metadata={_CHECK: _int_in(1, 10_000_000)})
+    # Also a bound in bytes, from the sizes the worker measures (queue.py, QueueBytes).
+    max_queue_bytes: int = field(default=64 * MIB, metadata={_CHECK: _int_in(4096, 2**40)})
+    # Requests parked in memory for a later attempt, compressed (parked.py).
+    max_backlog_bytes: int = field(default=64 * MIB, metadata={_CHECK: _int_in(4096, 2**40)})
+    # Evicted last from a full backlog, with user upserts (parked.py).
+    priority_events: tuple[str, ...] = field(default=(), metadata={_CHECK: _event_names})
+    # A partial batch goes at once when the app is quiet (_delivery/policy.py, Gather).
+    adaptive_batching: bool = field(default=True, metadata={_CHECK: _flag})
     timeout: float = field(default=10.0, metadata={_CHECK: _seconds(0.0, 600.0)})
     export_timeout: float = field(default=30.0, metadata={_CHECK: _seconds(0.0, 3600.0)})
     shutdown_timeout: float = field(default=10.0, metadata={_CHECK: _seconds(0.0, 3600.0)})

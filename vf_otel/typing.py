@@ -66,7 +66,15 @@ class Options(TypedDict, total=False):
     flush_interval: float | None
     """Seconds between deliveries of a partial batch; ``VIBEFOLLOW_FLUSH_INTERVAL``, default 5."""
     max_queue_size: int | None
-    """Most events queued (and parked in memory); ``VIBEFOLLOW_MAX_QUEUE_SIZE``."""
+    """Most events queued; ``VIBEFOLLOW_MAX_QUEUE_SIZE``, default 10,000."""
+    max_queue_bytes: int | None
+    """Most bytes queued, as the worker measures them; ``VIBEFOLLOW_MAX_QUEUE_BYTES``, 64 MiB."""
+    max_backlog_bytes: int | None
+    """Cap on requests parked in memory, compressed; ``VIBEFOLLOW_MAX_BACKLOG_BYTES``, 64 MiB."""
+    priority_events: Sequence[str] | str | None
+    """Event names a full backlog evicts last; ``VIBEFOLLOW_PRIORITY_EVENTS`` (comma-separated)."""
+    adaptive_batching: bool | None
+    """Send at once when quiet, gather when busy; ``VIBEFOLLOW_ADAPTIVE_BATCHING``, default on."""
     timeout: float | None
     """Seconds one HTTP request may take, connect to last byte; ``VIBEFOLLOW_TIMEOUT``."""
     export_timeout: float | None

@@ -17,10 +17,10 @@ from .._event.build import SAME_AS_IDENTIFY, count_events
 from .._event.model import Event
 from . import threads
 from .attempt import Attempts
-from .ledger import Ledger
+from .ledger import Ledger, State
 from .parked import Job, Parked
-from .policy import CircuitBreaker, Pace
-from .queue import REFUSALS, EventQueue
+from .policy import CircuitBreaker, Gather, Pace
+from .queue import REFUSALS, EventQueue, QueueBytes
 from .threads import mark_delivery_thread
 from .wire import EVENTS_PATH, USERS_PATH, Request, prepare
 
@@ -81,12 +81,14 @@ class Receipt:
 # Each turn of its loop, in order (posthog's consumer reads the same way):
 #
 # 1. take what is due from the queue (a full batch, the interval passed, a flush
-#    or shutdown asked), build the Events, prepare requests, dispatch them;
+#    or shutdown asked, or a partial batch the gather window lets go: see
+#    ``policy.Gather``), build the Events, prepare requests, dispatch them;
 # 2. when the circuit lets requests through, dispatch what is parked (memory,
 #    then the spool's rows this process may claim);
 # 3. answer the flushes whose batches are all settled, or that cannot finish in time;
-# 4. sleep until the next of: a full batch, the interval, the circuit's next
-#    permit, a sender finishing, a flush, shutdown.
+# 4. sleep until the next of: a full batch (or the first event, when it would go
+#    at once), the interval, the gather window's end, the circuit's next permit, a
+#    sender finishing, a flush, shutdown.
 #
 # Requests run on :class:`Senders` threads, a few at once, never on this thread: a
 # hung request delays only itself. When every sender is busy and the queue is
@@ -138,7 +140,7 @@ class Worker:
             batches=self._batches,
             wake=wake,
             stop=stop,
-            queue_filling=lambda: len(queue) * 2 > settings.max_queue_size,
+            queue_filling=lambda: len(queue) * 2 > queue.limit,
             when_stopped=when_stopped,
             clock=clock,
         )
@@ -150,6 +152,8 @@ class Worker:
             patience=settings.flush_interval,
         )
         self._interval = settings.flush_interval
+        self._gather = Gather(settings.flush_interval, enabled=settings.adaptive_batching)
+        self._bytes = QueueBytes(queue, settings.max_queue_size, settings.max_queue_bytes)
         self._replay_every = max(MIN_REPLAY_INTERVAL, settings.flush_interval)
         self._warned = dict.fromkeys(REFUSALS, 0)
         self._replay_now = True
@@ -237,8 +241,13 @@ class Worker:
                 flushing = stopping or self._take_now
                 self._take_now = False
                 self._dispatch_ready()
-                if flushing or now >= next_batch or len(self._queue) >= self._settings.batch_size:
-                    self._take_queue(everything=flushing or now >= next_batch)
+                # A partial batch when the window lets it; with a full one queued, full
+                # batches only (below): the crumbs wait for the next window.
+                queued = len(self._queue)
+                early = 0 < queued < self._settings.batch_size and self._sends_partial(now)
+                everything = flushing or early or now >= next_batch
+                if everything or queued >= self._settings.batch_size:
+                    self._take_queue(everything=everything)
                     next_batch = now + self._interval
                 if now >= next_replay and self._parked.spool is not None:
                     self._parked.spool_dirty = True  # rows freed by others, or by a lease ending
@@ -253,7 +262,19 @@ class Worker:
             if stopping and len(self._queue) == 0:
                 self._jobs.park_everything()
                 return
+            # Before _sleep_for reads the queue's length: an item put from here on is
+            # either seen there or wakes this thread (see EventQueue.wake_early).
+            self._queue.wake_early(self._sends_partial(self._clock()))
             self._wake.wait(self._sleep_for(next_batch, next_replay))
+
+    def _sends_partial(self, now: float) -> bool:
+        """Whether a partial batch goes at once: its gather window is over, no request of
+        this pipeline is in flight and the API is not failing (see ``policy.Gather``)."""
+        return (
+            now >= self._gather.opens_at(now)
+            and self._jobs.senders.busy == 0
+            and not self._circuit.failing
+        )
 
     def _sleep_for(self, next_batch: float, next_replay: float) -> float:
         now = self._clock()
@@ -264,6 +285,11 @@ class Worker:
         deadline = self._batches.earliest_deadline()
         if deadline is not None:
             waits.append(deadline - now)
+        opens = self._gather.opens_at(now)
+        if len(self._queue) and self._sends_partial(now):
+            waits.append(0.0)  # put since this turn took the queue: take it now
+        elif now < opens < float("inf"):
+            waits.append(opens - now)  # then send what gathered, or wake at the next event
         return max(0.001, min(waits))
 
     def _take_queue(self, *, everything: bool) -> None:
@@ -271,10 +297,12 @@ class Worker:
         # so the take below covers them. A later one waits for the next turn.
         asked = self._batches.unassigned()
         size = self._settings.batch_size
+        taken = 0
         while len(self._queue) >= (1 if everything else size):
             if not everything:
                 self._pace.pause()  # a full batch in the middle of a burst: the app first
             items = self._queue.take(size)
+            taken += len(items)
             # Counted in flight from here, so stats() never loses sight of them while
             # they are built (a producer pacing itself on queued + backlog relies on it).
             # Events only: a refusal is counted apart, an identify() is a user upsert.
@@ -288,6 +316,7 @@ class Worker:
                 self._ledger.move(building, "in_flight", None)
             self._send(requests)
         self._batches.assign(asked)
+        self._gather.took(taken, self._clock())
 
     def _requests_for(self, items: list[Any]) -> list[Request]:
         """The requests for a batch of queued items; every event is counted whatever happens.
@@ -303,7 +332,9 @@ class Worker:
             # identify() is a user upsert, counted in users_sent, not an event.
             self._ledger.enqueued(count_events(items))
             built = self._pace.in_steps(self._build, items)
-            return prepare(built, self._settings, self._ledger, self._pace.in_steps)
+            return prepare(
+                built, self._settings, self._ledger, self._pace.in_steps, self._bytes.measured
+            )
         except Exception:  # noqa: BLE001 - the last resort, see above
             self._ledger.error("worker", "vf-otel could not prepare a batch", exc_info=True)
             error = UndeliveredError("internal error while preparing a batch")
@@ -512,7 +543,7 @@ class JobRunner:
         return 1 if self._circuit.cautious else MAX_CONCURRENT_REQUESTS
 
     def dispatch(
-        self, job: Job, deadline: float, *, source: str | None = None, tracked: bool = False
+        self, job: Job, deadline: float, *, source: State | None = None, tracked: bool = False
     ) -> None:
         """Hand ``job`` to a sender, or park it (circuit closed to it, senders all busy)."""
         if not tracked:
@@ -533,7 +564,7 @@ class JobRunner:
             self.park(current, source="in_flight")  # chained: counted in flight already
         job.then = []
 
-    def park(self, job: Job, *, source: str | None = None, narrowed: bool = False) -> None:
+    def park(self, job: Job, *, source: State | None = None, narrowed: bool = False) -> None:
         """Keep ``job`` for a later attempt (memory or spool); dropped, counted, if stopping."""
         stopping = self._stop.is_set()
         self._reached(job)

@@ -10,7 +10,7 @@ from types import MappingProxyType
 from typing import Final, Literal, get_args
 
 from .._errors import UndeliveredError, ValidationError, VibefollowError
-from .._event.model import Event
+from .._event.model import DropReason, Event
 from .._event.values import KeyCollisions
 from .._observe import RateLimitedLog
 from ..typing import ErrorCallback
@@ -22,6 +22,7 @@ __all__ = [
     "REFUSAL_TEXT",
     "DropReason",
     "Ledger",
+    "State",
     "Stats",
 ]
 
@@ -43,36 +44,9 @@ __all__ = [
 # of those counts and ``REFUSAL_TEXT`` words the refusals on the app's thread; the
 # ``Ledger`` (below) is the only thing that changes the counts.
 
-#: Why an event was never delivered (``stats().dropped`` keys).
-DropReason = Literal[
-    # refused on the app's thread, before it was queued
-    "queue_full",
-    "shutdown",
-    "no_api_key",
-    # refused by the client-side checks (vf_otel._event.build)
-    "missing_user",
-    "invalid_user",
-    "invalid_name",
-    "invalid_properties",
-    "invalid_traits",
-    "missing_required_property",
-    "invalid_occurred_at",
-    # left out by the app's before_send: it returned None, or it raised
-    "filtered",
-    "before_send_failed",
-    # refused while preparing a request
-    "unserializable",
-    "event_too_large",
-    "invalid_base_url",
-    # lost while waiting for a later attempt
-    "backlog_full",
-    "spool_evicted",
-    # in a spool this process can no longer send from (its file deleted, or it broke)
-    "spool_lost",
-    # a bug in vf-otel (or a value nothing could handle): counted, reported, never raised
-    "internal_error",
-]
 DROP_REASONS: Final[frozenset[str]] = frozenset(get_args(DropReason))
+#: Where the ledger counts what is on its way: a request being attempted, or one waiting.
+State = Literal["in_flight", "parked"]
 
 #: The refusals on the app's thread, in words (any other reason is worded by its name).
 REFUSAL_TEXT: Final[Mapping[str, str]] = {
@@ -176,7 +150,7 @@ class Ledger:
         with self._lock:
             self._counts["enqueued"] += count
 
-    def move(self, weight: int, source: str | None, target: str | None) -> None:
+    def move(self, weight: int, source: State | None, target: State | None) -> None:
         """``weight`` events went from ``source`` to ``target`` (``in_flight``/``parked``/None)."""
         with self._lock:
             if source == "in_flight":
@@ -188,7 +162,7 @@ class Ledger:
             elif target == "parked":
                 self._parked += weight
 
-    def move_request(self, request: Request, source: str | None, target: str | None) -> None:
+    def move_request(self, request: Request, source: State | None, target: State | None) -> None:
         """``request`` went from ``source`` to ``target``: its events, or one user upsert."""
         if request.path != USERS_PATH:
             self.move(len(request.events), source, target)

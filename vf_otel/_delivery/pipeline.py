@@ -152,7 +152,9 @@ class Pipeline:
         self.queue: EventQueue[Item] = queue
         self._client = Client(settings, self._transport)
         self.circuit = CircuitBreaker(clock=self._clock, on_change=self._circuit_changed)
-        self.parked = Parked(settings.max_queue_size, self.ledger, self._spool)
+        self.parked = Parked(
+            settings.max_backlog_bytes, self.ledger, self._spool, settings.priority_events
+        )
         attempts = self._attempts = Attempts(
             settings, self._client, self.circuit, self.ledger, stop=self._stop, clock=self._clock
         )
@@ -631,7 +633,7 @@ class EventSink:
         refused = 0
         for result in results:
             if isinstance(result, Rejection):
-                ledger.reject(result.reason, result.field, result.message)  # type: ignore[arg-type]
+                ledger.reject(result.reason, result.field, result.message)
                 refused += 1
             elif not self.has_key:
                 ledger.drop("no_api_key", [result])

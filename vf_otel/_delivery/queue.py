@@ -27,6 +27,12 @@ atomic as ``append``; ``take`` puts the tuples back together on the worker.
 The logging handler inlines ``put``'s common case (``VibefollowHandler._queue_call``):
 ``len(items) < room`` (open and not full), extend ``items``, wake at ``wake_at``
 fields unless ``woken``. Anything else goes through ``put``, which counts it.
+
+The queue is bounded in bytes too (``max_queue_bytes``), at no cost to ``put``:
+the worker measures the events it takes as it encodes them (``QueueBytes``) and
+lowers the queue's limit in items to what the bound holds at the recent size per
+event. A run of huge events thus fills it to about ``max_queue_bytes`` of JSON,
+not to ``max_queue_size`` of them; what does not fit is refused as ``queue_full``.
 """
 
 from __future__ import annotations
@@ -35,11 +41,11 @@ import itertools
 import operator
 from collections import deque
 from collections.abc import Callable
-from typing import Final, Generic, TypeVar, cast
+from typing import Any, Final, Generic, TypeVar, cast
 
 from . import threads
 
-__all__ = ["RECORD_FIELDS", "REFUSALS", "EventQueue"]
+__all__ = ["RECORD_FIELDS", "REFUSALS", "EventQueue", "QueueBytes"]
 
 T = TypeVar("T")
 #: Reasons the app's thread refuses an event, in the order of ``refusals()``.
@@ -55,8 +61,10 @@ class EventQueue(Generic[T]):
     """A FIFO holding at most ``limit`` items; a full queue refuses the *new* item, counted."""
 
     __slots__ = (
+        "_batch_fields",
         "_closed",
         "_limit_fields",
+        "_limiting",
         "_wake",
         "_waking",
         "items",
@@ -71,14 +79,19 @@ class EventQueue(Generic[T]):
 
     def __init__(self, limit: int, batch_size: int, wake: Callable[[], None]) -> None:
         self._limit_fields = limit * RECORD_FIELDS
-        #: The queue's length in fields from which a put wakes the worker: a batch.
-        self.wake_at = batch_size * RECORD_FIELDS
+        self._batch_fields = batch_size * RECORD_FIELDS
+        #: The queue's length in fields from which a put wakes the worker: a batch, or
+        #: one item while the worker would send it at once (``wake_early``).
+        self.wake_at = self._batch_fields
         self._wake = wake
         #: Whether the queue woke the worker since it last looked (see the module docstring).
         self.woken = False
         #: RECORD_FIELDS fields per item, oldest first.
         self.items: deque[object] = deque()
         self._waking = threads.Lock()
+        # Held while ``room`` is set (the worker's limit, a close): re-entrant, as a stop
+        # from a signal handler may interrupt a close on the same thread.
+        self._limiting = threads.RLock()
         self._closed = False
         #: A put may append while ``len(items)`` is below this: the limit, 0 once closed.
         self.room = self._limit_fields
@@ -100,8 +113,21 @@ class EventQueue(Generic[T]):
 
     @closed.setter
     def closed(self, closed: bool) -> None:
-        self._closed = closed
-        self.room = 0 if closed else self._limit_fields
+        with self._limiting:
+            self._closed = closed
+            self.room = 0 if closed else self._limit_fields
+
+    @property
+    def limit(self) -> int:
+        """The most items it holds now: ``max_queue_size``, or fewer by bytes."""
+        return self._limit_fields // RECORD_FIELDS
+
+    def limit_to(self, limit: int) -> None:
+        """Hold at most ``limit`` items from now (the worker's byte bound, ``QueueBytes``)."""
+        with self._limiting:
+            self._limit_fields = limit * RECORD_FIELDS
+            if not self._closed:
+                self.room = self._limit_fields
 
     def put(self, item: T) -> bool:
         """Queue ``item``; False (counted) when full or closed. Never blocks."""
@@ -130,6 +156,12 @@ class EventQueue(Generic[T]):
         ``clear``), then forget ``woken``, in this order (see the module docstring)."""
         clear_wake()
         self.woken = False
+
+    def wake_early(self, early: bool) -> None:
+        """Wake the worker at the first item (``early``: it would send it at once) or at a
+        full batch. Set by the worker before it looks at the queue's length, so an item
+        put meanwhile is either seen there or wakes it."""
+        self.wake_at = RECORD_FIELDS if early else self._batch_fields
 
     def rewire(self, wake: Callable[[], None]) -> None:
         """A reopened pipeline's new worker: wake it from now on; items and counts stay."""
@@ -184,7 +216,38 @@ class EventQueue(Generic[T]):
         if not keep_items:
             self.items = deque()
         self._waking = threads.Lock()
+        self._limiting = threads.RLock()
         self.woken = False
         if wake is not None:
             self._wake = wake
         self.queue_full = self.shutdown = self.no_api_key = 0
+
+
+class QueueBytes:
+    """The queue's limit in items from ``max_queue_bytes`` and the sizes the worker measures.
+
+    The size per event is the recent mean of the events taken, as JSON: bytes over
+    events, each sum halved at every measure (what was measured before counts half as
+    much each time), so a run of huge events lowers the limit at once, and a batch of
+    small ones raises it again as fast.
+    """
+
+    __slots__ = ("_bytes", "_events", "_max_bytes", "_max_items", "_queue")
+
+    def __init__(self, queue: EventQueue[Any], max_items: int, max_bytes: int) -> None:
+        self._queue = queue
+        self._max_items = max_items
+        self._max_bytes = max_bytes
+        self._bytes = 0.0  # measured lately (see the class docstring)
+        self._events = 0.0
+
+    def measured(self, events: int, size: int) -> None:
+        """``events`` taken from the queue were ``size`` bytes of JSON."""
+        if events <= 0:
+            return
+        self._bytes = self._bytes / 2 + size
+        self._events = self._events / 2 + events
+        mean = max(1.0, self._bytes / self._events)
+        limit = min(self._max_items, max(1, int(self._max_bytes // mean)))
+        if limit != self._queue.limit:
+            self._queue.limit_to(limit)

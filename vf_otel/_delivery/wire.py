@@ -327,11 +327,13 @@ def prepare(
     settings: Settings,
     ledger: Ledger,
     in_steps: InSteps | None = None,
+    measured: Callable[[int, int], None] | None = None,
 ) -> list[Request]:
     """User upserts first, then batches; an unencodable or oversized event is dropped alone.
 
     ``in_steps`` (the worker's ``Pace.in_steps``) encodes a few events at a time, letting
-    the app's threads run in between; without it, all at once.
+    the app's threads run in between; without it, all at once. ``measured(events, bytes)``
+    is told the JSON size of the events encoded (oversized ones too), a chunk at a time.
     """
     if not settings.has_base_url:
         # An invalid VIBEFOLLOW_BASE_URL: no host is the right one, so nothing goes out.
@@ -340,6 +342,7 @@ def prepare(
 
     def encode(chunk: list[Event]) -> list[tuple[Event, bytes]]:
         encoded: list[tuple[Event, bytes]] = []
+        size = 0
         for event in chunk:
             try:
                 data = encode_event(event)
@@ -349,6 +352,7 @@ def prepare(
                 )
                 ledger.drop("unserializable", [event], error)
                 continue
+            size += len(data)
             if len(data) > MAX_EVENT_BYTES:
                 error = ValidationError(
                     f"event is {len(data)} bytes as JSON, over {MAX_EVENT_BYTES}",
@@ -358,6 +362,8 @@ def prepare(
                 ledger.drop("event_too_large", [event], error)
                 continue
             encoded.append((event, data))
+        if measured is not None:
+            measured(len(chunk), size)
         return encoded
 
     pairs = encode(list(events)) if in_steps is None else in_steps(encode, list(events))
@@ -420,7 +426,7 @@ def build_counted(items: Sequence[object], ledger: Ledger) -> list[Event]:
             error = UndeliveredError(f"could not build an event: {rejection.message}")
             ledger.drop("internal_error", (), error, count=1)
         else:
-            ledger.reject(rejection.reason, rejection.field, rejection.message)  # type: ignore[arg-type]
+            ledger.reject(rejection.reason, rejection.field, rejection.message)
     ledger.keys_collided(collisions)
     return events
 

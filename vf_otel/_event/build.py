@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any, Final, cast
+from typing import Any, Final, Literal, cast
 
-from .model import Event, explicit_time, new_event_id, new_event_ids, plain_event
+from .model import DropReason, Event, explicit_time, new_event_id, new_event_ids, plain_event
 from .values import (
     DEFAULT_REDACTOR,
     KeyCollisions,
@@ -83,6 +83,11 @@ CANONICAL_NAMES: Final = frozenset(CANONICAL_EVENTS)
 _USER_FIELD: Final = "external_user_id"
 # A bad value is quoted in a message only this far.
 _QUOTE_LENGTH: Final = 80
+#: The drop reason of a mapping that is not one.
+_INVALID: Final[Mapping[str, DropReason]] = {
+    "properties": "invalid_properties",
+    "traits": "invalid_traits",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +98,7 @@ class Rejection:
     is logged where the rejection is counted).
     """
 
-    reason: str
+    reason: DropReason
     field: str
     message: str
     cause: BaseException | None = dataclasses.field(default=None, compare=False, repr=False)
@@ -216,7 +221,9 @@ def _name(value: object) -> str | Rejection:
 
 
 def _mapping(
-    value: object, what: str, collisions: KeyCollisions | None = None
+    value: object,
+    what: Literal["properties", "traits"],
+    collisions: KeyCollisions | None = None,
 ) -> dict[str, Any] | Rejection:
     """``value`` coerced (``{}`` for None), or invalid_<what> if it is not a readable mapping.
 
@@ -230,8 +237,8 @@ def _mapping(
             return coerce_mapping(cast("Mapping[Any, Any]", value), collisions)
     except Exception as exc:  # noqa: BLE001 - its items() may raise anything
         problem = f"{what} could not be read ({type_name(exc)} from {type_name(value)})"
-        return Rejection(f"invalid_{what}", what, problem)
-    return Rejection(f"invalid_{what}", what, f"{what} must be a mapping, got {type_name(value)}")
+        return Rejection(_INVALID[what], what, problem)
+    return Rejection(_INVALID[what], what, f"{what} must be a mapping, got {type_name(value)}")
 
 
 def email_problem(traits: Mapping[str, Any] | None) -> str | None:
@@ -340,7 +347,10 @@ def build_batch(
     last_time = _EPOCH
     for item, event_id in zip(items, ids, strict=True):
         if type(item) is not tuple:
-            (refused if isinstance(item, Rejection) else events).append(item)  # type: ignore[arg-type]
+            if isinstance(item, Rejection):
+                refused.append(item)
+            else:
+                keep(cast("Event", item))
             continue
         try:
             if len(item) == _WITH_REDACTOR:
@@ -377,7 +387,10 @@ def build_batch(
                 f"unexpected {type_name(exc)} while building the event",
                 cause=exc,
             )
-        (refused if isinstance(built, Rejection) else events).append(built)  # type: ignore[arg-type]
+        if isinstance(built, Rejection):
+            refused.append(built)
+        else:
+            keep(built)
     return events, refused
 
 

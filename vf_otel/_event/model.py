@@ -10,10 +10,11 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 __all__ = [
     "MAX_AHEAD",
+    "DropReason",
     "Event",
     "explicit_time",
     "idempotency_key",
@@ -21,6 +22,37 @@ __all__ = [
     "new_event_ids",
     "plain_event",
     "wire_time",
+]
+
+
+#: Why an event was never delivered (``stats().dropped`` keys).
+DropReason = Literal[
+    # refused on the app's thread, before it was queued
+    "queue_full",
+    "shutdown",
+    "no_api_key",
+    # refused by the client-side checks (build.py)
+    "missing_user",
+    "invalid_user",
+    "invalid_name",
+    "invalid_properties",
+    "invalid_traits",
+    "missing_required_property",
+    "invalid_occurred_at",
+    # left out by the app's before_send: it returned None, or it raised
+    "filtered",
+    "before_send_failed",
+    # refused while preparing a request
+    "unserializable",
+    "event_too_large",
+    "invalid_base_url",
+    # lost while waiting for a later attempt
+    "backlog_full",
+    "spool_evicted",
+    # in a spool this process can no longer send from (its file deleted, or it broke)
+    "spool_lost",
+    # a bug in vf-otel (or a value nothing could handle): counted, reported, never raised
+    "internal_error",
 ]
 
 
