@@ -100,6 +100,28 @@ def _spans(data: dict[str, Any]) -> list[str]:
     ]
 
 
+def _relay(data: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, row in data["variants"].items():
+        cpu = row.get("relay_cpu_per_event")
+        per_core = f"{1 / cpu:,.0f}" if cpu else "n/a"
+        rows.append(
+            [
+                data["labels"][name],
+                f"{row['median'] * 1e6:.2f}",
+                _ratio(row),
+                per_core,
+                f"{_spread(row):.0%}",
+            ]
+        )
+    return [
+        f"Batches of {data['batch']} tagged spans, {data['batches']} batches x "
+        f"{data['rounds']} interleaved rounds, to a loopback sink; ratio to `{data['reference']}`.",
+        "",
+        *_table(["variant", "median µs/event", "ratio", "events/s per relay core", "spread"], rows),
+    ]
+
+
 def _cold_start(data: dict[str, Any]) -> list[str]:
     rows = [
         [
@@ -288,6 +310,7 @@ def render(results: dict[str, Any]) -> str:
     sections = {
         "hot_path": ("## Hot path: what one event costs the application thread", _hot_path),
         "spans": ("## Spans: cost of export per span", _spans),
+        "relay": ("## Relay: events through `vf-otel relay`", _relay),
         "throughput": ("## Delivery throughput and delivery CPU", _throughput),
         "latency": ("## Delivery latency and requests per second", _latency),
         "outage": ("## Memory during a server outage", _outage),
@@ -326,6 +349,14 @@ MEANING: Final = {
         "the floor of what exporting the same spans over OTLP costs.",
         "The same batch is exported every round, so its events keep their ids and the server",
         "stores them once (a span exported twice is delivered once).",
+    ],
+    "relay": [
+        "**What it means.** The same tagged spans reach the API either from the app's own",
+        "span exporter or as OTLP through one `vf-otel relay` process (one uvicorn worker):",
+        "the client's figure is request to answer, which includes the relay's delivery, since",
+        "the relay answers only once the events are delivered or spooled. The per-core figure",
+        "is the relay process's own CPU per event; `--workers` multiplies it. OTLP/JSON is read",
+        "straight from the parsed document, not through protobuf's JSON support.",
     ],
     "throughput": [
         "**What it means.** One process delivers tens of thousands of events per second, far",

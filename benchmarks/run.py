@@ -26,7 +26,7 @@ from typing import Any, Final
 from _common import HERE
 from report import write_docs
 
-COMPARISONS: Final = ("hot_path", "spans", "throughput", "latency", "outage", "cold_start")
+COMPARISONS: Final = ("hot_path", "spans", "relay", "throughput", "latency", "outage", "cold_start")
 PACKAGES: Final = (
     "vf-otel",
     "opentelemetry-sdk",

@@ -86,3 +86,26 @@ def test_fast_paths_smoke_times_each_pair(tmp_path: Path) -> None:
     assert set(rows) == {"make_event", "build_batch", "dumps_to_wire", "encode_event"}
     assert rows["make_event"]["ratio"] == rows["dumps_to_wire"]["ratio"] == 1.0
     assert all(row["median"] > 0 for row in rows.values())
+
+
+@pytest.mark.slow
+def test_relay_benchmark_smoke(tmp_path: Path) -> None:
+    """relay.py --smoke: both encodings go through a real relay process to the sink."""
+    pytest.importorskip("opentelemetry.proto", reason="opentelemetry-proto: the relay extra")
+    pytest.importorskip(
+        "opentelemetry.exporter.otlp.proto.common",
+        reason="opentelemetry-exporter-otlp-proto-common",
+    )
+    out = tmp_path / "relay.json"
+    done = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, str(ROOT / "benchmarks" / "relay.py"), "--size=smoke", f"--json={out}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert set(results["variants"]) == {"exporter", "relay_protobuf", "relay_json"}
+    # One request per batch of 512 events (batch_size 500: two each) for every timed POST.
+    assert results["sink_requests"] >= 3 * results["rounds"] * results["batches"]

@@ -1,5 +1,5 @@
-"""The ``vf-otel`` command: ``devserver``, ``doctor``, ``send``, ``spool`` and ``rules``
-(docs/cli.md).
+"""The ``vf-otel`` command: ``devserver``, ``doctor``, ``send``, ``spool``, ``rules`` and
+``relay`` (docs/cli.md).
 
 Also ``python -m vf_otel``. Standard-library argparse only: no dependency beyond the
 library's own.
@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .._version import __version__
-from . import _devserver, _doctor, _rules_cmd, _send, _spool_cmd
+from . import _devserver, _doctor, _relay, _rules_cmd, _send, _spool_cmd
 from ._exit import DOCS_URL, ExitCode
 
 __all__ = ["ExitCode", "build_parser", "main"]
@@ -24,13 +24,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vf-otel",
         description="Tools for vf-otel: a local dev server, a configuration doctor, send, "
-        "the durable spool, and mapping rules.",
+        "the durable spool, mapping rules, and the OTLP relay.",
         epilog=f"Exit statuses and every option: {DOCS_URL}",
         formatter_class=argparse.RawDescriptionHelpFormatter,  # the URL on one line
     )
     parser.add_argument("--version", action="version", version=f"vf-otel {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (_devserver, _doctor, _send, _spool_cmd, _rules_cmd):
+    for command in (_devserver, _doctor, _send, _spool_cmd, _rules_cmd, _relay):
         command.add_parser(commands)
     return parser
 

@@ -7,6 +7,7 @@ import operator
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
 from .._compat import suppressed_instrumentation
@@ -28,11 +29,51 @@ __all__ = [
     "SLOT_POLL",
     "Batches",
     "JobRunner",
+    "Receipt",
     "Senders",
     "Upserts",
     "Waiter",
     "Worker",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What became of the events handed to :meth:`Worker.deliver_counted` by its timeout.
+
+    ``sent``, ``spooled`` (durable: delivered later, even after a crash) and ``refused``
+    (dead-lettered, or dropped while built: counted and reported) are events;
+    ``unsettled`` counts requests with none of those outcomes yet (parked in memory,
+    still out at the timeout, dropped at shutdown), user upserts included.
+    """
+
+    sent: int = 0
+    spooled: int = 0
+    refused: int = 0
+    unsettled: int = 0
+
+    @classmethod
+    def of(cls, jobs: list[Job], *, dropped: int) -> Receipt:
+        """The receipt for a batch's ``jobs`` as they are now (``dropped``: events lost
+        while its requests were built)."""
+        counts = {"sent": 0, "spooled": 0, "refused": dropped}
+        unsettled = 0
+        for job in jobs:
+            if job.outcome not in counts:
+                unsettled += 1
+            elif job.request.path == EVENTS_PATH:
+                counts[job.outcome] += len(job.request.events)
+        return cls(counts["sent"], counts["spooled"], counts["refused"], unsettled)
+
+    @property
+    def all_sent(self) -> bool:
+        """Every event was accepted by the API."""
+        return self.spooled == self.refused == self.unsettled == 0
+
+    @property
+    def durable(self) -> bool:
+        """Every event was delivered, spooled or refused for good: none can be lost now."""
+        return self.unsettled == 0
 
 
 # The worker: one thread that turns the queue into requests and sends them through senders.
@@ -149,7 +190,11 @@ class Worker:
         return answered and waiter.answer
 
     def deliver(self, events: Sequence[Event], timeout: float) -> bool:
-        """Send ``events`` now; True once all were accepted within ``timeout``.
+        """Send ``events`` now; True once all were accepted within ``timeout``."""
+        return self.deliver_counted(events, timeout).all_sent
+
+    def deliver_counted(self, events: Sequence[Event], timeout: float) -> Receipt:
+        """Send ``events`` now; what became of them by ``timeout``.
 
         The same dispatch as a batch taken from the queue (:meth:`_send`): the user
         upserts first, the events once every upsert has an outcome.
@@ -161,18 +206,17 @@ class Worker:
         # An event dropped while its request was built (too large, no base URL) is not sent.
         kept = sum(len(r.events) for r in requests if r.path == EVENTS_PATH)
         deadline = self._clock() + timeout
-        results: list[bool] = [kept == wanted]
         finished = threads.Semaphore(0)
+        jobs: list[Job] = []
 
         def done(sent: bool) -> None:
-            results.append(sent)
             finished.release()
 
-        self._send(requests, deadline, done)
+        self._send(requests, deadline, done, made=jobs)
         for _ in requests:  # each job's done() is called once: settled or parked
             if not finished.acquire(timeout=max(0.0, deadline - self._clock())):
-                return False
-        return all(results)
+                break
+        return Receipt.of(jobs, dropped=wanted - kept)
 
     def join(self, timeout: float) -> None:
         """Wait up to ``timeout`` for the thread, then the senders, to end (after stop is set)."""
@@ -303,15 +347,17 @@ class Worker:
         requests: list[Request],
         deadline: float | None = None,
         done: Callable[[bool], None] | None = None,
+        made: list[Job] | None = None,
     ) -> None:
         """Dispatch one batch's requests: the one way into dispatch, queue and exporters alike.
 
         ``deadline`` bounds every request of the batch (an exporter's wait); without
         it each request gets ``export_timeout`` from when it is dispatched. ``done``
-        is called once per request, when it is settled or parked.
+        is called once per request, when it is settled or parked; ``made`` gets every
+        job of the batch (for a receipt of their outcomes).
         """
         due = self._clock() + self._settings.export_timeout if deadline is None else deadline
-        for job in self._chain(requests, deadline, done):
+        for job in self._chain(requests, deadline, done, made):
             self._jobs.dispatch(job, due)
 
     def _chain(
@@ -319,6 +365,7 @@ class Worker:
         requests: list[Request],
         deadline: float | None,
         done: Callable[[bool], None] | None,
+        made: list[Job] | None = None,
     ) -> list[Job]:
         """The jobs to dispatch at once for a batch's requests, each tracked in its batch.
 
@@ -331,6 +378,8 @@ class Worker:
             return []
         seq = self._batches.next()
         jobs = [Job(request, seq, done=done) for request in requests]
+        if made is not None:
+            made.extend(jobs)
         upserts = [job for job in jobs if job.request.path == USERS_PATH]
         events = [job for job in jobs if job.request.path != USERS_PATH]
         if not upserts or not events:
@@ -520,6 +569,7 @@ class JobRunner:
         stopping = self._stop.is_set()
         self._reached(job)
         where = self._parked.park(job, source=source, narrowed=narrowed, stopping=stopping)
+        job.outcome = where
         if where == "dropped":
             # With the last error as its cause: held by a refused key, a redirect, an outage.
             error = self._ledger.undelivered("not delivered before shutdown")
@@ -582,6 +632,7 @@ class JobRunner:
         else:
             self._ledger.move_request(before, "in_flight", None)
             self._parked.done(job)
+            job.outcome = outcome
             self._settle(job, sent=outcome == "sent")
         return True
 

@@ -63,6 +63,9 @@ class Job:
     # Given to the spool (or reported) at shutdown while its request was still out: its
     # sender's outcome, if it ever comes, settles nothing more.
     handed_over: bool = False
+    #: Where it went at its last outcome, for deliver()'s receipt: ``sent``, ``refused``,
+    #: ``spooled``, ``parked`` (memory) or ``dropped``; empty until then.
+    outcome: str = ""
 
     @property
     def weight(self) -> int:

@@ -27,7 +27,7 @@ from ..typing import BeforeSend, ErrorCallback, Options
 from . import threads
 from .attempt import Attempts
 from .client import Client
-from .dispatch import Worker
+from .dispatch import Receipt, Worker
 from .ledger import Ledger, Stats
 from .parked import LEASE_MARGIN, Parked
 from .policy import CircuitBreaker
@@ -215,13 +215,17 @@ class Pipeline:
 
     def deliver(self, events: Sequence[Event], timeout: float | None = None) -> bool:
         """Send ``events`` now and wait (exporters); True if all were accepted in time."""
+        return self.deliver_counted(events, timeout).all_sent
+
+    def deliver_counted(self, events: Sequence[Event], timeout: float | None = None) -> Receipt:
+        """Send ``events`` now and wait; what became of them (the relay answers from it)."""
         if self._discard is not None:
             for event in events:
                 self._discard.put(event)
-            return True
+            return Receipt()
         if self._closed:
             self.ledger.drop("shutdown", events)
-            return False
+            return Receipt(unsettled=len(events))
         if self.settings.debug:
             for event in events:
                 show(event, "delivering")
@@ -229,10 +233,11 @@ class Pipeline:
         failures = self.ledger.failures
         screened = self._screen(events)
         # Left out by before_send is the app's choice; raising in it is a loss.
-        kept_all = self.ledger.failures == failures
+        lost = 0 if self.ledger.failures == failures else len(events) - len(screened)
         if not screened:
-            return kept_all
-        return self._worker.deliver(screened, wait) and kept_all
+            return Receipt(refused=lost)
+        receipt = self._worker.deliver_counted(screened, wait)
+        return dataclasses.replace(receipt, refused=receipt.refused + lost) if lost else receipt
 
     # -- the worker's half of a log call --------------------------------------
 
@@ -605,28 +610,38 @@ class EventSink:
 
         ``collisions``: values translation lost to keys that became one string (counted).
         """
+        return self.deliver_counted(results, collisions).all_sent
+
+    def deliver_counted(
+        self,
+        results: Iterable[Event | Rejection],
+        collisions: KeyCollisions | None = None,
+        timeout: float | None = None,
+    ) -> Receipt:
+        """Deliver the events now (waiting up to ``timeout``), count the rejections; what
+        became of them, rejections in ``refused``."""
         if not self.pipeline.settings.enabled:  # counted in stats().disabled, never sent
             for result in results:
                 self.pipeline.submit(
                     self.redactor.event(result) if isinstance(result, Event) else result
                 )
-            return True
+            return Receipt()
         events: list[Event] = []
         ledger = self.pipeline.ledger
         if collisions is not None:
             ledger.keys_collided(collisions)
-        refused = False
+        refused = 0
         for result in results:
             if isinstance(result, Rejection):
                 ledger.reject(result.reason, result.field, result.message)
-                refused = True
+                refused += 1
             elif not self.has_key:
                 ledger.drop("no_api_key", [result])
-                refused = True
+                refused += 1
             else:
                 events.append(self.redactor.event(result))
-        delivered = self.pipeline.deliver(events) if events else True
-        return delivered and not refused
+        receipt = self.pipeline.deliver_counted(events, timeout) if events else Receipt()
+        return dataclasses.replace(receipt, refused=receipt.refused + refused)
 
     def flush(self, timeout_millis: int | None) -> bool:
         """Deliver what is waiting; True when all of it landed in time."""

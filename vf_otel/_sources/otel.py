@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -39,6 +40,7 @@ __all__ = [
     "VibefollowUserSpanProcessor",
     "event_id_for",
     "install_user_span_processor",
+    "log_event_id",
     "translate_log",
     "translate_span",
 ]
@@ -245,11 +247,58 @@ LOG_OCCURRED_AT_KEYS: Final = ("vf_occurred_at", OCCURRED_AT_KEY)
 #: The logging ``extra=`` names, as the OTel LoggingHandler copies them into attributes.
 LOG_USER_KEYS: Final = ("vf_user", USER_KEY)
 LOG_EVENT_KEYS: Final = ("vf_event", EVENT_KEY)
+# Separates the parts hashed into a log record's id (cannot occur in a decimal or hex part).
+_ID_SEPARATOR: Final = "\x1f"
 # A stringified mapping longer than this is not parsed back (it would be rejected anyway).
 _MAX_PARSED_TEXT: Final = 65_536
 
 Attrs = Mapping[str, Any]
 Result = Event | Rejection
+
+
+class SpanContextLike(Protocol):
+    """The ids of a span: ``SpanContext``, or the relay's decoded OTLP span's."""
+
+    @property
+    def trace_id(self) -> int: ...
+    @property
+    def span_id(self) -> int: ...
+
+
+class StatusLike(Protocol):
+    """A span's status: only its code is read."""
+
+    @property
+    def status_code(self) -> StatusCode: ...
+
+
+class SpanEventLike(Protocol):
+    """The part of a span event read here."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def attributes(self) -> Attrs | None: ...
+    @property
+    def timestamp(self) -> int: ...
+
+
+class SpanLike(Protocol):
+    """The part of a finished span read here: the SDK's ``ReadableSpan``, or a span the
+    relay decoded from OTLP (``vf_otel.relay.decode``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def attributes(self) -> Attrs | None: ...
+    @property
+    def events(self) -> Sequence[SpanEventLike]: ...
+    @property
+    def status(self) -> StatusLike: ...
+    @property
+    def context(self) -> SpanContextLike | None: ...
+    @property
+    def start_time(self) -> int | None: ...
 
 
 class LogRecordLike(Protocol):
@@ -269,7 +318,7 @@ class LogRecordLike(Protocol):
 
 
 def translate_span(
-    span: ReadableSpan,
+    span: SpanLike,
     *,
     include_errors: bool = False,
     collisions: KeyCollisions | None = None,
@@ -409,7 +458,11 @@ def utc_from_nanos(nanos: int | None) -> datetime:
 
 
 def translate_log(
-    record: LogRecordLike, collisions: KeyCollisions | None = None, rules: RuleSet | None = None
+    record: LogRecordLike,
+    collisions: KeyCollisions | None = None,
+    rules: RuleSet | None = None,
+    *,
+    event_id: Callable[[LogRecordLike], str] | None = None,
 ) -> Result | None:
     """A tagged log record as an Event (or why not); None when it carries no tag and
     no mapping rule matches it.
@@ -419,6 +472,8 @@ def translate_log(
     SDK keeps mapping values as dicts (sequences become tuples, which coerce
     back to lists); a mapping that some pipeline stringified is parsed back.
     Values lost because two keys became the same string are counted in ``collisions``.
+    ``event_id`` makes the id of a tagged record (the relay's ``log_event_id``:
+    the same record relayed twice is one event); by default a random one.
     """
     attrs: Attrs = record.attributes or {}
     if not any(key in attrs for key in (*LOG_USER_KEYS, *LOG_EVENT_KEYS)):
@@ -426,7 +481,8 @@ def translate_log(
         if match is None:
             return None
         nanos = record.timestamp or record.observed_timestamp
-        return _from_rule(match, nanos, new_event_id(), collisions)
+        made_id = new_event_id() if event_id is None else event_id(record)
+        return _from_rule(match, nanos, made_id, collisions)
     name = _first(attrs, LOG_EVENT_KEYS)
     nanos = record.timestamp or record.observed_timestamp
     occurred_at = _occurred_at(_first(attrs, LOG_OCCURRED_AT_KEYS), nanos)
@@ -438,10 +494,28 @@ def translate_log(
         properties=_log_mapping(attrs, "properties"),
         traits=_log_mapping(attrs, "traits") or None,
         occurred_at=occurred_at,
-        event_id=new_event_id(),
+        event_id=new_event_id() if event_id is None else event_id(record),
         redactor=None,  # the exporter redacts with its own settings (EventSink.deliver)
         collisions=collisions,
     )
+
+
+def log_event_id(record: LogRecordLike, trace_id: int = 0, span_id: int = 0) -> str:
+    """A stable id for a log record, from everything that tells two records apart.
+
+    Its trace and span ids, times, body and attributes: a Collector that sends a batch
+    again, or two relays that both get it, make the same id, hence the same idempotency
+    key. Two records equal in every one of these are one event.
+    """
+    parts = [
+        f"{trace_id:032x}{span_id:016x}",
+        str(record.timestamp or 0),
+        str(record.observed_timestamp or 0),
+        json.dumps(record.body, sort_keys=True, default=repr),
+        json.dumps(dict(record.attributes or {}), sort_keys=True, default=repr),
+    ]
+    digest = hashlib.sha256(_ID_SEPARATOR.join(parts).encode()).hexdigest()
+    return f"log-{digest[:32]}"
 
 
 def _first(attrs: Attrs, keys: tuple[str, ...]) -> Any:
