@@ -149,6 +149,7 @@ def test_close_does_not_reopen_the_spool(
     assert not path.exists()
 
 
+@pytest.mark.usefixtures("fast_clock")  # backoff and cool-down not waited out
 def test_a_spool_deleted_with_its_wal_is_counted_lost_and_flush_says_false(
     vibefollow_server: VibefollowServer, make_handler: HandlerFactory, tmp_path: Path
 ) -> None:
@@ -229,6 +230,7 @@ def test_a_full_disk_reports_the_rows_it_strands(tmp_path: Path) -> None:
     assert "database or disk is full" in lost[0][1]
 
 
+@pytest.mark.usefixtures("fast_clock")  # backoff and cool-down not waited out
 def test_a_spool_turned_off_by_a_full_disk_counts_what_it_strands(
     vibefollow_server: VibefollowServer, make_handler: HandlerFactory, tmp_path: Path
 ) -> None:
@@ -237,6 +239,7 @@ def test_a_spool_turned_off_by_a_full_disk_counts_what_it_strands(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("fast_clock")  # backoff and cool-down not waited out
 def test_a_spool_on_a_full_tmpfs_counts_what_it_strands(
     vibefollow_server: VibefollowServer, make_handler: HandlerFactory, tmp_path: Path
 ) -> None:
