@@ -149,7 +149,6 @@ def test_close_does_not_reopen_the_spool(
     assert not path.exists()
 
 
-@pytest.mark.usefixtures("fast_clock")  # backoff and cool-down not waited out
 def test_a_spool_deleted_with_its_wal_is_counted_lost_and_flush_says_false(
     vibefollow_server: VibefollowServer, make_handler: HandlerFactory, tmp_path: Path
 ) -> None:
