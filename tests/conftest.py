@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -15,6 +16,8 @@ from typing import Any, Final
 import pytest
 
 import vf_otel
+from vf_otel._delivery.pipeline import Pipeline
+from vf_otel._delivery.policy import Timing
 from vf_otel.testing import VibefollowServer
 
 HandlerFactory = Callable[..., vf_otel.VibefollowHandler]
@@ -26,6 +29,40 @@ def _no_vibefollow_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(__import__("os").environ):
         if name.startswith("VIBEFOLLOW_"):
             monkeypatch.delenv(name)
+
+
+class SkipClock:
+    """A monotonic clock that runs with real time and jumps forward when a test says so."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.skipped
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` pass at once (a hold or cool-down the test does not wait out)."""
+        self.skipped += seconds
+
+
+@pytest.fixture
+def fast_clock(monkeypatch: pytest.MonkeyPatch) -> SkipClock:
+    """Every pipeline built in the test runs on fast backoff and cool-down and on a clock
+    the test can move forward (the one Timing a Pipeline is given, injected here)."""
+    clock = SkipClock()
+    # Backoff and cool-down short enough that a retry or a probe follows at once; the
+    # holds (Retry-After, a refused key, a redirect) keep their length: a test skips them.
+    timing = Timing(
+        now=clock, backoff_base=0.002, backoff_cap=0.01, cooldown=0.01, cooldown_cap=0.04
+    )
+    real_init = Pipeline.__init__
+
+    def init(self: Pipeline, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("timing", timing)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "__init__", init)
+    return clock
 
 
 @pytest.fixture

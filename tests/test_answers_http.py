@@ -5,7 +5,8 @@ Each test drives a VibefollowHandler against the local server (vf_otel.testing) 
 minutes, 413s from a proxy's body limit, 422s naming events in any field-path form
 or none, a 2xx that is not the API's envelope, redirects, an invalid
 VIBEFOLLOW_BASE_URL, a refused key, and a server that echoes the API key back.
-No test measures time; holds that would last a minute are ended by the test.
+No test measures time: every pipeline runs on short backoff and cool-down, and a
+hold that would last a minute or ten is skipped by moving the clock (``fast_clock``).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import pytest
 
 import vf_otel
 from vf_otel._delivery.pipeline import Pipeline
+from vf_otel._delivery.policy import AUTH_PAUSE, WRONG_URL_PAUSE
 from vf_otel.testing import VibefollowServer
 
-from .conftest import HandlerFactory
+from .conftest import HandlerFactory, SkipClock
 
 #: Keeps a property big enough that a few dozen events make a request of some KiB.
 PADDING = "p" * 120
@@ -49,6 +51,12 @@ class Reported:
         return [error for error, _ in self.calls]
 
 
+@pytest.fixture(autouse=True)
+def clock(fast_clock: SkipClock) -> SkipClock:
+    """Every test here on fast backoff and cool-down, with a clock it moves past a hold."""
+    return fast_clock
+
+
 @pytest.fixture
 def log(request: pytest.FixtureRequest) -> Iterator[logging.Logger]:
     """An application logger of its own, not propagating to root."""
@@ -73,19 +81,19 @@ def received(server: VibefollowServer) -> list[int]:
 
 
 def pipeline(handler: vf_otel.VibefollowHandler) -> Pipeline:
-    """The handler's delivery pipeline (to end a hold a test does not want to wait out)."""
+    """The handler's delivery pipeline (to read its circuit)."""
     found: Pipeline = handler._pipeline
     return found
 
 
-def settle(handler: vf_otel.VibefollowHandler, total: int) -> vf_otel.Stats:
-    """Flush until every event is delivered or dead-lettered, ending holds between rounds."""
+def settle(handler: vf_otel.VibefollowHandler, total: int, clock: SkipClock) -> vf_otel.Stats:
+    """Flush until every event is delivered or dead-lettered, skipping holds between rounds."""
     for _ in range(MAX_ROUNDS):
         handler.flush(timeout=60)
         stats = handler.stats()
         if stats.sent + stats.dead_lettered + stats.dropped_total >= total:
             return stats
-        pipeline(handler).circuit.release_hold()  # a redirect's or a refused key's minute
+        clock.advance(max(AUTH_PAUSE, WRONG_URL_PAUSE))  # a redirect's or a refused key's minute
     raise AssertionError(f"not settled after {MAX_ROUNDS} rounds: {handler.stats()}")
 
 
@@ -137,7 +145,10 @@ def test_a_408_from_a_proxy_is_retried_and_lands_once(
 
 
 def test_a_retry_after_of_ten_minutes_holds_everything_that_long(
-    vibefollow_server: VibefollowServer, make_handler: HandlerFactory, log: logging.Logger
+    vibefollow_server: VibefollowServer,
+    make_handler: HandlerFactory,
+    log: logging.Logger,
+    clock: SkipClock,
 ) -> None:
     """A 429 with Retry-After: 600 holds every request for 600 s (not 120), events parked."""
     handler = make_handler()
@@ -152,7 +163,7 @@ def test_a_retry_after_of_ten_minutes_holds_everything_that_long(
     assert len(vibefollow_server.requests) == 1  # nothing else went out while held
     stats = handler.stats()
     assert (stats.parked, stats.sent, stats.dead_lettered, stats.dropped_total) == (8, 0, 0, 0)
-    circuit.release_hold()  # the ten minutes, passed
+    clock.advance(600)  # the ten minutes, passed
     assert handler.flush(timeout=60)
     assert received(vibefollow_server) == list(range(8))
 
@@ -336,6 +347,7 @@ def test_a_redirect_is_never_followed_and_the_events_are_held(
     vibefollow_server: VibefollowServer,
     make_handler: HandlerFactory,
     log: logging.Logger,
+    clock: SkipClock,
     caplog: pytest.LogCaptureFixture,
     status: int,
 ) -> None:
@@ -359,7 +371,7 @@ def test_a_redirect_is_never_followed_and_the_events_are_held(
     stats = handler.stats()
     assert (stats.parked, stats.dead_lettered, stats.dropped_total) == (9, 0, 0)
     assert reported.calls == []
-    pipeline(handler).circuit.release_hold()  # the URL was fixed (here: the next answer is OK)
+    clock.advance(WRONG_URL_PAUSE)  # the hold is over (and here the next answer is OK)
     assert handler.flush(timeout=60)
     assert received(vibefollow_server) == list(range(9))
 
@@ -504,7 +516,7 @@ def test_a_server_echoing_the_key_never_gets_it_into_errors_or_logs(
 
 @pytest.mark.slow
 def test_through_a_mix_of_every_answer_each_event_lands_once_and_only_bad_ones_are_lost(
-    log: logging.Logger,
+    log: logging.Logger, clock: SkipClock
 ) -> None:
     """Through every kind of answer at once each good event lands once; only poison is lost."""
     total = 300
@@ -520,7 +532,7 @@ def test_through_a_mix_of_every_answer_each_event_lands_once_and_only_bad_ones_a
         log.addHandler(handler)
         try:
             emit(log, range(total))
-            stats = settle(handler, total)
+            stats = settle(handler, total, clock)
         finally:
             handler.close()
         assert server.pending_faults == 0  # every scripted answer was met

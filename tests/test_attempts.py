@@ -29,6 +29,7 @@ from vf_otel._delivery.policy import (
     FAILURE_THRESHOLD,
     RETRY_AFTER_CAP,
     CircuitBreaker,
+    Timing,
 )
 from vf_otel._delivery.wire import (
     EVENTS_PATH,
@@ -222,7 +223,7 @@ def build() -> Iterator[Callable[..., Rig]]:
             circuit,
             ledger,
             stop=stop,
-            clock=clock,
+            timing=Timing(now=clock),
             rng=rng or NoJitter(),
             sleep=sleep,
         )

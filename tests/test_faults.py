@@ -15,11 +15,16 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 import vf_otel
 from vf_otel.testing import VibefollowServer
+
+#: Backoff and cool-down short (the storm, not the waits, is what is tried here); the
+#: client timeout, Retry-After holds and slow responses keep real time.
+pytestmark = pytest.mark.usefixtures("fast_clock")
 
 SEED = 20_251_123
 ROUNDS = 20

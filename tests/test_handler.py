@@ -86,6 +86,7 @@ def test_context_user_fills_in_records_with_only_vf_event(
     assert handler.stats().dropped == {"missing_user": 1}
 
 
+@pytest.mark.usefixtures("fast_clock")  # backoff and cool-down not waited out
 def test_retries_reuse_the_same_key_and_body(
     vibefollow_server: VibefollowServer, make_handler: HandlerFactory, app_logger: logging.Logger
 ) -> None:

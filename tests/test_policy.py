@@ -342,16 +342,6 @@ def test_holds_do_not_shorten_each_other() -> None:
     assert circuit.seconds_until_ready() == 60.0
 
 
-def test_release_hold_ends_it_and_reports_the_change() -> None:
-    """release_hold() lets permits through at once and calls on_change."""
-    changes = Changes()
-    circuit = CircuitBreaker(clock=Clock(), on_change=changes)
-    circuit.hold(60.0)
-    circuit.release_hold()
-    assert circuit.acquire() is not None
-    assert changes.calls == 1
-
-
 def test_abandoned_probe_gives_the_slot_back() -> None:
     """A probe that never went out is abandoned: the next acquire gets the probe (not burned)."""
     clock = Clock()

@@ -229,6 +229,7 @@ def test_a_full_disk_reports_the_rows_it_strands(tmp_path: Path) -> None:
     assert "database or disk is full" in lost[0][1]
 
 
+@pytest.mark.usefixtures("fast_clock")  # backoff and cool-down not waited out
 def test_a_spool_turned_off_by_a_full_disk_counts_what_it_strands(
     vibefollow_server: VibefollowServer, make_handler: HandlerFactory, tmp_path: Path
 ) -> None:
@@ -237,6 +238,7 @@ def test_a_spool_turned_off_by_a_full_disk_counts_what_it_strands(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("fast_clock")  # backoff and cool-down not waited out
 def test_a_spool_on_a_full_tmpfs_counts_what_it_strands(
     vibefollow_server: VibefollowServer, make_handler: HandlerFactory, tmp_path: Path
 ) -> None:

@@ -21,16 +21,15 @@ in ``retried`` (the server saw it twice), with no backoff and nothing for the ci
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable, Sequence
-from typing import Final, Literal
+from typing import Literal
 
 from .._config import Settings
 from .._errors import AuthError, ValidationError, VibefollowError
 from . import threads
 from .client import STALE_CONNECTION, Client, isolatable, redirected, retryable, too_large
 from .ledger import Ledger
-from .policy import CircuitBreaker, Permit, RetryPolicy
+from .policy import AUTH_PAUSE, WRONG_URL_PAUSE, CircuitBreaker, Permit, RetryPolicy, Timing
 from .wire import (
     EVENTS_PATH,
     NO_BASE_URL_TEXT,
@@ -43,10 +42,6 @@ from .wire import (
 
 __all__ = ["AUTH_PAUSE", "WRONG_URL_PAUSE", "Attempts", "Outcome"]
 
-#: After a 401/403, how long to hold every request before trying the key again.
-AUTH_PAUSE: Final = 60.0
-#: After a redirect (or with no valid base URL), how long to hold every request.
-WRONG_URL_PAUSE: Final = 60.0
 
 Outcome = Literal["sent", "refused", "parked"]
 #: What one piece's loop ends with: an outcome, or the pieces to send in its place.
@@ -64,7 +59,7 @@ class Attempts:
         ledger: Ledger,
         *,
         stop: threads.Event,
-        clock: Callable[[], float] = time.monotonic,
+        timing: Timing | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], bool] | None = None,
     ) -> None:
@@ -73,11 +68,12 @@ class Attempts:
         self._circuit = circuit
         self._ledger = ledger
         self._stop = stop
-        self._clock = clock
+        self._timing = timing = timing or Timing()
+        self._clock = timing.now
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         # Returns True when interrupted (delivery is stopping): the wait is cut short.
         self._sleep = sleep or stop.wait
-        self._policy = RetryPolicy(settings.max_retries)
+        self._policy = RetryPolicy(settings.max_retries, timing.backoff_base, timing.backoff_cap)
         #: Stopping with a usable spool: a failed request is spooled at once, not retried
         #: (the spool delivers it at the next start; exit takes no longer than it must).
         self.hasty = False
@@ -197,20 +193,20 @@ class Attempts:
 
     def _refused_key(self, error: AuthError) -> None:
         self._ledger.last_error = error
-        self._circuit.hold(AUTH_PAUSE)
+        self._circuit.hold(self._timing.auth_pause)
         self._ledger.error(
             "auth",
             "Vibefollow refused the API key (%s %s): check VIBEFOLLOW_API_KEY. Sending is "
             "paused; events are held and tried again every %.0f s",
             error.status,
             error.code or "",
-            AUTH_PAUSE,
+            self._timing.auth_pause,
         )
 
     def _redirected(self, error: VibefollowError) -> None:
         # Never followed (the client does not): the key would go to wherever it points.
         self._ledger.last_error = error
-        self._circuit.hold(WRONG_URL_PAUSE)
+        self._circuit.hold(self._timing.wrong_url_pause)
         self._ledger.error(
             "redirect",
             "Vibefollow's URL %s answered %s: check VIBEFOLLOW_BASE_URL (or base_url). "
@@ -218,14 +214,14 @@ class Attempts:
             "events are held and tried again every %.0f s",
             self._settings.api_url,
             error,
-            WRONG_URL_PAUSE,
+            self._timing.wrong_url_pause,
         )
 
     def _no_base_url(self) -> None:
         # Reached only by requests parked earlier (the spool's): new events are dropped
         # when prepared. Give them back, and hold so they are not claimed again at once.
         self._ledger.last_error = VibefollowError(NO_BASE_URL_TEXT, code="invalid_base_url")
-        self._circuit.hold(WRONG_URL_PAUSE)
+        self._circuit.hold(self._timing.wrong_url_pause)
         self._ledger.error("base_url", "%s", NO_BASE_URL_TEXT)
 
 

@@ -669,6 +669,8 @@ class Senders(Generic[T]):
         self._threads: list[threads.Thread] = []
         self._idle = 0
         self._busy = 0
+        # Set when a job ends: a submit held back by ``limit`` waits on it, not in a poll.
+        self._freed = threads.Event()
 
     @property
     def busy(self) -> int:
@@ -686,11 +688,13 @@ class Senders(Generic[T]):
         with self._lock:
             if limit is not None and self._busy >= limit:
                 self._slots.release()
+                # Cleared under the lock that a job's end sets it under: no wake-up lost.
+                self._freed.clear()
                 busy = True
             else:
                 busy = False
         if busy:
-            threads.sleep(min(timeout, 0.01))  # a slot is free but the limit says wait
+            self._freed.wait(max(0.0, timeout))  # a slot is free but the limit says wait
             return False
         with self._lock:
             if self._idle == 0 and len(self._threads) < self._size:
@@ -735,6 +739,7 @@ class Senders(Generic[T]):
                 with self._lock:
                     self._busy -= 1
                     self._idle += 1
+                    self._freed.set()
                 self._slots.release()
 
 

@@ -9,7 +9,6 @@ import logging
 import os
 import sys
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, TypeVar
@@ -30,7 +29,7 @@ from .client import Client
 from .dispatch import Receipt, Worker
 from .ledger import Ledger, Stats
 from .parked import LEASE_MARGIN, Parked
-from .policy import CircuitBreaker
+from .policy import CircuitBreaker, Timing
 from .queue import EventQueue
 from .runtime import watch_lambda, watch_uwsgi
 from .threads import on_delivery_thread
@@ -87,12 +86,14 @@ class Pipeline:
         on_error: ErrorCallback | None = None,
         before_send: BeforeSend | None = None,
         transport: httpx.BaseTransport | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        timing: Timing | None = None,
         reopenable: bool = False,
     ) -> None:
         self.settings = settings
         self._transport = transport
-        self._clock = clock
+        # The one source of time and pause lengths for everything built below (Timing).
+        self.timing = timing or Timing()
+        self._clock = self.timing.now
         self.ledger = Ledger(on_error)
         self._screen = Screen(before_send, self.ledger)  # the app's before_send, counted
         # Delivery off (enabled=False): items are only counted; no thread, spool or request.
@@ -151,12 +152,18 @@ class Pipeline:
             queue.after_fork(self._wake.set, keep_items=keep_queued)
         self.queue: EventQueue[Item] = queue
         self._client = Client(settings, self._transport)
-        self.circuit = CircuitBreaker(clock=self._clock, on_change=self._circuit_changed)
+        timing = self.timing
+        self.circuit = CircuitBreaker(
+            cooldown=timing.cooldown,
+            cooldown_cap=timing.cooldown_cap,
+            clock=timing.now,
+            on_change=self._circuit_changed,
+        )
         self.parked = Parked(
             settings.max_backlog_bytes, self.ledger, self._spool, settings.priority_events
         )
         attempts = self._attempts = Attempts(
-            settings, self._client, self.circuit, self.ledger, stop=self._stop, clock=self._clock
+            settings, self._client, self.circuit, self.ledger, stop=self._stop, timing=timing
         )
         self._worker = Worker(
             settings,

@@ -24,6 +24,7 @@ from .. import _compat
 from . import threads
 
 __all__ = [
+    "AUTH_PAUSE",
     "BUSY_AFTER",
     "COOLDOWN_BASE",
     "COOLDOWN_CAP",
@@ -34,11 +35,13 @@ __all__ = [
     "RETRY_AFTER_CAP",
     "STEP_BACK",
     "WINDOW_PER_RATE",
+    "WRONG_URL_PAUSE",
     "CircuitBreaker",
     "Gather",
     "Pace",
     "Permit",
     "RetryPolicy",
+    "Timing",
     "Watch",
     "Watchdog",
     "parse_retry_after",
@@ -69,8 +72,33 @@ FAILURE_THRESHOLD: Final = 5
 #: The first cool-down (seconds); each failed probe doubles it, up to COOLDOWN_CAP.
 COOLDOWN_BASE: Final = 1.0
 COOLDOWN_CAP: Final = 30.0
+#: After a 401/403, how long to hold every request before trying the key again.
+AUTH_PAUSE: Final = 60.0
+#: After a redirect (or with no valid base URL), how long to hold every request.
+WRONG_URL_PAUSE: Final = 60.0
 
 State = Literal["closed", "open", "half_open"]
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Where delivery reads the time and how long it pauses, in one value.
+
+    The default is the real clock and the delays above; the pipeline passes it down to
+    the circuit, the attempt loop and the worker. Tests pass a fast one (a clock they
+    move forward, short backoff, cool-down and holds), so outage and retry paths run
+    without waiting them out. Waits stay ``Event.wait`` (shutdown cuts them short); the
+    request watchdog and the app-thread pace keep real time: they time real sockets and
+    real threads.
+    """
+
+    now: Callable[[], float] = time.monotonic
+    backoff_base: float = BACKOFF_BASE
+    backoff_cap: float = BACKOFF_CAP
+    cooldown: float = COOLDOWN_BASE
+    cooldown_cap: float = COOLDOWN_CAP
+    auth_pause: float = AUTH_PAUSE
+    wrong_url_pause: float = WRONG_URL_PAUSE
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,12 +254,6 @@ class CircuitBreaker:
         """Send nothing for ``seconds`` (a Retry-After, or a refused key), whatever the state."""
         with self._lock:
             self._hold_until = max(self._hold_until, self._clock() + seconds)
-
-    def release_hold(self) -> None:
-        """End a hold early (the key was fixed, a test moved on)."""
-        with self._lock:
-            self._hold_until = 0.0
-        self._on_change()
 
     def _succeeded(self) -> None:
         with self._lock:
