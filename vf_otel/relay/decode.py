@@ -26,7 +26,7 @@ from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanKind, StatusCode
 
 __all__ = [
     "Ids",
@@ -50,6 +50,25 @@ _STATUS_NAMES: Final = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_COD
 _FLOAT_WORDS: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 #: OTLP's status codes (unset, ok, error) as the OTel API names them.
 _STATUS: Final = {0: StatusCode.UNSET, 1: StatusCode.OK, 2: StatusCode.ERROR}
+#: OTLP's span kinds as the OTel API names them (what mapping rules' ``kind`` names).
+#: Unspecified (0) is read as internal, as the specification allows a receiver to; a
+#: kind no version of OTLP defines is None: no rule naming a kind matches it.
+_KINDS: Final = {
+    0: SpanKind.INTERNAL,
+    1: SpanKind.INTERNAL,
+    2: SpanKind.SERVER,
+    3: SpanKind.CLIENT,
+    4: SpanKind.PRODUCER,
+    5: SpanKind.CONSUMER,
+}
+_KIND_NAMES: Final = {
+    "SPAN_KIND_UNSPECIFIED": 0,
+    "SPAN_KIND_INTERNAL": 1,
+    "SPAN_KIND_SERVER": 2,
+    "SPAN_KIND_CLIENT": 3,
+    "SPAN_KIND_PRODUCER": 4,
+    "SPAN_KIND_CONSUMER": 5,
+}
 
 
 class OTLPDecodeError(ValueError):
@@ -92,6 +111,7 @@ class Span:
     """A span as translation reads it; ``context`` is None when its ids are missing."""
 
     name: str
+    kind: SpanKind | None
     context: Ids | None
     start_time: int | None
     status: SpanStatus
@@ -162,6 +182,7 @@ def _span(span: Any, scope: Scope) -> Span:
     span_id = int.from_bytes(span.span_id, "big")
     return Span(
         name=span.name,
+        kind=_KINDS.get(span.kind),
         # As the SDK: a span without valid ids has no context (translation skips it).
         context=Ids(trace_id, span_id) if trace_id and span_id else None,
         start_time=span.start_time_unix_nano or None,
@@ -236,6 +257,7 @@ def _json_span(span: dict[str, Any], scope: Scope) -> Span:
     code = _enum(_object(span, "status").get("code"), _STATUS_NAMES)
     return Span(
         name=_text(span.get("name")),
+        kind=_KINDS.get(_enum(span.get("kind"), _KIND_NAMES)),
         context=Ids(trace_id, span_id) if trace_id and span_id else None,
         start_time=_integer(span.get("startTimeUnixNano"), 0, _UINT64) or None,
         status=SpanStatus(_STATUS.get(code, StatusCode.UNSET)),
