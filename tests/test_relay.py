@@ -252,9 +252,7 @@ def test_rules_make_events_of_untagged_spans(
     assert server.replayed == 1
 
 
-def test_rules_make_events_of_untagged_log_records(
-    serve: Serve, server: VibefollowServer
-) -> None:
+def test_rules_make_events_of_untagged_log_records(serve: Serve, server: VibefollowServer) -> None:
     """A log rule applies to relayed records: an untagged record becomes its event, with
     an id from the record (sent twice, one event); one no rule names sends nothing."""
     url = serve(rules=RELAY_RULES)

@@ -59,8 +59,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--rules",
         metavar="TOML",
-        help="mapping rules for untagged spans and log records (VIBEFOLLOW_RULES; "
-        "docs/rules.md)",
+        help="mapping rules for untagged spans and log records (VIBEFOLLOW_RULES; docs/rules.md)",
     )
     parser.set_defaults(run=run)
 
