@@ -265,6 +265,21 @@ def test_rules_make_events_of_untagged_log_records(serve: Serve, server: Vibefol
     assert server.replayed == 1
 
 
+def test_a_rule_match_without_a_user_is_a_partial_success(
+    serve: Serve, server: VibefollowServer
+) -> None:
+    """A relayed record a rule matches but that names no user is refused, and the answer
+    says so (partial_success): nothing is sent."""
+    url = serve(rules=RELAY_RULES)
+    body = json.dumps(json_log("export finished", {"rows": 12}))
+    reply = httpx.post(f"{url}/v1/logs", content=body, headers=JS)
+    assert reply.status_code == 200
+    partial = reply.json()["partialSuccess"]
+    assert partial["rejectedLogRecords"] == "1"
+    assert "missing_user" in partial["errorMessage"]
+    assert server.events == []
+
+
 def test_relay_without_rules_sends_nothing_for_untagged_telemetry(
     serve: Serve, server: VibefollowServer
 ) -> None:
