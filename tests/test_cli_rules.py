@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from vf_otel._cli import ExitCode, main
-from vf_otel._cli._otlp_json import decode
+from vf_otel._sources.otlp import decode_document as decode
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 RULES = str(EXAMPLES / "rules.toml")
@@ -318,3 +318,23 @@ def test_doctor_shows_the_rules_and_flags_a_broken_rules_file(
     monkeypatch.setenv("VIBEFOLLOW_RULES", RULES)
     assert main(["doctor"]) == ExitCode.NO_API_KEY
     assert "2 rule(s): signup, report viewed" in capsys.readouterr().out
+
+
+def test_rules_test_needs_no_protobuf() -> None:
+    """`vf-otel rules test` reads OTLP/JSON with the relay's decoder but imports no
+    protobuf package: it works without the relay extra."""
+    code = (
+        "import sys; from vf_otel._cli import main; "
+        "main(['rules', 'test', sys.argv[1], '-']); "
+        "print(sorted(m for m in sys.modules if m.startswith(('google', 'opentelemetry.proto'))))"
+    )
+    done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        [sys.executable, "-c", code, RULES],
+        input=json.dumps(BATCH),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.splitlines()[-1] == "[]", done.stderr
+    assert "2 events (1 by rules)" in done.stdout

@@ -25,6 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from vf_otel import Rule
 from vf_otel.relay import Relay, RelayApp
 from vf_otel.relay.app import status_bytes
 from vf_otel.relay.decode import OTLPDecodeError, decode_logs, decode_traces
@@ -217,6 +218,78 @@ def test_log_records_sent_twice_are_one_event(serve: Serve, server: VibefollowSe
         assert httpx.post(f"{url}/v1/logs", content=body, headers=JS).status_code == 200
     assert [e["name"] for e in server.events] == ["user_signed_up"]
     assert server.replayed == 1
+
+
+RELAY_RULES = [
+    Rule(
+        event="order_placed",
+        kind="server",
+        where={"http.route": "/orders"},
+        properties=["http.route"],
+    ),
+    Rule(event="order_placed_by_client", kind="client", where={"http.route": "/orders"}),
+    Rule(event="export_done", signal="log", body="export finished", properties=["rows"]),
+]
+
+
+@pytest.mark.parametrize("encoding", ["json", "protobuf"])
+def test_rules_make_events_of_untagged_spans(
+    serve: Serve, server: VibefollowServer, encoding: str
+) -> None:
+    """Mapping rules apply in the relay: an untagged server span (OTLP kind 2) matches
+    the rule naming kind "server", not the one naming "client"; sent twice, one event."""
+    url = serve(rules=RELAY_RULES)
+    span = json_span("POST /orders", {"http.route": "/orders", "enduser.id": "u-7", "x": 1})
+    document = json_traces(span)
+    if encoding == "json":
+        body, headers = json.dumps(document).encode(), JS
+    else:
+        body, headers = to_protobuf(document), PB
+    for _ in range(2):
+        assert httpx.post(f"{url}/v1/traces", content=body, headers=headers).status_code == 200
+    received = [(e["name"], e["external_user_id"], e["properties"]) for e in server.events]
+    assert received == [("order_placed", "u-7", {"http.route": "/orders"})]
+    assert server.replayed == 1
+
+
+def test_rules_make_events_of_untagged_log_records(serve: Serve, server: VibefollowServer) -> None:
+    """A log rule applies to relayed records: an untagged record becomes its event, with
+    an id from the record (sent twice, one event); one no rule names sends nothing."""
+    url = serve(rules=RELAY_RULES)
+    body = json.dumps(json_log("export finished", {"user.id": "u-8", "rows": 12, "secret": "s"}))
+    other = json.dumps(json_log("export started", {"user.id": "u-8"}))
+    for content in (body, body, other):
+        assert httpx.post(f"{url}/v1/logs", content=content, headers=JS).status_code == 200
+    received = [(e["name"], e["external_user_id"], e["properties"]) for e in server.events]
+    assert received == [("export_done", "u-8", {"rows": 12})]
+    assert server.replayed == 1
+
+
+def test_a_rule_match_without_a_user_is_a_partial_success(
+    serve: Serve, server: VibefollowServer
+) -> None:
+    """A relayed record a rule matches but that names no user is refused, and the answer
+    says so (partial_success): nothing is sent."""
+    url = serve(rules=RELAY_RULES)
+    body = json.dumps(json_log("export finished", {"rows": 12}))
+    reply = httpx.post(f"{url}/v1/logs", content=body, headers=JS)
+    assert reply.status_code == 200
+    partial = reply.json()["partialSuccess"]
+    assert partial["rejectedLogRecords"] == "1"
+    assert "missing_user" in partial["errorMessage"]
+    assert server.events == []
+
+
+def test_relay_without_rules_sends_nothing_for_untagged_telemetry(
+    serve: Serve, server: VibefollowServer
+) -> None:
+    """Without rules, the span and record the rules above would match send nothing."""
+    url = serve()
+    span = json_span("POST /orders", {"http.route": "/orders", "enduser.id": "u-7"})
+    assert httpx.post(f"{url}/v1/traces", json=json_traces(span), headers=JS).status_code == 200
+    record = json_log("export finished", {"user.id": "u-8", "rows": 12})
+    assert httpx.post(f"{url}/v1/logs", json=record, headers=JS).status_code == 200
+    assert server.events == []
 
 
 def test_refused_records_are_a_partial_success(serve: Serve, server: VibefollowServer) -> None:
@@ -500,10 +573,11 @@ def test_json_and_protobuf_decoders_agree() -> None:
         attributes,
     )
     spans = st.builds(
-        lambda t, s, n, start, code, attrs, evs: Span(
+        lambda t, s, n, k, start, code, attrs, evs: Span(
             trace_id=t,
             span_id=s,
             name=n,
+            kind=k,
             start_time_unix_nano=start,
             status=Status(code=code),
             attributes=attrs,
@@ -512,6 +586,7 @@ def test_json_and_protobuf_decoders_agree() -> None:
         ids16,
         ids8,
         st.text(max_size=8),
+        st.integers(0, 6),  # 6: a kind no version of OTLP defines
         times,
         st.integers(0, 2),
         attributes,

@@ -276,13 +276,15 @@ def run_cli(env: dict[str, Any], *args: str) -> tuple[int, str]:
         ([], "same", 4, "must not be the Vibefollow API key"),
         (["--wait", "0"], None, 2, "--wait"),
         (["--max-body-bytes", "10"], None, 2, "--max-body-bytes"),
+        (["--rules", "no-such-rules.toml"], None, 4, "cannot read the rules"),
     ],
 )
 def test_cli_refuses_unsafe_or_incomplete_settings(
     server: VibefollowServer, args: list[str], drop: str | None, status: int, needle: str
 ) -> None:
-    """`vf-otel relay` refuses a non-loopback bind without TLS (or the opt-out), and a
-    missing token or key, with a message and its exit status, before serving."""
+    """`vf-otel relay` refuses a non-loopback bind without TLS (or the opt-out), a
+    missing token or key, or an unreadable rules file, with a message and its exit
+    status, before serving."""
     env = relay_env(server.base_url, server.api_key)
     if drop == "same":
         env["VIBEFOLLOW_RELAY_TOKEN"] = server.api_key

@@ -31,7 +31,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="receive OTLP/HTTP from a fleet or a Collector and deliver its tagged telemetry",
         description=(
             "Serve POST /v1/traces and /v1/logs (OTLP/HTTP, protobuf or JSON) and deliver "
-            "the tagged spans, span events and log records as Vibefollow events. Clients "
+            "the tagged spans, span events and log records as Vibefollow events (and the "
+            "untagged ones mapping rules name: --rules). Clients "
             "send 'Authorization: Bearer $VIBEFOLLOW_RELAY_TOKEN'; delivery is configured "
             "by the VIBEFOLLOW_* variables (set VIBEFOLLOW_SPOOL_PATH to acknowledge "
             "batches during an API outage). See docs/relay.md."
@@ -55,6 +56,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--wait", type=float, help="seconds a batch waits to be delivered or spooled (10)"
     )
+    parser.add_argument(
+        "--rules",
+        metavar="TOML",
+        help="mapping rules for untagged spans and log records (VIBEFOLLOW_RULES; docs/rules.md)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -74,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
         os.environ["VIBEFOLLOW_RELAY_MAX_BODY_BYTES"] = str(args.max_body_bytes)
     if args.wait is not None:
         os.environ["VIBEFOLLOW_RELAY_WAIT"] = str(args.wait)
+    if args.rules:
+        # Absolute: each worker loads the file again, whatever directory it runs in.
+        os.environ["VIBEFOLLOW_RULES"] = os.path.abspath(args.rules)
     uvicorn.run(
         _FACTORY,
         factory=True,
@@ -112,7 +121,8 @@ def _check(args: argparse.Namespace) -> tuple[ExitCode, str] | None:
             "or, behind a proxy that does, pass --insecure-no-tls"
         )
     try:
-        settings = resolve_settings()
+        # The rules file is loaded and checked here too: a bad rule is one message.
+        settings = resolve_settings(**({"rules": args.rules} if args.rules else {}))
     except ValueError as exc:
         return ExitCode.BAD_CONFIG, f"invalid option: {exc}"
     if settings.api_key is None and settings.enabled:

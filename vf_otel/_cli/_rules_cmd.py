@@ -1,7 +1,8 @@
 """``vf-otel rules``: check a mapping-rules file, and test it on recorded telemetry.
 
 ``rules test`` runs the exporters' own translation (``translate_span`` /
-``translate_log`` with the rules) on the spans and log records of an OTLP JSON file,
+``translate_log`` with the rules) on the spans and log records of an OTLP JSON file
+(read by the relay's own OTLP/JSON decoder, ``vf_otel._sources.otlp``),
 and shows, for each, the event it would send or why none: tagged telemetry keeps its
 own translation, as in the exporters. Nothing is sent.
 """
@@ -15,8 +16,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan
-
 from .._event.build import Rejection
 from .._event.model import Event
 from .._event.values import DEFAULT_REDACTOR
@@ -29,8 +28,8 @@ from .._sources.otel import (
     translate_log,
     translate_span,
 )
+from .._sources.otlp import LogRecord, Span, decode_document
 from ._exit import ExitCode
-from ._otlp_json import RecordedLog, decode
 from ._terminal import counted, printable, to_json
 
 __all__ = ["add_parser"]
@@ -107,7 +106,7 @@ def run_test(args: argparse.Namespace) -> int:
         print(f"vf-otel rules test: {printable(str(exc))}", file=sys.stderr)
         return ExitCode.BAD_CONFIG
     try:
-        spans, logs = decode(_read_json(args.telemetry))
+        spans, logs = decode_document(_read_json(args.telemetry))
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         print(f"vf-otel rules test: {printable(args.telemetry)}: {reason}", file=sys.stderr)
@@ -129,7 +128,7 @@ def _read_json(path: str) -> object:
         return json.load(file)
 
 
-def _span_outcome(span: ReadableSpan, rules: RuleSet, include_errors: bool) -> _Outcome:
+def _span_outcome(span: Span, rules: RuleSet, include_errors: bool) -> _Outcome:
     attrs = span.attributes or {}
     tagged = USER_KEY in attrs or EVENT_KEY in attrs
     match = None if tagged else rules.match_span(span, include_errors=include_errors)
@@ -140,7 +139,7 @@ def _span_outcome(span: ReadableSpan, rules: RuleSet, include_errors: bool) -> _
     return _outcome("span", span.name, zip(origins, results, strict=False))
 
 
-def _log_outcome(record: RecordedLog, rules: RuleSet) -> _Outcome:
+def _log_outcome(record: LogRecord, rules: RuleSet) -> _Outcome:
     tagged = any(key in record.attributes for key in (*LOG_USER_KEYS, *LOG_EVENT_KEYS))
     match = None if tagged else rules.match_log(record.body, record.attributes)
     result = translate_log(record, rules=rules)

@@ -61,7 +61,8 @@ class Relay:
     """Translates and delivers relayed telemetry through one pipeline (its own ``stats()``).
 
     ``options`` are the handler's and exporters' (``api_key``, ``spool_path``, ...),
-    each from its ``VIBEFOLLOW_*`` variable when not given.
+    each from its ``VIBEFOLLOW_*`` variable when not given; ``rules`` (``VIBEFOLLOW_RULES``)
+    make events of untagged spans and log records, as in the exporters (docs/rules.md).
     """
 
     def __init__(
@@ -106,11 +107,12 @@ class Relay:
         collisions = KeyCollisions()
         results: list[Result] = []
         refused: Counter[str] = Counter()
+        include, rules = self._include_errors, self._sink.rules
         for span in spans:
             if span.context is None or span.start_time is None:
                 refused["a span has no trace id, span id or start time"] += 1
                 continue
-            got = translate_span(span, include_errors=self._include_errors, collisions=collisions)
+            got = translate_span(span, include_errors=include, collisions=collisions, rules=rules)
             _note_rejections(got, refused)
             results.extend(got)
         return self._deliver(results, collisions, refused, len(spans), "spans")
@@ -123,7 +125,9 @@ class Relay:
         for record in records:
             if is_library_logger(record.instrumentation_scope.name):
                 continue  # vf-otel's own loggers are never events, as in-process
-            result = translate_log(record, collisions, event_id=partial(_log_id, record))
+            result = translate_log(
+                record, collisions, self._sink.rules, event_id=partial(_log_id, record)
+            )
             if result is None:
                 continue
             if record.timestamp is None and record.observed_timestamp is None:
