@@ -680,8 +680,8 @@ def test_the_wake_up_fd_is_taken_only_when_free_and_given_back(
     closing it puts back what was there: asyncio's, or none."""
     read, write = os.pipe()
     os.set_blocking(write, False)
+    before = signal.set_wakeup_fd(write)  # the test runner's, if any: back at the end
     try:
-        signal.set_wakeup_fd(write)
         theirs = vf_otel.VibefollowHandler(api_key=server.api_key, base_url=server.base_url)
         assert signal.set_wakeup_fd(write) == write  # still theirs, untouched
         theirs.close()
@@ -694,6 +694,6 @@ def test_the_wake_up_fd_is_taken_only_when_free_and_given_back(
         assert signal.set_wakeup_fd(-1) == -1
         assert not [t for t in threading.enumerate() if t.name == "vf-otel-sigterm"]
     finally:
-        signal.set_wakeup_fd(-1)
+        signal.set_wakeup_fd(before)
         os.close(read)
         os.close(write)
