@@ -605,3 +605,95 @@ def test_a_spawn_pool_block_delivers_without_a_flush_in_the_task(
     assert done.returncode == 0, done.stderr
     assert users(server) == list(range(EVENTS))
     assert time.monotonic() - started < SHUTDOWN_BOUND + 30  # spawning 4 interpreters included
+
+
+#: A main thread blocked in a C-level wait when SIGTERM's C handler runs elsewhere: the
+#: handler only sets the flag the hook waits on, and nothing ends the wait (a pool
+#: worker that ``Pool.terminate()`` signals as it blocks on the task queue's lock).
+#: ``trip`` sends SIGTERM to its own thread once the main thread sleeps in the wait.
+STUCK_IN_A_WAIT = f"""
+import logging, multiprocessing, os, signal, sys, threading, time
+import vf_otel
+
+def wait_for_ever():
+    multiprocessing.Semaphore(0).acquire()  # no one releases it: only a signal ends it
+
+def blocked(main):
+    frame = sys._current_frames().get(main.ident)
+    if frame is None or frame.f_code.co_name != "wait_for_ever":
+        return False
+    # The main thread's id is the process's (native_id is the parent's in a forked child).
+    with open(f"/proc/self/task/{{os.getpid()}}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] == "S"
+
+def trip(main):
+    seen = 0  # asleep five times in a row while this thread lets the GIL go: in the wait
+    while seen < 5:
+        time.sleep(0.02)
+        seen = seen + 1 if blocked(main) else 0
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+def work():
+    log = logging.getLogger("worker")
+    for i in range({EVENTS}):
+        log.warning("job_done", extra={{"vf_user": f"usr_{{i}}"}})
+    threading.Thread(target=trip, args=(threading.main_thread(),), daemon=True).start()
+    wait_for_ever()
+
+vf_otel.configure(spans=False)
+if sys.argv[1] == "forked":  # the hook was installed before the fork: the child's own
+    pid = os.fork()
+    if pid == 0:
+        work()
+    _, status = os.waitpid(pid, 0)
+    sys.exit(100 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else 1)
+work()
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="Linux's /proc/<pid>/task")
+@pytest.mark.parametrize("where", ["main", "forked"])
+def test_a_sigterm_caught_as_the_main_thread_blocks_still_runs_the_hook(
+    server: VibefollowServer, tmp_path: Path, where: str
+) -> None:
+    """SIGTERM's flag set while the main thread sleeps in a C-level wait: the process
+    (or a child forked after the hook was installed) still delivers and dies of SIGTERM."""
+    script = tmp_path / "stuck.py"
+    script.write_text(STUCK_IN_A_WAIT)
+    done = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, str(script), where],
+        env=child_env(server, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD,
+        check=False,
+    )
+    expected = -signal.SIGTERM if where == "main" else 100 + signal.SIGTERM
+    assert done.returncode == expected, done.stderr
+    assert users(server) == list(range(EVENTS))
+
+
+def test_the_wake_up_fd_is_taken_only_when_free_and_given_back(
+    server: VibefollowServer,
+) -> None:
+    """A handler watches SIGTERM through a wake-up fd of its own only if none was set, and
+    closing it puts back what was there: asyncio's, or none."""
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    before = signal.set_wakeup_fd(write)  # the test runner's, if any: back at the end
+    try:
+        theirs = vf_otel.VibefollowHandler(api_key=server.api_key, base_url=server.base_url)
+        assert signal.set_wakeup_fd(write) == write  # still theirs, untouched
+        theirs.close()
+        assert signal.set_wakeup_fd(-1) == write
+        handler = vf_otel.VibefollowHandler(api_key=server.api_key, base_url=server.base_url)
+        ours = signal.set_wakeup_fd(-1)
+        signal.set_wakeup_fd(ours)
+        assert ours not in (-1, write)  # the watch's own pipe
+        handler.close()
+        assert signal.set_wakeup_fd(-1) == -1
+        assert not [t for t in threading.enumerate() if t.name == "vf-otel-sigterm"]
+    finally:
+        signal.set_wakeup_fd(before)
+        os.close(read)
+        os.close(write)

@@ -23,6 +23,7 @@ most its timeout (docs/runtimes.md).
 from __future__ import annotations
 
 import _thread
+import select  # noqa: F401 - loaded for _original("select", ...) before any patch
 import signal
 import sys
 import threading
@@ -43,6 +44,7 @@ __all__ = [
     "green_patched",
     "local",
     "sleep",
+    "wait_readable",
 ]
 
 
@@ -68,6 +70,7 @@ RLock: Final[Callable[[], Any]] = _original("_thread", "RLock")
 local: Final[type[threading.local]] = _original("_thread", "_local")
 #: A real sleep, which releases the GIL and blocks only this thread.
 sleep: Final[Callable[[float], None]] = _original("time", "sleep")
+_select: Final[Callable[..., Any]] = _original("select", "select")
 #: The longest wait a real lock accepts.
 _TIMEOUT_MAX: Final = _thread.TIMEOUT_MAX
 
@@ -97,6 +100,12 @@ def green_patched() -> bool:
         return True
     eventlet = sys.modules.get("eventlet.patcher")
     return bool(eventlet is not None and eventlet.is_monkey_patched("thread"))
+
+
+def wait_readable(fd: int, timeout: float | None) -> bool:
+    """Wait on a real ``select`` until ``fd`` is readable or ``timeout``; whether it is."""
+    readable, _, _ = _select([fd], [], [], timeout)
+    return bool(readable)
 
 
 def _limit(timeout: float | None) -> float:

@@ -20,6 +20,19 @@ raising SIGTERM again (uvicorn) reaches the default-action branch last, after it
 graceful shutdown: what was logged during it is delivered too. While the hook is
 installed anywhere in such a chain no second one is added, so nothing drains twice.
 
+A SIGTERM is never lost to a blocking wait. CPython's C-level handler only sets a flag;
+the hook runs at the main thread's next bytecode. A SIGTERM that lands just before the
+main thread blocks in a C-level wait that nothing else ends (a ``multiprocessing`` pool
+worker taking its next task while ``Pool.terminate()`` holds the queue's lock), or on
+another thread while the main thread is blocked, would leave the process running for
+ever. So while the hook is installed a small vf-otel thread watches the signal wake-up
+fd (``signal.set_wakeup_fd``, a pipe of its own; a forked child makes its own): when
+SIGTERM came and the hook has not started within ``_WAKE_AFTER``, it sends SIGTERM to
+the main thread again, which ends the wait (``EINTR``) so the hook runs. A wake-up fd
+set before the hook (asyncio's loop, which runs handlers promptly itself) is left
+alone and nothing is watched; one set after it replaces the pipe, and the thread then
+just waits (``_Watch``).
+
 SIGTERM that is ignored (``SIG_IGN``) or handled outside Python (``getsignal`` says
 ``None``) is left alone: nothing is installed. Only the main thread can install a
 signal handler; elsewhere nothing is installed either (``flush_on_sigterm()`` from the
@@ -31,14 +44,19 @@ close handlers leave SIGTERM as they found it.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from .._delivery.threads import RLock, Thread, wait_readable
 
 if TYPE_CHECKING:  # handler.py imports this module
     from .handler import VibefollowHandler
@@ -55,6 +73,14 @@ __all__ = [
 _logger = logging.getLogger("vf_otel")
 _SIGNAL: Final = getattr(signal, "SIGTERM", None)
 PythonHandler = Callable[[int, FrameType | None], Any]
+#: How long a SIGTERM may wait for the hook before it is sent to the main thread again
+#: (a main thread running Python code runs the hook well within it).
+_WAKE_AFTER: Final = 0.3
+#: How often it is sent again at most: a C call that retries on EINTR without running
+#: handlers is not ended by any number of them.
+_WAKE_LIMIT: Final = 50
+#: Whether this platform can send a signal to a thread (POSIX).
+_CAN_WAKE: Final = _SIGNAL is not None and hasattr(signal, "pthread_kill")
 
 
 class Deliverable(Protocol):
@@ -67,7 +93,7 @@ class Deliverable(Protocol):
 class SigtermHook:
     """The SIGTERM handler: drain vf-otel, then chain to ``previous`` or re-raise."""
 
-    __slots__ = ("_handlers", "_holding", "_targets", "pinned", "previous")
+    __slots__ = ("_handlers", "_holding", "_targets", "_watch", "pinned", "previous")
 
     def __init__(self, previous: PythonHandler | signal.Handlers) -> None:
         self.previous = previous
@@ -79,6 +105,28 @@ class SigtermHook:
         self._handlers: weakref.WeakSet[VibefollowHandler] = weakref.WeakSet()
         # SIGTERM is blocked on the main thread until exit (see _hold_until_exit).
         self._holding = False
+        self._watch: _Watch | None = None
+
+    @property
+    def watching(self) -> bool:
+        """Whether a ``_Watch`` thread looks out for a SIGTERM the hook misses."""
+        return self._watch is not None
+
+    @property
+    def holding(self) -> bool:
+        """Whether SIGTERM is held (blocked on the main thread) until the exit."""
+        return self._holding
+
+    def start_watching(self) -> None:
+        """Watch for a SIGTERM the main thread does not run the hook for (``_Watch``)."""
+        if self._watch is None and _CAN_WAKE:
+            self._watch = _Watch.start(self)
+
+    def stop_watching(self, *, inherited: bool = False) -> None:
+        """Stop the watch (``inherited``: a forked child's copy, whose thread is gone)."""
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.stop(inherited=inherited)
 
     @property
     def wanted(self) -> bool:
@@ -102,6 +150,9 @@ class SigtermHook:
         self._targets.discard(target)
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
+        watch = self._watch
+        if watch is not None:
+            watch.started()
         previous = self.previous
         final = not callable(previous)  # the default action: the process ends right after
         try:
@@ -186,6 +237,145 @@ def attached_handlers() -> list[VibefollowHandler]:
     return list(found.values())
 
 
+class _Watch:
+    """Sends SIGTERM to the main thread again while the hook waits for it in vain.
+
+    The wake-up pipe gets a byte per signal that has a Python handler, written by the C
+    handler right after it set the flag the hook waits on. The thread reads it; when a
+    SIGTERM byte came and the hook has not started ``_WAKE_AFTER`` later, the main
+    thread is blocked in a C call that has not seen the flag, and ``pthread_kill``
+    interrupts it: the wait returns ``EINTR`` and runs the handlers. The flag is one
+    bit, so a SIGTERM sent while one is pending still runs the hook once.
+
+    ``starts`` counts the hook's starts; the hook drains the pipe as it starts, under the
+    same lock the thread reads it with, so a byte the thread reads afterwards is a
+    SIGTERM that came after that start: no byte makes a second call of a handled signal.
+    Nothing is sent while the hook runs, while SIGTERM is held for the exit, or when
+    another handler than the hook is installed (a server's, or the default action).
+    """
+
+    __slots__ = ("_hook", "_lock", "_main", "_read", "_signum", "_thread", "_write", "starts")
+
+    def __init__(self, hook: SigtermHook, signum: int, read: int, write: int) -> None:
+        self._hook = hook
+        self._signum = signum
+        self._read = read
+        self._write = write
+        self._lock = RLock()  # re-entrant: a second SIGTERM may run the hook inside it
+        self._main = threading.main_thread().ident
+        self._thread = Thread(self._run, "vf-otel-sigterm")
+        self.starts = 0
+
+    @classmethod
+    def start(cls, hook: SigtermHook) -> _Watch | None:
+        """Watch a new wake-up pipe; None when a wake-up fd was set already (kept)."""
+        if _SIGNAL is None:
+            return None
+        read, write = os.pipe()
+        try:
+            for end in (read, write):
+                os.set_blocking(end, False)
+            previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+            if previous == -1:
+                watch = cls(hook, int(_SIGNAL), read, write)
+                watch._thread.start()
+                return watch
+            signal.set_wakeup_fd(previous)  # someone else's (asyncio's loop): theirs, not watched
+        except (OSError, ValueError, RuntimeError):
+            _logger.debug("vf-otel does not watch SIGTERM's wake-up fd", exc_info=True)
+        _close(read, write)
+        return None
+
+    def stop(self, *, inherited: bool) -> None:
+        """Put the wake-up fd back and end the thread (the pipe's end of file ends it)."""
+        try:
+            current = signal.set_wakeup_fd(-1)
+            if current not in (-1, self._write):
+                signal.set_wakeup_fd(current)  # set after the hook's: left as it is
+        except ValueError:  # not on the main thread: the next set_wakeup_fd replaces ours
+            _logger.debug("vf-otel could not take its wake-up fd back", exc_info=True)
+        if inherited:  # a forked child: the parent's pipe, no thread reads it here
+            _close(self._read, self._write)
+            return
+        _close(self._write)
+        self._thread.join(timeout=1.0)
+
+    def started(self) -> None:
+        """The hook starts: count it and drop the bytes of the signals it handles."""
+        with self._lock:
+            self.starts += 1
+            self._drain()
+
+    def _drain(self) -> bool:
+        """Read what the pipe holds; whether SIGTERM was in it. EOFError at its end."""
+        seen = False
+        while True:
+            try:
+                data = os.read(self._read, 512)
+            except BlockingIOError:
+                return seen
+            if not data:
+                raise EOFError
+            seen = seen or self._signum in data
+
+    def _run(self) -> None:
+        pending: int | None = None  # ``starts`` when the unanswered SIGTERM was read
+        due, sends = 0.0, 0
+        try:
+            while True:
+                timeout = None if pending is None else max(0.0, due - time.monotonic())
+                readable = wait_readable(self._read, timeout)
+                with self._lock:
+                    if readable:
+                        starts = self.starts
+                        if self._drain() and pending is None:
+                            pending, due, sends = starts, time.monotonic() + _WAKE_AFTER, 0
+                    if pending is not None and self.starts != pending:
+                        pending = None  # the hook started: answered
+                    elif pending is not None and time.monotonic() >= due:
+                        if sends >= _WAKE_LIMIT:
+                            pending = None
+                        elif self._wake():
+                            sends += 1
+                        due = time.monotonic() + _WAKE_AFTER
+        except EOFError:  # stop() closed the write end
+            os.close(self._read)
+        except Exception:  # a watch never takes the process down
+            _logger.debug("vf-otel stopped watching SIGTERM", exc_info=True)
+
+    def _wake(self) -> bool:
+        """Send SIGTERM to the main thread if the hook still waits for it; whether sent."""
+        hook = self._hook
+        if self._main is None or hook.holding or signal.getsignal(self._signum) is not hook:
+            return False
+        frame = sys._current_frames().get(self._main)  # the only way to see its stack
+        while frame is not None:
+            if frame.f_code is SigtermHook.__call__.__code__:
+                return False  # started, not counted yet
+            frame = frame.f_back
+        signal.pthread_kill(self._main, self._signum)
+        return True
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _watch_again_in_child() -> None:
+    """A forked child: the hook was copied, the parent's pipe too, its thread was not."""
+    hook = _INSTALLED.hook
+    if hook is None or not hook.watching:
+        return
+    hook.stop_watching(inherited=True)
+    hook.start_watching()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_watch_again_in_child)
+
+
 class _Installed:
     """The process's one hook while it is installed (also when another handler was put
     above it since: a server's, which chains to it or puts it back before re-raising)."""
@@ -220,6 +410,7 @@ def install_sigterm_hook() -> SigtermHook | None:
     hook = SigtermHook(previous)
     signal.signal(_SIGNAL, hook)
     _INSTALLED.hook = hook
+    hook.start_watching()
     return hook
 
 
@@ -229,8 +420,10 @@ def remove_sigterm_hook(hook: SigtermHook) -> None:
     if _SIGNAL is None or hook.wanted or threading.current_thread() is not threading.main_thread():
         return
     previous = hook.previous
-    if signal.getsignal(_SIGNAL) is hook:
+    installed = signal.getsignal(_SIGNAL) is hook  # (an `is` in the `if` narrows ``hook``)
+    if installed:
         signal.signal(_SIGNAL, previous)
+        hook.stop_watching()
         if _INSTALLED.hook is hook:
             _INSTALLED.hook = None
 
