@@ -110,6 +110,7 @@ def __getattr__(name: str) -> _typing.Any:
 for _name in __all__:
     if _name in globals():
         _public(globals()[_name])
+del _name
 
 
 def __dir__() -> list[str]:
