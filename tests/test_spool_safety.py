@@ -268,6 +268,7 @@ IN_FLIGHT_AT_EXIT = """
     spool = sys.argv[1] or None
     handler = vf_otel.VibefollowHandler(
         spool_path=spool, shutdown_timeout=2.0, flush_interval=60.0, max_retries=0,
+        adaptive_batching=False,  # the first request holds a full batch of 500
         on_error=lambda error, events: reported.append((str(error), len(events))),
     )
     log = logging.getLogger("app")
