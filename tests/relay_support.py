@@ -141,7 +141,11 @@ def relay_env(base_url: str, api_key: str, **extra: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def relay_process(
-    env: Mapping[str, str], *args: str, port: int | None = None, log: Path | None = None
+    env: Mapping[str, str],
+    *args: str,
+    port: int | None = None,
+    log: Path | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``vf-otel relay`` in its own process, ready; yields its URL and the process.
 
@@ -150,7 +154,7 @@ def relay_process(
     port = port or free_port()
     out = open(log or os.devnull, "ab")  # noqa: SIM115 - closed below, after the process
     command = [sys.executable, "-m", "vf_otel", "relay", "--port", str(port), *args]
-    process = subprocess.Popen(command, env=dict(env), stdout=out, stderr=out)  # noqa: S603
+    process = subprocess.Popen(command, env=dict(env), stdout=out, stderr=out, cwd=cwd)  # noqa: S603
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, process)

@@ -296,6 +296,37 @@ def test_cli_refuses_unsafe_or_incomplete_settings(
     assert server.api_key not in err
 
 
+def test_cli_rules_file_makes_events_of_untagged_spans(
+    server: VibefollowServer, tmp_path: Path
+) -> None:
+    """`vf-otel relay --rules FILE` (no VIBEFOLLOW_RULES): an untagged request span the
+    file maps arrives as its event with the allow-listed properties only; a span no rule
+    matches makes nothing."""
+    rules = Path(__file__).resolve().parent.parent / "examples" / "rules.toml"
+    shutil.copy(rules, tmp_path / "rules.toml")
+    env = relay_env(server.base_url, server.api_key)
+    env.pop("VIBEFOLLOW_RULES", None)
+    signup = {
+        "http.request.method": "POST",
+        "http.route": "/api/signup",
+        "http.response.status_code": 201,
+        "enduser.id": "usr_9",
+        "app.plan": "pro",
+        "app.secret": "never copied",
+    }
+    other = {**signup, "http.route": "/api/other"}
+    # A relative path, resolved against the directory the relay starts in.
+    with relay_process(env, "--rules", "rules.toml", cwd=tmp_path) as (url, _):
+        body = json_traces(
+            json_span("POST /api/signup", signup),
+            json_span("POST /api/other", other, span_id="aaa19b7ec3c1b174"),
+        )
+        reply = httpx.post(f"{url}/v1/traces", json=body, headers=AUTH, timeout=30)
+        assert reply.status_code == 200, reply.text
+    got = [(e["name"], e["external_user_id"], e["properties"]) for e in server.events]
+    assert got == [("user_signed_up", "usr_9", {"plan": "pro", "route": "/api/signup"})]
+
+
 def self_signed(directory: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 and its key, made by the openssl command."""
     cert, key = directory / "cert.pem", directory / "key.pem"
