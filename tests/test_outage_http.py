@@ -126,6 +126,34 @@ def test_endpoint_down_then_back_on_the_same_port_delivers_everything_once(
         after.stop()
 
 
+@pytest.mark.slow
+def test_a_flush_after_an_outage_sends_when_the_circuit_allows_not_at_the_next_replay(
+    vibefollow_server: VibefollowServer, make_handler: HandlerFactory
+) -> None:
+    """The outage opened the circuit (1 s cool-down) and the next scheduled replay is
+    flush_interval (60 s) away: a flush once the API is back sends what is parked as soon
+    as the circuit lets it, delivers all of it exactly once and answers True."""
+    handler = make_handler(max_retries=0, batch_size=10)
+    log = logging.getLogger("app.outage.replay")
+    log.propagate = False
+    log.addHandler(handler)
+    # Five failed attempts open the circuit (FAILURE_THRESHOLD); then the API is back.
+    vibefollow_server.fail_next(503, count=5)
+    for i in range(25):
+        log.warning("e", extra={"vf_event": f"e_{i}", "vf_user": "u"})
+    assert handler.flush(timeout=0.5) is False  # parked: the circuit opened meanwhile
+    assert vibefollow_server.wait_for_requests(5)
+    assert vibefollow_server.pending_faults == 0  # the outage is over
+    try:
+        assert handler.flush(timeout=15) is True
+        names = [e["name"] for e in vibefollow_server.events]
+        assert sorted(names) == sorted(f"e_{i}" for i in range(25))
+        stats = handler.stats()
+        assert (stats.sent, stats.dropped_total, stats.backlog) == (25, 0, 0)
+    finally:
+        log.removeHandler(handler)
+
+
 def test_stats_has_a_spooled_counter() -> None:
     """Stats gained ``spooled`` with a default, so older constructions still work."""
     assert vf_otel.Stats().spooled == 0

@@ -280,8 +280,7 @@ class Worker:
         now = self._clock()
         waits = [self._interval if len(self._queue) == 0 else next_batch - now]
         if len(self._parked) or self._parked.spool_dirty:
-            ready = self._circuit.seconds_until_ready()
-            waits.append(max(ready if ready != float("inf") else 1.0, next_replay - now))
+            waits.append(self._replay_wait(next_replay, now))
         deadline = self._batches.earliest_deadline()
         if deadline is not None:
             waits.append(deadline - now)
@@ -291,6 +290,23 @@ class Worker:
         elif now < opens < float("inf"):
             waits.append(opens - now)  # then send what gathered, or wake at the next event
         return max(0.001, min(waits))
+
+    def _replay_wait(self, next_replay: float, now: float) -> float:
+        """How long until what is parked is tried again.
+
+        The later of the circuit's next permit and the next scheduled replay; but when
+        the circuit holds back a replay that was asked for (a flush waits, or the circuit
+        changed), only until it lets a request through: a flush after an outage must not
+        sit idle until the next scheduled replay (``flush_interval`` away) and time out
+        meanwhile. With the circuit ready, a replay that could not go (every sender busy)
+        waits for a sender's end, which wakes this thread, or the next scheduled replay.
+        """
+        ready = self._circuit.seconds_until_ready()
+        if ready == float("inf"):
+            ready = 1.0  # a probe is out: its end wakes this thread, this only bounds it
+        if ready > 0.0 and (self._replay_now or self._batches.waiting):
+            return ready
+        return max(ready, next_replay - now)
 
     def _take_queue(self, *, everything: bool) -> None:
         # Only flushes asked before the take began: their events are in the queue now,
