@@ -1072,3 +1072,23 @@ def test_error_reprs_carry_status_and_code(error: VibefollowError) -> None:
     assert text.startswith(type(error).__name__ + "(")
     assert f"status={error.status}" in text
     assert f"code={error.code!r}" in text
+
+
+def test_a_senders_end_is_announced_once_its_slot_is_free() -> None:
+    """The worker, woken by a sender's end, must find that sender free: a wake-up while
+    the slot was still taken let it sleep until the next replay with work it could send."""
+    from vf_otel._delivery.dispatch import Senders
+
+    seen: list[tuple[int, bool]] = []
+    announced = threading.Event()
+
+    def freed() -> None:
+        if not seen:  # the first job's end: could the worker hand over another one now?
+            seen.append((senders.busy, senders.submit("second", 0.0, limit=1)))
+            announced.set()
+
+    senders: Senders[str] = Senders(lambda job: None, size=1, freed=freed)
+    assert senders.submit("first", 1.0, limit=1)
+    assert announced.wait(10.0)
+    assert seen == [(0, True)]
+    senders.stop(10.0)

@@ -521,7 +521,10 @@ class JobRunner:
         self._queue_filling = queue_filling
         self._when_stopped = when_stopped  # e.g. close the HTTP client
         self._clock = clock
-        self.senders: Senders[Job] = Senders(self._run)
+        # A sender's end wakes the worker once its slot is free again: a wake-up from
+        # ``_settle`` alone comes while the slot is still taken, and a worker that found
+        # every sender busy then would sleep until the next replay or flush deadline.
+        self.senders: Senders[Job] = Senders(self._run, freed=self._wake.set)
         # Events whose batch's upserts all have their outcome: the worker dispatches them.
         self._ready: deque[Job] = deque()
         parked.on_evicted = self._evicted
@@ -674,10 +677,18 @@ MAX_CONCURRENT_REQUESTS: Final = 4
 
 
 class Senders(Generic[T]):
-    """Runs ``run(job)`` on up to ``size`` daemon threads."""
+    """Runs ``run(job)`` on up to ``size`` daemon threads; ``freed()`` after each job's
+    slot is free again."""
 
-    def __init__(self, run: Callable[[T], None], size: int = MAX_CONCURRENT_REQUESTS) -> None:
+    def __init__(
+        self,
+        run: Callable[[T], None],
+        size: int = MAX_CONCURRENT_REQUESTS,
+        *,
+        freed: Callable[[], None] = lambda: None,
+    ) -> None:
         self._run = run
+        self._on_freed = freed
         self._size = size
         self._slots = threads.Semaphore(self._size)
         self._jobs: threads.SimpleQueue[T | None] = threads.SimpleQueue()
@@ -757,6 +768,7 @@ class Senders(Generic[T]):
                     self._idle += 1
                     self._freed.set()
                 self._slots.release()
+                self._on_freed()
 
 
 # What ``flush()`` waits for: batches numbered as the worker takes them, and who waits.
