@@ -752,6 +752,30 @@ def test_send_without_an_api_key_exits_3(capsys: pytest.CaptureFixture[str]) -> 
     assert "no API key" in capsys.readouterr().err
 
 
+def test_send_with_delivery_off_checks_the_event_and_sends_nothing(
+    vibefollow_server: VibefollowServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """VIBEFOLLOW_ENABLED=false, as in the library: the event is checked and not sent, even
+    with a working key; no key is needed. stderr says delivery is off, stdout stays empty
+    (no "sent"), exit 0; an invalid event is still exit 13."""
+    monkeypatch.setenv("VIBEFOLLOW_ENABLED", "false")
+    props = ["--prop", "feature=export"]
+    assert send(vibefollow_server, "feature_used", "--user", "usr_42", *props) == ExitCode.OK
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        "vf-otel send: not sent: delivery is off (VIBEFOLLOW_ENABLED=false); feature_used "
+        'for user usr_42 passes the checks: {"feature": "export"}\n'
+    )
+    assert main(["send", "feature_used", "--user", "usr_42", *props]) == ExitCode.OK
+    assert "delivery is off" in capsys.readouterr().err
+    assert main(["send", "feature_used", "--user", "usr_42"]) == ExitCode.INVALID_EVENT
+    assert "requires the property 'feature'" in capsys.readouterr().err
+    assert vibefollow_server.requests == []
+
+
 @pytest.mark.parametrize("bad", [["--prop", "novalue"], ["--prop", "=1"], []])
 def test_send_usage_errors_exit_2(bad: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     """A property without KEY=, or no --user, is a usage error."""

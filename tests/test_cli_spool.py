@@ -405,6 +405,25 @@ def test_replay_without_an_api_key_exits_3(
     assert rows(path) == 1
 
 
+def test_replay_with_delivery_off_sends_nothing_and_keeps_the_spool(
+    vibefollow_server: VibefollowServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """VIBEFOLLOW_ENABLED=false turns this command's sending off too: exit 1, saying why
+    and what to change; every row stays, nothing is sent."""
+    path = tmp_path / "spool.db"
+    fill(path, *batch("a")).close()
+    monkeypatch.setenv("VIBEFOLLOW_ENABLED", "false")
+    assert replay(vibefollow_server, path) == ExitCode.FAILED
+    err = capsys.readouterr().err
+    assert "not replayed: delivery is off (VIBEFOLLOW_ENABLED=false); the spool is kept" in err
+    assert "Unset VIBEFOLLOW_ENABLED" in err
+    assert rows(path) == 1
+    assert vibefollow_server.requests == []
+
+
 def test_replay_leaves_rows_another_process_is_sending(
     vibefollow_server: VibefollowServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

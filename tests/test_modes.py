@@ -12,16 +12,21 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 
 import vf_otel
 from vf_otel._config import NO_BASE_URL, resolve_settings
 from vf_otel.testing import VibefollowServer
+
+from .test_spans import recorded_spans
 
 #: A hang guard for a child process, not a timing assertion.
 HANG_GUARD = 120
@@ -158,6 +163,35 @@ def test_disabled_span_exporter_counts_spans() -> None:
     provider.shutdown()
     assert exporter.stats().disabled == 2
     assert exporter.stats().dropped_total == 0
+
+
+def test_disabled_exporters_answer_at_once_and_stop_for_good() -> None:
+    """Both exporters with enabled=False: a tagged span or record is counted as disabled,
+    export answers SUCCESS and force_flush True at once; after shutdown (twice) export
+    answers FAILURE and counts nothing more, as with delivery on."""
+    spans = recorded_spans(lambda tracer: tracer.start_span("s", attributes={"vf.user": "u"}).end())
+    span_exporter = vf_otel.VibefollowSpanExporter(enabled=False)
+    log_exporter = vf_otel.VibefollowLogExporter(enabled=False)
+    provider = LoggerProvider(shutdown_on_exit=False)
+    provider.add_log_record_processor(SimpleLogRecordProcessor(log_exporter))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # SDK 1.45 deprecates it
+        otel_logging = LoggingHandler(logger_provider=provider)
+    record = {"name": "app", "msg": "checkout", "levelno": logging.INFO, "vf_user": "u1"}
+
+    assert span_exporter.export(spans) is SpanExportResult.SUCCESS
+    otel_logging.handle(logging.makeLogRecord(record))
+    for exporter in (span_exporter, log_exporter):
+        assert exporter.force_flush(0) is True
+        assert exporter.stats().disabled == 1
+        exporter.shutdown()
+        exporter.shutdown()
+    assert span_exporter.export(spans) is SpanExportResult.FAILURE
+    otel_logging.handle(logging.makeLogRecord(record))
+    otel_logging.close()
+    for exporter in (span_exporter, log_exporter):
+        stats = exporter.stats()
+        assert (stats.disabled, stats.enqueued, stats.dropped_total) == (1, 0, 0)
 
 
 DEBUG_APP = """

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from .._config import Settings, resolve_settings
 from .._delivery.client import NOT_THE_API, REDIRECT, describe
-from .._delivery.pipeline import Pipeline
+from .._delivery.pipeline import Delivery, open_pipeline
 from .._errors import AuthError, ValidationError, VibefollowError
 from .._event.build import Rejection, make_event
 from .._event.model import Event, new_event_id
@@ -29,6 +29,8 @@ CLOSE_TIMEOUT: Final = 0.0
 #: reachable API answers well within it; an unreachable one is retried for ``--timeout``.
 WAITING_NOTICE_AFTER: Final = 1.0
 _DOCTOR_HINT: Final = "Run `vf-otel doctor` to find out why."
+#: What turned delivery off: the command has no option for it, only the variable.
+_OFF: Final = "VIBEFOLLOW_ENABLED=false"
 #: The code of the error the library records when VIBEFOLLOW_BASE_URL is invalid.
 INVALID_BASE_URL: Final = "invalid_base_url"
 
@@ -40,7 +42,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="send one event (for shell scripts)",
         description=(
             "Send one event through the library's validation and delivery (retries "
-            "included). Exit status 0 only when it was delivered."
+            "included). Exit status 0 only when it was delivered, or when delivery is "
+            "off (VIBEFOLLOW_ENABLED=false): then it is checked, not sent, and stderr says so."
         ),
         epilog='Values are JSON when they parse as JSON (42, true, null, "42"), else strings.',
     )
@@ -101,6 +104,8 @@ class _Outcome:
     user_sent: bool
     refused: tuple[VibefollowError, ...]
     last_error: VibefollowError | None
+    #: Delivery is off (VIBEFOLLOW_ENABLED=false): the event was counted, never sent.
+    disabled: bool = False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         settings = resolve_settings(**explicit)
     except ValueError as exc:
         return _fail(ExitCode.BAD_CONFIG, f"invalid option: {exc}")
-    if settings.api_key is None:
+    if settings.api_key is None and settings.enabled:  # with delivery off none is needed
         return _fail(ExitCode.NO_API_KEY, "not sent: no API key; set VIBEFOLLOW_API_KEY")
     event = make_event(
         name=args.event,
@@ -137,7 +142,9 @@ def _deliver(settings: Settings, event: Event) -> _Outcome:
     # a one-off send replay what the app spooled.
     one_off = replace(settings, spool_path=None)
     with quiet_logger("vf_otel"):
-        pipeline = Pipeline(one_off, on_error=lambda error, _: refused.append(error))
+        # The library's own choice: a pipeline that delivers, or with delivery off one
+        # that only counts (stats().disabled).
+        pipeline = open_pipeline(one_off, on_error=lambda error, _: refused.append(error))
         try:
             # The handler's path: queued, then sent by the worker (user upsert first).
             # flush() rather than deliver(): it also returns early when nothing can be
@@ -149,10 +156,11 @@ def _deliver(settings: Settings, event: Event) -> _Outcome:
         finally:
             pipeline.shutdown(CLOSE_TIMEOUT)
     last_error = pipeline.ledger.last_error
-    return _Outcome(stats.sent == 1, stats.users_sent == 1, errors, last_error)
+    sent, user_sent, disabled = stats.sent == 1, stats.users_sent == 1, stats.disabled == 1
+    return _Outcome(sent, user_sent, errors, last_error, disabled)
 
 
-def _wait_for_delivery(pipeline: Pipeline, settings: Settings) -> None:
+def _wait_for_delivery(pipeline: Delivery, settings: Settings) -> None:
     """Wait up to ``export_timeout``; when the first second brings no answer, say on stderr
     what the command is waiting for, and until when, instead of a silent wait."""
     deadline = time.monotonic() + settings.export_timeout
@@ -185,6 +193,12 @@ def failure_reason(error: VibefollowError) -> str:
 def _report(event: Event, outcome: _Outcome, settings: Settings) -> int:
     wants_user, key = event.traits is not None, settings.api_key
     what = f"{printable(event.name)} for user {printable(event.user_id)}"
+    if outcome.disabled:
+        # As in the library: delivery off is no failure (flush() is True), so a script
+        # run where the app's events are not sent (CI) goes on; stdout stays empty.
+        checked = f"{what} passes the checks: {to_json(dict(event.properties))}"
+        print(f"vf-otel send: not sent: delivery is off ({_OFF}); {checked}", file=sys.stderr)
+        return ExitCode.OK
     if outcome.sent and (outcome.user_sent or not wants_user):
         upserted = " (user traits upserted)" if wants_user else ""
         print(f"sent {what}{upserted}: {to_json(dict(event.properties))}", flush=True)

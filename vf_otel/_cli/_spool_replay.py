@@ -96,6 +96,13 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def _replay(settings: Settings) -> int:
+    if not settings.enabled:
+        # The variable turns off every send, this command's too; the rows stay for later.
+        raise Stop(
+            ExitCode.FAILED,
+            "not replayed: delivery is off (VIBEFOLLOW_ENABLED=false); the spool is kept",
+            "Unset VIBEFOLLOW_ENABLED (or set it to true) to replay it.",
+        )
     if settings.api_key is None:
         raise Stop(ExitCode.NO_API_KEY, "not replayed: no API key; set VIBEFOLLOW_API_KEY")
     with quiet_logger("vf_otel"):

@@ -1,4 +1,4 @@
-"""One handler's or exporter's delivery: ``Pipeline``, its owner ``EventSink``, off and debug."""
+"""The one way into delivery: ``Pipeline`` (on) or ``DisabledPipeline`` (off); debug output."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import json
 import logging
 import os
 import sys
-import threading
 import weakref
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 
 import httpx
 
@@ -20,7 +20,6 @@ from .._event.build import PendingEvent, Rejection, build_pending, is_identify
 from .._event.model import Event
 from .._event.values import KeyCollisions, redactor_for
 from .._observe import register_metrics
-from .._rules import RuleSet
 from .._spool.store import Spool
 from ..typing import BeforeSend, ErrorCallback, Options
 from . import threads
@@ -37,14 +36,16 @@ from .wire import Screen, build_counted
 
 __all__ = [
     "DEBUG_LOGGER",
-    "Discard",
-    "EventSink",
+    "Delivery",
+    "DisabledPipeline",
     "Item",
     "Pipeline",
     "enable_debug_output",
     "exiting",
     "live_pipelines",
+    "open_pipeline",
     "options_settings",
+    "pipeline_for",
     "say_late_at_exit",
     "show",
     "shown",
@@ -52,15 +53,19 @@ __all__ = [
 ]
 
 
-# The delivery of one handler or exporter: queue, worker, senders, parked requests, counts.
+# The one way into delivery, for the handler, the exporters, the relay and the CLI.
 #
-#     app thread ──submit──► EventQueue ──► Worker ──build, prepare──► Senders ──► Attempts ──► API
-#     exporter ──deliver──────────────────────────────────────────────┘    │ parked
-#                                                    Parked (memory / spool) ◄┘
+#     app thread ──put──► EventQueue ──► Worker ──build, prepare──► Senders ──► Attempts ──► API
+#     exporter, relay ──deliver────────────────────────────────────┘    │ parked
+#                                                 Parked (memory / spool) ◄┘
 #
-# The handler submits log calls to the queue; the exporters, whose SDK processor
-# already buffers, deliver each batch straight away and learn whether it landed.
-# Everything after that is shared: one attempt loop, one circuit, one ledger.
+# The handler puts log calls on the queue; the exporters and the relay, whose
+# batches are already made, deliver each one straight away and learn what became of
+# it. Everything after that is shared: one attempt loop, one circuit, one ledger.
+#
+# Which pipeline is chosen once, when it is built (``open_pipeline``): a ``Pipeline``
+# that delivers, or with delivery off (``enabled=False``) a ``DisabledPipeline`` with
+# the same methods that only counts. Nothing after that asks whether delivery is on.
 
 _logger = logging.getLogger("vf_otel")
 #: What the queue holds: a built Event, a log call's tags, or a refusal to count.
@@ -76,8 +81,173 @@ _STOP_RESERVE: Final = 0.5
 _JOIN_FLOOR: Final = 0.05
 
 
-class Pipeline:
+def options_settings(options: Options) -> Settings:
+    """The settings ``options`` resolve to (the hooks and the transport are no settings)."""
+    settings_options: dict[str, Any] = dict(options)
+    for hook in ("on_error", "before_send", "transport"):
+        settings_options.pop(hook, None)
+    return resolve_settings(**settings_options)
+
+
+def pipeline_for(options: Options, *, source_kind: str) -> Delivery:
+    """The pipeline of one handler (``source_kind="handler"``), exporter or relay, built
+    from its options; its counts reported as OTel metrics under ``source_kind``.
+
+    The handler's pipeline opens again at its next record after ``shutdown()`` (as
+    ``FileHandler`` does); the exporters' and the relay's follow OTel's contract:
+    shut down is final.
+    """
+    on_error = options.get("on_error")
+    before_send = options.get("before_send")
+    if on_error is not None and not callable(on_error):
+        raise ValueError("on_error must be callable")
+    if before_send is not None and not callable(before_send):
+        raise ValueError("before_send must be callable")
+    pipeline = open_pipeline(
+        options_settings(options),
+        on_error=on_error,
+        before_send=before_send,
+        transport=options.get("transport"),
+        reopenable=source_kind == "handler",
+    )
+    if not pipeline.has_key:
+        _logger.warning("VIBEFOLLOW_API_KEY is not set: vf-otel will count and drop events")
+    try:
+        register_metrics(pipeline, source_kind=source_kind)
+    except BaseException:
+        pipeline.shutdown(0)  # no worker thread left behind by a failed constructor
+        raise
+    return pipeline
+
+
+def open_pipeline(
+    settings: Settings,
+    *,
+    on_error: ErrorCallback | None = None,
+    before_send: BeforeSend | None = None,
+    transport: httpx.BaseTransport | None = None,
+    reopenable: bool = False,
+) -> Delivery:
+    """The pipeline for ``settings``: a ``Pipeline`` that delivers, or, with delivery off
+    (``enabled=False``), a ``DisabledPipeline`` that only counts. The one place that asks."""
+    if not settings.enabled:
+        return DisabledPipeline(settings, on_error=on_error)
+    return Pipeline(
+        settings,
+        on_error=on_error,
+        before_send=before_send,
+        transport=transport,
+        reopenable=reopenable,
+    )
+
+
+class Delivery(ABC):
+    """What a handler, an exporter, the relay or the CLI hands events to (``flush`` and
+    ``shutdown`` never raise). Built by ``open_pipeline``: ``Pipeline`` or ``DisabledPipeline``."""
+
+    #: Whether it delivers at all: threads, requests, something to drain at SIGTERM.
+    delivers: ClassVar[bool]
+    #: Whether events may go on: an API key is set (or delivery is off, when nothing
+    #: needs one); without, each is dropped and counted as ``no_api_key``.
+    has_key: bool
+    #: What the app's thread calls to hand over an item (the handler binds it once).
+    put: Callable[[Item], bool]
+
+    def __init__(
+        self, settings: Settings, *, on_error: ErrorCallback | None, reopenable: bool = False
+    ) -> None:
+        self.settings = settings
+        self.ledger = Ledger(on_error)
+        #: The redaction of secret-looking keys these settings ask for.
+        self.redactor = redactor_for(settings)
+        if settings.debug:
+            enable_debug_output()
+        self._reopenable = reopenable
+        self._shut_down = False
+        self._shutting = threads.Lock()
+        self._drains_at_exit = False
+
+    def submit(self, item: Item) -> bool:
+        """Queue an event (or a log call's tags); False, counted, when refused. Never blocks."""
+        return self.put(item)
+
+    @abstractmethod
+    def refuse(self, reason: str) -> None:
+        """Count an event refused before it was handed over (``no_api_key``); lock-free."""
+
+    @abstractmethod
+    def deliver(
+        self,
+        results: Iterable[Event | Rejection],
+        collisions: KeyCollisions | None = None,
+        timeout: float | None = None,
+    ) -> Receipt:
+        """Deliver the events now and wait up to ``timeout`` (``export_timeout``), count
+        the rejections; what became of them, rejections in ``refused``.
+
+        ``collisions``: values translation lost to keys that became one string (counted).
+        """
+
+    def lost(self, count: int) -> None:
+        """Count ``count`` events lost to an error of vf-otel's own (``internal_error``)."""
+        self.ledger.drop("internal_error", (), count=count)
+
+    def seconds_until_ready(self) -> float:
+        """How long until a request may go out (0 now): the relay's ``Retry-After``."""
+        return 0.0
+
+    @abstractmethod
+    def flush(self, timeout: float | None = None) -> bool:
+        """Deliver what is queued so far; True if it all landed by ``timeout``
+        (``shutdown_timeout``) and nothing queued since the previous flush was lost."""
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Deliver within ``timeout`` (``shutdown_timeout``), then stop: what is left is
+        spooled or dropped (counted). Never raises.
+
+        A reopenable pipeline (the handler's) starts again at its next item; any other
+        stops once, and later calls return True at once.
+        """
+        with self._shutting:
+            if self._shut_down and not self._reopenable:
+                return True
+            self._shut_down = True
+        try:
+            return self._stop_within(timeout)
+        except Exception:
+            _logger.debug("vf-otel shutdown failed", exc_info=True)
+            return False
+
+    @property
+    def is_shut_down(self) -> bool:
+        """Whether ``shutdown`` was called (final for all but the handler's pipeline)."""
+        return self._shut_down
+
+    def drain_at_exit(self) -> None:
+        """Shut down at interpreter exit (registered once).
+
+        For a handler that ``dictConfig`` closed and removed from the list
+        ``logging.shutdown()`` drains at exit, while it may still be attached.
+        """
+        with self._shutting:
+            if self._drains_at_exit:
+                return
+            self._drains_at_exit = True
+        atexit.register(self.shutdown)
+
+    @abstractmethod
+    def stats(self) -> Stats:
+        """The counts now."""
+
+    @abstractmethod
+    def _stop_within(self, timeout: float | None) -> bool:
+        """``shutdown``'s work, once it is this call's to do."""
+
+
+class Pipeline(Delivery):
     """Accepts events on any thread and delivers them from its own threads."""
+
+    delivers = True
 
     def __init__(
         self,
@@ -89,19 +259,15 @@ class Pipeline:
         timing: Timing | None = None,
         reopenable: bool = False,
     ) -> None:
-        self.settings = settings
+        super().__init__(settings, on_error=on_error, reopenable=reopenable)
+        self.has_key = settings.api_key is not None
         self._transport = transport
         # The one source of time and pause lengths for everything built below (Timing).
         self.timing = timing or Timing()
         self._clock = self.timing.now
-        self.ledger = Ledger(on_error)
         self._screen = Screen(before_send, self.ledger)  # the app's before_send, counted
-        # Delivery off (enabled=False): items are only counted; no thread, spool or request.
-        self._discard = None if settings.enabled else Discard(debug=settings.debug)
-        if settings.debug:
-            enable_debug_output()
         self._spool: Spool | None = None
-        if settings.spool_path is not None and self._discard is None:
+        if settings.spool_path is not None:
             lease = settings.export_timeout + settings.timeout + LEASE_MARGIN
             self._spool = Spool(settings.spool_path, settings.spool_max_bytes, lease=lease)
             self._spool.open()  # a bad path is reported now, not at the first outage
@@ -115,14 +281,8 @@ class Pipeline:
         self._build_parts()
         if reopenable:
             self.queue.reopen = self.reopen
-        #: What the app's thread calls to hand over an item: the queue's own ``put``
-        #: (the handler binds it once), unless delivery is off or debug shows each item.
-        self.put: Callable[[Item], bool] = self.queue.put
-        if self._discard is not None:
-            self.put = self._discard.put
-            return  # nothing to run: no worker, no fork hook
-        if settings.debug:
-            self.put = shown(self.queue.put)
+        # The queue's own put(), unless debug shows each item.
+        self.put = shown(self.queue.put) if settings.debug else self.queue.put
         self._worker.start()
         _LIVE.add(self)
         if hasattr(os, "register_at_fork"):
@@ -193,6 +353,7 @@ class Pipeline:
         self.ledger.after_fork()
         self.parked.after_fork()
         self._lifecycle = threads.Lock()
+        self._shutting = threads.Lock()
         self._build_parts(self.queue, keep_queued=keep_queued)
         self.queue.closed = self._closed
         if not self._closed:
@@ -207,29 +368,41 @@ class Pipeline:
         since the fork, mixed with the parent's copy; all are kept and sent (the
         parent's copy may then arrive twice) rather than the child's lost.
         """
-        if self._pid != os.getpid() and self._discard is None:
+        if self._pid != os.getpid():
             self._restart_in_child(keep_queued=late)
 
-    # -- app thread -----------------------------------------------------------
-
-    def submit(self, item: Item) -> bool:
-        """Queue an event (or a log call's tags); False, counted, when refused. Never blocks."""
-        return self.put(item)
+    # -- the ways in -----------------------------------------------------------
 
     def refuse(self, reason: str) -> None:
         """Count an event refused before it was queued (``no_api_key``); lock-free."""
         self.queue.refuse(reason)
 
-    def deliver(self, events: Sequence[Event], timeout: float | None = None) -> bool:
-        """Send ``events`` now and wait (exporters); True if all were accepted in time."""
-        return self.deliver_counted(events, timeout).all_sent
+    def deliver(
+        self,
+        results: Iterable[Event | Rejection],
+        collisions: KeyCollisions | None = None,
+        timeout: float | None = None,
+    ) -> Receipt:
+        """Redact and send the events, count the rejections (and without a key the events)."""
+        ledger = self.ledger
+        if collisions is not None:
+            ledger.keys_collided(collisions)
+        events: list[Event] = []
+        refused = 0
+        for result in results:
+            if isinstance(result, Rejection):
+                ledger.reject(result.reason, result.field, result.message)
+                refused += 1
+            elif not self.has_key:
+                ledger.drop("no_api_key", [result])
+                refused += 1
+            else:
+                events.append(self.redactor.event(result))
+        receipt = self._deliver_events(events, timeout) if events else Receipt()
+        return dataclasses.replace(receipt, refused=receipt.refused + refused)
 
-    def deliver_counted(self, events: Sequence[Event], timeout: float | None = None) -> Receipt:
-        """Send ``events`` now and wait; what became of them (the relay answers from it)."""
-        if self._discard is not None:
-            for event in events:
-                self._discard.put(event)
-            return Receipt()
+    def _deliver_events(self, events: Sequence[Event], timeout: float | None) -> Receipt:
+        """Send built, redacted ``events`` now and wait; what became of them."""
         if self._closed:
             self.ledger.drop("shutdown", events)
             return Receipt(unsettled=len(events))
@@ -246,6 +419,10 @@ class Pipeline:
         receipt = self._worker.deliver_counted(screened, wait)
         return dataclasses.replace(receipt, refused=receipt.refused + lost) if lost else receipt
 
+    def seconds_until_ready(self) -> float:
+        """How long until the circuit lets a request out (0 now; inf while a probe is out)."""
+        return self.circuit.seconds_until_ready()
+
     # -- the worker's half of a log call --------------------------------------
 
     def _build(self, items: list[Item]) -> list[Event]:
@@ -256,9 +433,14 @@ class Pipeline:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver what is queued so far; True if it all landed by ``timeout`` and nothing
-        queued since the previous flush was dropped or dead-lettered."""
-        if self._discard is not None:
-            return True  # delivery is off: nothing waits
+        queued since the previous flush was dropped or dead-lettered. Never raises."""
+        try:
+            return self._flush(timeout)
+        except Exception:
+            _logger.debug("vf-otel flush failed", exc_info=True)
+            return False
+
+    def _flush(self, timeout: float | None) -> bool:
         self.adopt_fork(late=True)
         if self._closed or on_delivery_thread():
             # From on_error (a delivery thread) waiting would only wait for itself; this
@@ -280,13 +462,7 @@ class Pipeline:
     def _failures(self) -> int:
         return self.ledger.failures + sum(self.queue.refusals().values())
 
-    def shutdown(self, timeout: float | None = None) -> bool:
-        """Deliver within ``timeout``, then stop: what is left is spooled or dropped (counted).
-
-        A reopenable pipeline (the logging handler's) starts again at its next item.
-        """
-        if self._discard is not None:
-            return True  # delivery is off: nothing runs, nothing waits
+    def _stop_within(self, timeout: float | None) -> bool:
         self.adopt_fork(late=True)  # else it would wait for a thread the fork left behind
         wait = self.settings.shutdown_timeout if timeout is None else timeout
         if exiting():
@@ -370,10 +546,7 @@ class Pipeline:
 
     def stats(self) -> Stats:
         """The counts now."""
-        stats = self.ledger.snapshot(queued=len(self.queue), refused=self.queue.refusals())
-        if self._discard is not None:
-            return dataclasses.replace(stats, disabled=self._discard.count)
-        return stats
+        return self.ledger.snapshot(queued=len(self.queue), refused=self.queue.refusals())
 
 
 def live_pipelines() -> list[Pipeline]:
@@ -389,10 +562,10 @@ def _call(ref: weakref.WeakMethod[Callable[[], None]]) -> None:
 
 # Delivery off (``enabled=False``) and debug output (``debug=True``), for CI and local runs.
 #
-# Off (posthog's ``disabled``, Segment's ``send=False``): what the app hands over is
-# counted in ``stats().disabled`` and dropped without a word. It is not a loss — no
-# warning, no ``on_error``, not in ``dropped`` — and nothing needs a key: no thread
-# starts, no spool opens, no request is made.
+# Off (posthog's ``disabled``, Segment's ``send=False``): ``DisabledPipeline`` counts
+# what the app hands over in ``stats().disabled`` and drops it without a word. It is
+# not a loss — no warning, no ``on_error``, not in ``dropped`` — and nothing needs a
+# key: no thread starts, no spool opens, no request is made.
 #
 # Debug: each event is shown as it is queued, on the ``vf_otel.debug`` logger at INFO,
 # as the JSON that would be sent (validated, coerced and redacted by the same code the
@@ -407,22 +580,54 @@ _log = logging.getLogger(DEBUG_LOGGER)
 T = TypeVar("T")
 
 
-class Discard:
-    """Where items go while delivery is off: counted, shown with ``debug``, never sent."""
+class DisabledPipeline(Delivery):
+    """Delivery off: what is handed over is counted (``stats().disabled``), shown with
+    ``debug``, never sent; ``flush`` and ``shutdown`` answer True at once."""
 
-    __slots__ = ("_debug", "count")
+    delivers = False
+    has_key = True  # nothing is sent, so nothing needs a key (or warns about one)
 
-    def __init__(self, *, debug: bool) -> None:
-        self._debug = debug
+    def __init__(self, settings: Settings, *, on_error: ErrorCallback | None = None) -> None:
+        super().__init__(settings, on_error=on_error)
         # Lock-free, like EventQueue's refusal counts: this runs on the app's thread.
-        self.count = 0
+        self._count = 0
+        self.put = self._count_and_show if settings.debug else self._count_only
 
-    def put(self, item: object) -> bool:
-        """Count ``item`` (an Event, a log call's tags or a Rejection); always True."""
-        self.count += 1
-        if self._debug:
-            show(item, "not sent (delivery is disabled)")
+    def _count_only(self, item: Item) -> bool:
+        self._count += 1
         return True
+
+    def _count_and_show(self, item: Item) -> bool:
+        self._count += 1
+        show(item, "not sent (delivery is disabled)")
+        return True
+
+    def refuse(self, reason: str) -> None:
+        """Counted as handed over while delivery is off, like every other item."""
+        self._count += 1
+
+    def deliver(
+        self,
+        results: Iterable[Event | Rejection],
+        collisions: KeyCollisions | None = None,
+        timeout: float | None = None,
+    ) -> Receipt:
+        """Count each event (redacted, for ``debug``) and rejection; nothing is sent."""
+        for result in results:
+            self.put(self.redactor.event(result) if isinstance(result, Event) else result)
+        return Receipt()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """True: nothing waits."""
+        return True
+
+    def _stop_within(self, timeout: float | None) -> bool:
+        return True  # nothing runs, nothing waits
+
+    def stats(self) -> Stats:
+        """The counts now: what was handed over is in ``disabled``."""
+        stats = self.ledger.snapshot(queued=0, refused={})
+        return dataclasses.replace(stats, disabled=self._count)
 
 
 def shown(put: Callable[[T], bool]) -> Callable[[T], bool]:
@@ -547,142 +752,3 @@ def warn_undelivered(dropped: int, in_flight: int, spool: Spool | None) -> None:
         parts.append(f"events wait in the spool {spool.path} for the next start")
     if dropped or in_flight:
         _logger.warning("vf-otel shut down with %s", "; ".join(parts))
-
-
-# What the handler and the exporters share: settings, one Pipeline, the exporter contract.
-#
-# The span and log exporters translate batches the SDK's processor already built
-# and deliver them at once (no second queue), so ``export()``'s result says
-# whether they landed. Everything after translation (delivery, counts) is the
-# same Pipeline the logging handler uses: one delivery path, one ``stats()`` shape.
-
-
-def options_settings(options: Options) -> Settings:
-    """The settings ``options`` resolve to (the hooks and the transport are no settings)."""
-    settings_options: dict[str, Any] = dict(options)
-    for hook in ("on_error", "before_send", "transport"):
-        settings_options.pop(hook, None)
-    return resolve_settings(**settings_options)
-
-
-class EventSink:
-    """Owns the Pipeline of one handler or exporter; ``shutdown`` is idempotent, never raises."""
-
-    def __init__(self, options: Options, *, source_kind: str) -> None:
-        on_error = options.get("on_error")
-        before_send = options.get("before_send")
-        transport = options.get("transport")
-        if on_error is not None and not callable(on_error):
-            raise ValueError("on_error must be callable")
-        if before_send is not None and not callable(before_send):
-            raise ValueError("before_send must be callable")
-        settings = options_settings(options)
-        # Whether events may go on: a key is set, or delivery is off (enabled=False), when
-        # they are only counted and nothing needs a key (so nothing warns about one).
-        self.has_key = settings.api_key is not None or not settings.enabled
-        if not self.has_key:
-            _logger.warning("VIBEFOLLOW_API_KEY is not set: vf-otel will count and drop events")
-        self.redactor = redactor_for(settings)
-        #: The mapping rules, compiled once, for the exporters and the relay (the handler
-        #: reads tags only).
-        applies = settings.rules and source_kind != "handler"
-        self.rules = RuleSet(settings.rules) if applies else None
-        # The handler's pipeline opens again at its next record after close() (as
-        # FileHandler does); the exporters follow OTel's contract: shut down is final.
-        self.pipeline = Pipeline(
-            settings,
-            on_error=on_error,
-            before_send=before_send,
-            transport=transport,
-            reopenable=source_kind == "handler",
-        )
-        try:
-            register_metrics(self.pipeline, source_kind=source_kind)
-        except BaseException:
-            self.pipeline.shutdown(0)  # no worker thread left behind by a failed constructor
-            raise
-        self._lock = threading.Lock()
-        self._shut_down = False
-        self._drains_at_exit = False
-
-    @property
-    def is_shut_down(self) -> bool:
-        """Whether ``shutdown`` was called."""
-        return self._shut_down
-
-    def deliver(
-        self, results: Iterable[Event | Rejection], collisions: KeyCollisions | None = None
-    ) -> bool:
-        """Deliver the events now, count the rejections; True only if every event landed.
-
-        ``collisions``: values translation lost to keys that became one string (counted).
-        """
-        return self.deliver_counted(results, collisions).all_sent
-
-    def deliver_counted(
-        self,
-        results: Iterable[Event | Rejection],
-        collisions: KeyCollisions | None = None,
-        timeout: float | None = None,
-    ) -> Receipt:
-        """Deliver the events now (waiting up to ``timeout``), count the rejections; what
-        became of them, rejections in ``refused``."""
-        if not self.pipeline.settings.enabled:  # counted in stats().disabled, never sent
-            for result in results:
-                self.pipeline.submit(
-                    self.redactor.event(result) if isinstance(result, Event) else result
-                )
-            return Receipt()
-        events: list[Event] = []
-        ledger = self.pipeline.ledger
-        if collisions is not None:
-            ledger.keys_collided(collisions)
-        refused = 0
-        for result in results:
-            if isinstance(result, Rejection):
-                ledger.reject(result.reason, result.field, result.message)
-                refused += 1
-            elif not self.has_key:
-                ledger.drop("no_api_key", [result])
-                refused += 1
-            else:
-                events.append(self.redactor.event(result))
-        receipt = self.pipeline.deliver_counted(events, timeout) if events else Receipt()
-        return dataclasses.replace(receipt, refused=receipt.refused + refused)
-
-    def flush(self, timeout_millis: int | None) -> bool:
-        """Deliver what is waiting; True when all of it landed in time."""
-        timeout = None if timeout_millis is None else max(0, timeout_millis) / 1000
-        try:
-            return self.pipeline.flush(timeout)
-        except Exception:
-            _logger.debug("vf-otel flush failed", exc_info=True)
-            return False
-
-    def shutdown(self) -> bool:
-        """Deliver within ``shutdown_timeout`` and stop; later calls do nothing."""
-        with self._lock:
-            if self._shut_down:
-                return True
-            self._shut_down = True
-        try:
-            return self.pipeline.shutdown()
-        except Exception:
-            _logger.debug("vf-otel shutdown failed", exc_info=True)
-            return False
-
-    def drain_at_exit(self) -> None:
-        """Shut the pipeline down at interpreter exit (registered once).
-
-        For a handler that ``dictConfig`` closed and removed from the list
-        ``logging.shutdown()`` drains at exit, while it may still be attached.
-        """
-        with self._lock:
-            if self._drains_at_exit:
-                return
-            self._drains_at_exit = True
-        atexit.register(self.pipeline.shutdown)
-
-    def stats(self) -> Stats:
-        """The pipeline's counts."""
-        return self.pipeline.stats()

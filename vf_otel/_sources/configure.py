@@ -14,8 +14,8 @@ from typing_extensions import Unpack
 from .._config import Settings
 from .._delivery.pipeline import options_settings
 from ..typing import Options
-from .handler import VibefollowHandler
-from .otel import VibefollowSpanExporter, VibefollowUserSpanProcessor
+from .handler import VibefollowHandler, handler_delivers
+from .otel import VibefollowSpanExporter, VibefollowUserSpanProcessor, exporter_delivers
 from .sigterm import SigtermHook, install_sigterm_hook, remove_sigterm_hook
 
 __all__ = [
@@ -109,9 +109,11 @@ class Configuration:
 
     def _handles_sigterm(self) -> bool:
         """The ``handle_sigterm`` option, and delivery on (else there is nothing to drain)."""
-        if self._settings is None or (self.handler is None and self.span_exporter is None):
+        if self._settings is None or not self._settings.handle_sigterm:
             return False
-        return self._settings.handle_sigterm and self._settings.enabled
+        if self.handler is not None:
+            return handler_delivers(self.handler)
+        return self.span_exporter is not None and exporter_delivers(self.span_exporter)
 
     def _watch_sigterm(self) -> None:
         """Drain at SIGTERM (see ``configure``); nothing when SIGTERM must be left alone."""
@@ -239,11 +241,7 @@ def _install(
         if spans
         else None
     )
-    processor = (
-        _install_exporter(exporter, tracer_provider, enabled=settings.enabled)
-        if exporter is not None
-        else None
-    )
+    processor = _install_exporter(exporter, tracer_provider) if exporter is not None else None
     target = logging.getLogger() if logger is None else logger
     root_changes = None
     if handler is not None:
@@ -262,7 +260,7 @@ def _install(
 
 
 def _install_exporter(
-    exporter: VibefollowSpanExporter, given: trace.TracerProvider | None, *, enabled: bool
+    exporter: VibefollowSpanExporter, given: trace.TracerProvider | None
 ) -> SpanProcessor | None:
     """Add the user processor and a batch processor for ``exporter``; None if impossible."""
     provider = _sdk_provider(given)
@@ -270,7 +268,8 @@ def _install_exporter(
         exporter.shutdown()
         return None
     # Delivery off: the exporter only counts, at once, so no batching thread is needed.
-    processor = BatchSpanProcessor(exporter) if enabled else SimpleSpanProcessor(exporter)
+    delivers = exporter_delivers(exporter)
+    processor = BatchSpanProcessor(exporter) if delivers else SimpleSpanProcessor(exporter)
     provider.add_span_processor(VibefollowUserSpanProcessor())
     provider.add_span_processor(processor)
     return processor

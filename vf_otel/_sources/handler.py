@@ -11,13 +11,20 @@ from typing import Any, Final
 from typing_extensions import Unpack
 
 from .._delivery.ledger import Stats
-from .._delivery.pipeline import EventSink
+from .._delivery.pipeline import pipeline_for
 from .._event.build import Backdated, PendingEvent, Rejection
 from ..typing import Options
 from .context import current_user
 from .sigterm import release_sigterm_hook, watch_sigterm
 
-__all__ = ["TAG_KEYS", "VibefollowHandler", "loguru_record", "loguru_sink", "loguru_tags"]
+__all__ = [
+    "TAG_KEYS",
+    "VibefollowHandler",
+    "handler_delivers",
+    "loguru_record",
+    "loguru_sink",
+    "loguru_tags",
+]
 
 
 # ``VibefollowHandler``: a stdlib logging handler that turns tagged records into events.
@@ -68,24 +75,22 @@ class VibefollowHandler(logging.Handler):
             )
         # The options first: logging.Handler.__init__ registers the handler for
         # logging.shutdown() at exit, which must never find one half-built.
-        sink = EventSink(options, source_kind="handler")
+        pipeline = pipeline_for(options, source_kind="handler")
         try:
             super().__init__(level)
         except BaseException:
-            sink.shutdown()  # a bad level: stop the pipeline just started
+            pipeline.shutdown()  # a bad level: stop the pipeline just started
             raise
-        self._sink = sink
-        self._pipeline = self._sink.pipeline
+        self._pipeline = pipeline
         # Bound once: emit() queues with one call, not through Pipeline.submit. The
         # pipeline keeps this queue object across a fork, so the method stays valid.
         # It is the queue's own put(), unless delivery is off or debug is on (pipeline.py).
-        self._put = self._pipeline.put
-        self._has_key = self._sink.has_key
+        self._put = pipeline.put
+        self._has_key = pipeline.has_key
         # handle() queues without the call to emit(), unless a subclass overrides it.
         self._emit_overridden = type(self).emit is not VibefollowHandler.emit
-        self._redactor = self._sink.redactor
-        settings = self._pipeline.settings
-        if settings.handle_sigterm and settings.enabled:
+        self._redactor = pipeline.redactor
+        if pipeline.delivers and pipeline.settings.handle_sigterm:
             # SIGTERM's default action skips atexit, and servers (uvicorn) re-raise it
             # after their graceful shutdown: the queue would be lost (sigterm.py).
             watch_sigterm(self)
@@ -233,7 +238,7 @@ class VibefollowHandler(logging.Handler):
         """
         try:
             if reconfiguring_logging():
-                self._sink.drain_at_exit()
+                self._pipeline.drain_at_exit()
             else:
                 self._pipeline.shutdown()
                 release_sigterm_hook(self)
@@ -243,6 +248,11 @@ class VibefollowHandler(logging.Handler):
     def stats(self) -> Stats:
         """Counters: enqueued, sent, retried, dead-lettered, dropped by reason, queued."""
         return self._pipeline.stats()
+
+
+def handler_delivers(handler: VibefollowHandler) -> bool:
+    """Whether ``handler`` delivers (with delivery off it only counts: nothing to drain)."""
+    return handler._pipeline.delivers
 
 
 def reconfiguring_logging() -> bool:

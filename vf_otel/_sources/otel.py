@@ -9,6 +9,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from opentelemetry import trace
@@ -19,17 +20,19 @@ from opentelemetry.trace import StatusCode
 from typing_extensions import Unpack
 
 from .._compat import LogExporterBase, LogExportResult
+from .._config import Settings
 from .._delivery.ledger import Stats
-from .._delivery.pipeline import EventSink
+from .._delivery.pipeline import pipeline_for
 from .._event.build import Rejection, make_event
 from .._event.model import Event, explicit_time, new_event_id
 from .._event.values import KeyCollisions
+from .._rules import RuleSet
 from ..typing import Options
 from .context import user_in
 from .handler import is_library_logger
 
 if TYPE_CHECKING:
-    from .._rules import RuleMatch, RuleSet
+    from .._rules import RuleMatch
 
 __all__ = [
     "CONTEXT_USER_KEY",
@@ -39,19 +42,81 @@ __all__ = [
     "VibefollowSpanExporter",
     "VibefollowUserSpanProcessor",
     "event_id_for",
+    "exporter_delivers",
     "install_user_span_processor",
     "log_event_id",
+    "rules_for",
     "translate_log",
     "translate_span",
 ]
 
 
-# The span side: ``VibefollowSpanExporter`` and ``VibefollowUserSpanProcessor``.
+# What the span and log exporters share: their pipeline, the export contract, the rest.
+#
+# The exporters translate batches the SDK's processor already built and deliver them
+# at once (no second queue), so ``export()``'s result says whether they landed.
+# Everything after translation (delivery, counts) is the pipeline the logging handler
+# uses too: one way into delivery, one ``stats()`` shape.
 
 _logger = logging.getLogger("vf_otel")
 
 
-class VibefollowSpanExporter(SpanExporter):
+class _Exporter:
+    """The pipeline of a span or log exporter, and the exporter methods that use only it."""
+
+    def __init__(self, options: Options) -> None:
+        self._pipeline = pipeline_for(options, source_kind="exporter")
+        self._rules = rules_for(self._pipeline.settings)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._pipeline.settings.base_url}>"
+
+    def _deliver(
+        self, batch: Sequence[Any], translate: Callable[[KeyCollisions], list[Result]]
+    ) -> bool:
+        """Deliver what ``translate`` makes of ``batch``; True once every event landed.
+        False after shutdown, and when translation failed (counted). Never raises."""
+        if self._pipeline.is_shut_down:
+            return False
+        try:
+            collisions = KeyCollisions()
+            return self._pipeline.deliver(translate(collisions), collisions).all_sent
+        except Exception:
+            self._pipeline.lost(len(batch))
+            _logger.debug("vf-otel could not translate an export batch", exc_info=True)
+            return False
+
+    def shutdown(self) -> None:
+        """Deliver what is queued (up to ``shutdown_timeout``) and stop. Idempotent."""
+        self._pipeline.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Deliver what is queued; True if all of it landed within ``timeout_millis``."""
+        # None from an SDK that does not follow its own signature: shutdown_timeout.
+        timeout = None if timeout_millis is None else max(0, timeout_millis) / 1000
+        return self._pipeline.flush(timeout)
+
+    def stats(self) -> Stats:
+        """Counters: enqueued, sent, retried, dead-lettered, dropped by reason, queued."""
+        return self._pipeline.stats()
+
+
+def exporter_delivers(exporter: VibefollowSpanExporter | VibefollowLogExporter) -> bool:
+    """Whether ``exporter`` delivers (with delivery off it only counts: no batching thread
+    is needed, nothing waits at SIGTERM)."""
+    return exporter._pipeline.delivers
+
+
+def rules_for(settings: Settings) -> RuleSet | None:
+    """The mapping rules of ``settings``, compiled once (for the exporters and the relay;
+    the handler reads tags only)."""
+    return RuleSet(settings.rules) if settings.rules else None
+
+
+# The span side: ``VibefollowSpanExporter`` and ``VibefollowUserSpanProcessor``.
+
+
+class VibefollowSpanExporter(_Exporter, SpanExporter):
     """Send spans tagged with ``vf.user`` / ``vf.event`` (and their tagged span events).
 
     Use it like any OTel exporter, behind a ``BatchSpanProcessor``, or name it in
@@ -70,10 +135,7 @@ class VibefollowSpanExporter(SpanExporter):
         if not isinstance(include_error_spans, bool):
             raise ValueError("include_error_spans must be a bool")
         self._include_errors = include_error_spans
-        self._sink = EventSink(options, source_kind="exporter")
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._sink.pipeline.settings.base_url}>"
+        super().__init__(options)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Deliver the events the spans carry. Never raises.
@@ -83,37 +145,17 @@ class VibefollowSpanExporter(SpanExporter):
         reported to ``on_error``) or wait parked for a later attempt (not lost), and
         after shutdown.
         """
-        if self._sink.is_shut_down:
-            return SpanExportResult.FAILURE
-        try:
-            collisions = KeyCollisions()
-            delivered = self._sink.deliver(self._translate(spans, collisions), collisions)
-        except Exception:
-            self._sink.pipeline.ledger.drop("internal_error", (), count=len(spans))
-            _logger.debug("vf-otel could not translate spans", exc_info=True)
-            return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS if delivered else SpanExportResult.FAILURE
+        landed = self._deliver(spans, partial(self._translate, spans))
+        return SpanExportResult.SUCCESS if landed else SpanExportResult.FAILURE
 
     def _translate(self, spans: Sequence[ReadableSpan], collisions: KeyCollisions) -> list[Result]:
         results: list[Result] = []
-        include, rules = self._include_errors, self._sink.rules
+        include, rules = self._include_errors, self._rules
         for span in spans:
             results.extend(
                 translate_span(span, include_errors=include, collisions=collisions, rules=rules)
             )
         return results
-
-    def shutdown(self) -> None:
-        """Deliver what is queued (up to ``shutdown_timeout``) and stop. Idempotent."""
-        self._sink.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Deliver what is queued; True if all of it landed within ``timeout_millis``."""
-        return self._sink.flush(timeout_millis)
-
-    def stats(self) -> Stats:
-        """Counters: enqueued, sent, retried, dead-lettered, dropped by reason, queued."""
-        return self._sink.stats()
 
 
 class VibefollowUserSpanProcessor(SpanProcessor):
@@ -153,7 +195,7 @@ class VibefollowUserSpanProcessor(SpanProcessor):
 # ``VibefollowLogExporter``: the OTel log pipeline's way in, for apps that already use it.
 
 
-class VibefollowLogExporter(LogExporterBase):
+class VibefollowLogExporter(_Exporter, LogExporterBase):
     """Send OTel log records tagged with ``vf_user`` / ``vf_event`` (or ``vf.user`` / ``vf.event``).
 
     For apps that route ``logging`` through an OTel ``LoggerProvider`` (the
@@ -167,10 +209,7 @@ class VibefollowLogExporter(LogExporterBase):
     """
 
     def __init__(self, **options: Unpack[Options]) -> None:
-        self._sink = EventSink(options, source_kind="exporter")
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._sink.pipeline.settings.base_url}>"
+        super().__init__(options)
 
     def export(self, batch: Sequence[Any]) -> LogExportResult:
         """Deliver the tagged records as events. Never raises.
@@ -182,33 +221,12 @@ class VibefollowLogExporter(LogExporterBase):
         ``batch`` holds ``ReadableLogRecord`` (SDK >= 1.39) or ``LogData``
         (older); both carry the record as ``.log_record``.
         """
-        if self._sink.is_shut_down:
-            return LogExportResult.FAILURE
-        try:
-            collisions = KeyCollisions()
-            results = _translate(batch, collisions, self._sink.rules)
-            delivered = self._sink.deliver(results, collisions)
-        except Exception:
-            self._sink.pipeline.ledger.drop("internal_error", (), count=len(batch))
-            _logger.debug("vf-otel could not translate log records", exc_info=True)
-            return LogExportResult.FAILURE
-        return LogExportResult.SUCCESS if delivered else LogExportResult.FAILURE
-
-    def shutdown(self) -> None:
-        """Deliver what is queued (up to ``shutdown_timeout``) and stop. Idempotent."""
-        self._sink.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Deliver what is queued; True if all of it landed within ``timeout_millis``."""
-        return self._sink.flush(timeout_millis)
-
-    def stats(self) -> Stats:
-        """Counters: enqueued, sent, retried, dead-lettered, dropped by reason, queued."""
-        return self._sink.stats()
+        landed = self._deliver(batch, partial(_translate, batch, rules=self._rules))
+        return LogExportResult.SUCCESS if landed else LogExportResult.FAILURE
 
 
 def _translate(
-    batch: Sequence[Any], collisions: KeyCollisions, rules: RuleSet | None
+    batch: Sequence[Any], collisions: KeyCollisions, *, rules: RuleSet | None
 ) -> list[Result]:
     results: list[Result] = []
     for item in batch:
@@ -403,7 +421,7 @@ def _from_attrs(
         traits=traits or None,
         occurred_at=occurred_at,
         event_id=event_id,
-        redactor=None,  # the exporter redacts with its own settings (EventSink.deliver)
+        redactor=None,  # the exporter redacts with its own settings (Pipeline.deliver)
         collisions=collisions,
     )
 
@@ -424,7 +442,7 @@ def _from_rule(
         traits=None,
         occurred_at=utc_from_nanos(nanos),
         event_id=event_id,
-        redactor=None,  # the exporter redacts with its own settings (EventSink.deliver)
+        redactor=None,  # the exporter redacts with its own settings (Pipeline.deliver)
         collisions=collisions,
     )
 
@@ -495,7 +513,7 @@ def translate_log(
         traits=_log_mapping(attrs, "traits") or None,
         occurred_at=occurred_at,
         event_id=new_event_id() if event_id is None else event_id(record),
-        redactor=None,  # the exporter redacts with its own settings (EventSink.deliver)
+        redactor=None,  # the exporter redacts with its own settings (Pipeline.deliver)
         collisions=collisions,
     )
 

@@ -23,13 +23,13 @@ from typing import Final, Literal
 from typing_extensions import Unpack
 
 from .._delivery.ledger import Stats
-from .._delivery.pipeline import EventSink
+from .._delivery.pipeline import pipeline_for
 from .._errors import VibefollowError
 from .._event.build import Rejection
 from .._event.model import Event
 from .._event.values import KeyCollisions
 from .._sources.handler import is_library_logger
-from .._sources.otel import Result, log_event_id, translate_log, translate_span
+from .._sources.otel import Result, log_event_id, rules_for, translate_log, translate_span
 from ..typing import Options
 from .decode import LogRecord, Span
 
@@ -84,30 +84,31 @@ class Relay:
         self._on_error = options.get("on_error")
         if self._on_error is not None and not callable(self._on_error):
             raise ValueError("on_error must be callable")
-        self._sink = EventSink({**options, "on_error": self._refused}, source_kind="relay")
-        if not self._sink.has_key:
-            self._sink.shutdown()
+        self._pipeline = pipeline_for({**options, "on_error": self._refused}, source_kind="relay")
+        if not self._pipeline.has_key:
+            self._pipeline.shutdown()
             raise ValueError("the relay needs a Vibefollow API key: set VIBEFOLLOW_API_KEY")
+        self._rules = rules_for(self._pipeline.settings)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._sink.pipeline.settings.base_url}>"
+        return f"<{type(self).__name__} {self._pipeline.settings.base_url}>"
 
     def is_api_key(self, text: str) -> bool:
         """Whether ``text`` is the Vibefollow API key (compared in constant time)."""
-        key = self._sink.pipeline.settings.api_key
+        key = self._pipeline.settings.api_key
         return key is not None and hmac.compare_digest(text.encode(), key.encode())
 
     @property
     def ready(self) -> bool:
         """Whether it takes batches now: not shut down, and a key is set."""
-        return not self._sink.is_shut_down and self._sink.has_key
+        return not self._pipeline.is_shut_down and self._pipeline.has_key
 
     def forward_spans(self, spans: Sequence[Span]) -> Outcome:
         """Deliver the events the spans carry (tagged spans and span events)."""
         collisions = KeyCollisions()
         results: list[Result] = []
         refused: Counter[str] = Counter()
-        include, rules = self._include_errors, self._sink.rules
+        include, rules = self._include_errors, self._rules
         for span in spans:
             if span.context is None or span.start_time is None:
                 refused["a span has no trace id, span id or start time"] += 1
@@ -126,7 +127,7 @@ class Relay:
             if is_library_logger(record.instrumentation_scope.name):
                 continue  # vf-otel's own loggers are never events, as in-process
             result = translate_log(
-                record, collisions, self._sink.rules, event_id=partial(_log_id, record)
+                record, collisions, self._rules, event_id=partial(_log_id, record)
             )
             if result is None:
                 continue
@@ -149,9 +150,9 @@ class Relay:
         watch = _Watch(result.event_id for result in results if isinstance(result, Event))
         self._watches.append(watch)
         try:
-            receipt = self._sink.deliver_counted(results, collisions, self._wait)
+            receipt = self._pipeline.deliver(results, collisions, self._wait)
         except Exception:  # counted; the client keeps the batch and tries again
-            self._sink.pipeline.ledger.drop("internal_error", (), count=len(results))
+            self._pipeline.lost(len(results))
             _logger.debug("vf-otel relay could not deliver a batch", exc_info=True)
             return Outcome(accepted=False, retry_after=_RETRY_AFTER)
         finally:
@@ -174,18 +175,18 @@ class Relay:
             self._on_error(error, events)
 
     def _retry_after(self) -> int:
-        seconds = self._sink.pipeline.circuit.seconds_until_ready()
+        seconds = self._pipeline.seconds_until_ready()
         if not math.isfinite(seconds) or seconds <= 0:
             return _RETRY_AFTER
         return min(_MAX_RETRY_AFTER, max(1, math.ceil(seconds)))
 
     def stats(self) -> Stats:
         """Counters: enqueued, sent, retried, dead-lettered, dropped by reason, spooled."""
-        return self._sink.stats()
+        return self._pipeline.stats()
 
     def shutdown(self) -> None:
         """Deliver what waits (up to ``shutdown_timeout``), spool the rest, stop. Idempotent."""
-        self._sink.shutdown()
+        self._pipeline.shutdown()
 
 
 def _log_id(record: LogRecord, _: object) -> str:
