@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import signal
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -194,3 +195,16 @@ def _skip_unless_installed(library: str) -> None:
     registers a fork hook that warns in every later test that forks."""
     if importlib.util.find_spec(library) is None:
         pytest.skip(f"{library} is not installed")
+
+
+@pytest.mark.parametrize("module", ["gevent.monkey", "eventlet.patcher"])
+def test_a_patcher_module_half_imported_reads_as_not_patched(
+    module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app's thread importing gevent or eventlet while a delivery thread asks: the
+    module is in sys.modules without its test yet (it has patched nothing). Once an
+    AttributeError that cost the batch (internal_error, eventlet patched after the handler)."""
+    import types
+
+    monkeypatch.setitem(sys.modules, module, types.ModuleType(module))
+    assert threads.green_patched() is False

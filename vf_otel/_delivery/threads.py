@@ -95,11 +95,13 @@ def mark_delivery_thread() -> None:
 
 def green_patched() -> bool:
     """Whether gevent or eventlet has patched ``threading`` in this process."""
-    gevent = sys.modules.get("gevent.monkey")
-    if gevent is not None and gevent.is_module_patched("threading"):
+    # getattr: the app's thread may be importing either module right now, and a module
+    # half imported has not patched anything yet (its test is not even defined).
+    gevent = getattr(sys.modules.get("gevent.monkey"), "is_module_patched", None)
+    if gevent is not None and gevent("threading"):
         return True
-    eventlet = sys.modules.get("eventlet.patcher")
-    return bool(eventlet is not None and eventlet.is_monkey_patched("thread"))
+    eventlet = getattr(sys.modules.get("eventlet.patcher"), "is_monkey_patched", None)
+    return bool(eventlet is not None and eventlet("thread"))
 
 
 def wait_readable(fd: int, timeout: float | None) -> bool:
