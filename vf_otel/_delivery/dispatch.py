@@ -39,7 +39,7 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """What became of the events handed to :meth:`Worker.deliver_counted` by its timeout.
+    """What became of the events handed to :meth:`Worker.deliver` by its timeout.
 
     ``sent``, ``spooled`` (durable: delivered later, even after a crash) and ``refused``
     (dead-lettered, or dropped while built: counted and reported) are events;
@@ -189,11 +189,7 @@ class Worker:
         self._batches.withdraw(waiter)
         return answered and waiter.answer
 
-    def deliver(self, events: Sequence[Event], timeout: float) -> bool:
-        """Send ``events`` now; True once all were accepted within ``timeout``."""
-        return self.deliver_counted(events, timeout).all_sent
-
-    def deliver_counted(self, events: Sequence[Event], timeout: float) -> Receipt:
+    def deliver(self, events: Sequence[Event], timeout: float) -> Receipt:
         """Send ``events`` now; what became of them by ``timeout``.
 
         The same dispatch as a batch taken from the queue (:meth:`_send`): the user

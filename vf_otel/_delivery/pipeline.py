@@ -416,7 +416,7 @@ class Pipeline(Delivery):
         lost = 0 if self.ledger.failures == failures else len(events) - len(screened)
         if not screened:
             return Receipt(refused=lost)
-        receipt = self._worker.deliver_counted(screened, wait)
+        receipt = self._worker.deliver(screened, wait)
         return dataclasses.replace(receipt, refused=receipt.refused + lost) if lost else receipt
 
     def seconds_until_ready(self) -> float:
