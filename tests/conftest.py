@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -21,6 +22,14 @@ from vf_otel._delivery.policy import Timing
 from vf_otel.testing import VibefollowServer
 
 HandlerFactory = Callable[..., vf_otel.VibefollowHandler]
+
+# A pytest started as a background job of a shell without job control (`pytest &` in a
+# script, some CI runners) inherits SIGINT ignored, and so would every process a test
+# starts: a dev server or `vf-otel devserver` told to stop with SIGINT would then never
+# stop. Python's own handler here gives them the default action back (a handler, unlike
+# SIG_IGN, is not inherited across exec).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ Each test is the real ``runserver`` / ``flask run``, signalled on its main proce
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -79,6 +80,7 @@ def start_dev_server(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # a group of its own to kill if it hangs (signals go to one pid)
     )
 
 
@@ -97,7 +99,12 @@ def test_dev_server_with_autoreload_delivers_a_quiet_apps_events_when_stopped(
         time.sleep(QUIET)
         main.send_signal(stop)  # the main (reloader) process only, not the group
         stopped = time.monotonic()
-        _, err = main.communicate(timeout=HANG_GUARD)
+        try:
+            _, err = main.communicate(timeout=HANG_GUARD)
+        except subprocess.TimeoutExpired:
+            os.killpg(main.pid, signal.SIGKILL)  # the reloader and its child: no wait for ever
+            main.communicate()
+            pytest.fail(f"{kind} did not stop within {HANG_GUARD} s of {stop.name}")
         took = time.monotonic() - stopped
     assert statuses == [200] * REQUESTS
     assert users(vibefollow_server) == list(range(REQUESTS)), err
