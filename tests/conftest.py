@@ -166,6 +166,24 @@ def server_env(
 
 #: A hang guard for a child process, not a timing assertion.
 HANG_GUARD: Final = 120.0
+#: How long ``wait_until`` waits for a condition: a hang guard, not a timing assertion.
+CONDITION_GUARD: Final = 30.0
+
+
+def wait_until(
+    condition: Callable[[], object], timeout: float = CONDITION_GUARD, poll: float = 0.005
+) -> bool:
+    """Whether ``condition()`` became true within ``timeout`` (checked every ``poll`` s).
+
+    For a test that waits for something to happen rather than sleeping a fixed time:
+    it goes on as soon as it holds. ``timeout`` is a hang guard, not a timing assertion.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
+    return True
 
 
 def run_script(
