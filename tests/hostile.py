@@ -73,7 +73,7 @@ class HostileServer:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self._sock.listen(16)
-        self._sock.settimeout(0.2)
+        self._sock.settimeout(0.02)  # how soon stop() ends the accept loop
         self.base_url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
         self._thread = threading.Thread(target=self._accept, daemon=True)
 

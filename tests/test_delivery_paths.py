@@ -27,13 +27,14 @@ from vf_otel import VibefollowLogExporter, VibefollowSpanExporter
 from vf_otel._delivery import policy as deadline
 from vf_otel._delivery.pipeline import Pipeline
 
+from .conftest import wait_until
 from .hostile import HostileServer, Seen
 
 KEY = "vf_test_paths_0123456789abcdef"
 USERS = "/api/v1/users"
 EVENTS = "/api/v1/events/batch"
 #: How long the server holds each user upsert before answering it.
-UPSERT_DELAY = 0.3
+UPSERT_DELAY = 0.1
 #: Runs of the ordering scenario: it failed 3 of 3 before the fix.
 RUNS = 3
 
@@ -204,7 +205,11 @@ def test_without_watched_streams_a_new_connection_is_still_cut_at_timeout(
     monkeypatch.setattr(vf_otel._compat, "FALLBACK", True)
     with HostileServer("trickle_status", answer_first=0, trickle_every=0.3) as server:
         handler = vf_otel.VibefollowHandler(
-            api_key=KEY, base_url=server.base_url, timeout=1.0, max_retries=0
+            api_key=KEY,
+            base_url=server.base_url,
+            timeout=1.0,
+            max_retries=0,
+            shutdown_timeout=0.5,  # close() does not try the trickling server for 10 s more
         )
         log = log_to(handler, "fallback")
         client = pipeline(handler)._client
@@ -212,7 +217,9 @@ def test_without_watched_streams_a_new_connection_is_still_cut_at_timeout(
             transport = client.http()._transport  # what watch_streams would have changed
             backend = transport._pool._network_backend
             log.warning("e", extra={"vf_event": "first", "vf_user": "u"})
-            assert handler.flush(timeout=3) is False  # every connection trickles
+            assert handler.flush(timeout=0.2) is False  # every connection trickles
+            # The first connection ended by the client (cut at timeout), before close().
+            wait_until(lambda: server.trickled)
         finally:
             handler.close()
         trickled = list(server.trickled)
