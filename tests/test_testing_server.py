@@ -1030,22 +1030,27 @@ def test_pytest_start_up_does_not_import_vf_otel(tmp_path: Path) -> None:
     (tmp_path / "test_server.py").write_text(
         "def test_server(vibefollow_server):\n    assert vibefollow_server.running\n"
     )
+    # Without hypothesis's plugin (another installed one): it alone takes most of a second.
     probe = (
         "import sys, pytest\n"
-        "code = pytest.main([sys.argv[1], '-q', '-p', 'no:cacheprovider', '-k', sys.argv[2]])\n"
+        "args = ['-q', '-p', 'no:cacheprovider', '-p', 'no:hypothesispytest']\n"
+        "code = pytest.main([sys.argv[1], *args, '-k', sys.argv[2]])\n"
         "print('loaded', '_vf_otel_pytest' in sys.modules, 'vf_otel' in sys.modules, int(code))\n"
     )
-    lines = {}
-    for keyword in ("plain", "server"):
-        done = subprocess.run(  # noqa: S603 - our own interpreter
+    runs = {  # side by side: each is a fresh interpreter on its own
+        keyword: subprocess.Popen(  # noqa: S603 - our own interpreter
             [sys.executable, "-c", probe, str(tmp_path), keyword],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=HANG_GUARD,
-            check=False,
             cwd=tmp_path,
         )
-        lines[keyword] = done.stdout.strip().splitlines()[-1]
+        for keyword in ("plain", "server")
+    }
+    lines = {}
+    for keyword, run in runs.items():
+        out, _ = run.communicate(timeout=HANG_GUARD)
+        lines[keyword] = out.strip().splitlines()[-1]
     assert lines == {"plain": "loaded True False 0", "server": "loaded True True 0"}
 
 
