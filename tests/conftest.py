@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, Final
 import pytest
 
 import vf_otel
+from vf_otel._delivery import threads
 from vf_otel._delivery.pipeline import Pipeline
 from vf_otel._delivery.policy import Timing
 from vf_otel.testing import VibefollowServer
@@ -41,17 +43,28 @@ def _no_vibefollow_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class SkipClock:
-    """A monotonic clock that runs with real time and jumps forward when a test says so."""
+    """A monotonic clock that runs with real time and jumps forward when a test (or a
+    retry's wait) says so."""
 
     def __init__(self) -> None:
         self.skipped = 0.0
+        self._lock = threading.Lock()  # sender threads skip their waits side by side
 
     def __call__(self) -> float:
         return time.monotonic() + self.skipped
 
     def advance(self, seconds: float) -> None:
         """Let ``seconds`` pass at once (a hold or cool-down the test does not wait out)."""
-        self.skipped += seconds
+        with self._lock:
+            self.skipped += seconds
+
+    def retry_wait(self, stop: threads.Event, seconds: float) -> bool:
+        """``Timing.retry_wait``: a retry's backoff or Retry-After passes at once, on this
+        clock; True (the wait is cut short) once delivery is stopping."""
+        if stop.is_set():
+            return True
+        self.advance(seconds)
+        return False
 
 
 @pytest.fixture
@@ -59,10 +72,17 @@ def fast_clock(monkeypatch: pytest.MonkeyPatch) -> SkipClock:
     """Every pipeline built in the test runs on fast backoff and cool-down and on a clock
     the test can move forward (the one Timing a Pipeline is given, injected here)."""
     clock = SkipClock()
-    # Backoff and cool-down short enough that a retry or a probe follows at once; the
-    # holds (Retry-After, a refused key, a redirect) keep their length: a test skips them.
+    # Backoff and cool-down short enough that a retry or a probe follows at once, and a
+    # retry's wait (a backoff, a Retry-After) passed by moving the clock. The holds a
+    # retry does not wait out (a long Retry-After, a refused key, a redirect) keep their
+    # length: a test skips them (advance()).
     timing = Timing(
-        now=clock, backoff_base=0.002, backoff_cap=0.01, cooldown=0.01, cooldown_cap=0.04
+        now=clock,
+        backoff_base=0.002,
+        backoff_cap=0.01,
+        cooldown=0.01,
+        cooldown_cap=0.04,
+        retry_wait=clock.retry_wait,
     )
     real_init = Pipeline.__init__
 

@@ -22,8 +22,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 import vf_otel
 from vf_otel.testing import VibefollowServer
 
-#: Backoff and cool-down short (the storm, not the waits, is what is tried here); the
-#: client timeout, Retry-After holds and slow responses keep real time.
+#: Backoff, cool-down and a retry's Retry-After wait skipped on the fast clock (the storm,
+#: not the waits, is what is tried here); the client timeout and slow responses keep real
+#: time.
 pytestmark = pytest.mark.usefixtures("fast_clock")
 
 SEED = 20_251_123

@@ -16,7 +16,7 @@ import pytest
 import vf_otel
 from vf_otel.testing import VibefollowServer
 
-from .conftest import HandlerFactory
+from .conftest import HandlerFactory, SkipClock
 
 
 class Plan(enum.Enum):
@@ -123,9 +123,28 @@ def test_lost_response_is_deduplicated_by_the_server(
 
 
 def test_retry_after_is_respected(
+    vibefollow_server: VibefollowServer,
+    make_handler: HandlerFactory,
+    app_logger: logging.Logger,
+    fast_clock: SkipClock,
+) -> None:
+    """After a 429 with Retry-After: 1 the retry waits at least that second (on the
+    delivery's clock, which skips the wait: test_retry_after_is_waited_in_real_time)."""
+    handler = make_handler()
+    app_logger.addHandler(handler)
+    vibefollow_server.fail_next(429, retry_after="1")
+    app_logger.info("signup", extra={"vf_user": "usr_1"})
+    started = fast_clock()
+    assert handler.flush(timeout=30)
+    assert fast_clock() - started >= 0.95  # a lower bound only: never flaky
+    assert len(vibefollow_server.events) == 1
+
+
+@pytest.mark.slow
+def test_retry_after_is_waited_in_real_time(
     vibefollow_server: VibefollowServer, make_handler: HandlerFactory, app_logger: logging.Logger
 ) -> None:
-    """After a 429 with Retry-After: 1 the retry waits at least that second."""
+    """On the real clock (the default Timing), the second of a Retry-After: 1 is waited."""
     handler = make_handler()
     app_logger.addHandler(handler)
     vibefollow_server.fail_next(429, retry_after="1")

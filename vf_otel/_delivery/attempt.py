@@ -20,6 +20,7 @@ in ``retried`` (the server saw it twice), with no backoff and nothing for the ci
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Sequence
 from typing import Literal
@@ -72,7 +73,7 @@ class Attempts:
         self._clock = timing.now
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         # Returns True when interrupted (delivery is stopping): the wait is cut short.
-        self._sleep = sleep or stop.wait
+        self._sleep = sleep or functools.partial(timing.retry_wait, stop)
         self._policy = RetryPolicy(settings.max_retries, timing.backoff_base, timing.backoff_cap)
         #: Stopping with a usable spool: a failed request is spooled at once, not retried
         #: (the spool delivers it at the next start; exit takes no longer than it must).

@@ -86,10 +86,10 @@ class Timing:
 
     The default is the real clock and the delays above; the pipeline passes it down to
     the circuit, the attempt loop and the worker. Tests pass a fast one (a clock they
-    move forward, short backoff, cool-down and holds), so outage and retry paths run
-    without waiting them out. Waits stay ``Event.wait`` (shutdown cuts them short); the
-    request watchdog and the app-thread pace keep real time: they time real sockets and
-    real threads.
+    move forward, short backoff, cool-down and holds, and a ``retry_wait`` that moves
+    that clock instead of sleeping), so outage and retry paths run without waiting them
+    out. Waits stay ``Event.wait`` (shutdown cuts them short); the request watchdog and
+    the app-thread pace keep real time: they time real sockets and real threads.
     """
 
     now: Callable[[], float] = time.monotonic
@@ -99,6 +99,9 @@ class Timing:
     cooldown_cap: float = COOLDOWN_CAP
     auth_pause: float = AUTH_PAUSE
     wrong_url_pause: float = WRONG_URL_PAUSE
+    #: How the attempt loop waits before a retry (its backoff, or a Retry-After):
+    #: ``retry_wait(stop, seconds)``, True when ``stop`` was set (delivery is stopping).
+    retry_wait: Callable[[threads.Event, float], bool] = threads.Event.wait
 
 
 @dataclass(frozen=True, slots=True)
