@@ -129,6 +129,7 @@ def test_an_api_that_never_answers_overflows_to_the_spool_not_to_drops(
     assert server.rejected == 0
 
 
+@pytest.mark.usefixtures("fast_clock")  # the cool-down not waited out
 def test_flush_with_no_time_left_does_not_burn_the_probe(server: VibefollowServer) -> None:
     """flush(timeout=0) while the circuit is half-open takes no probe slot it cannot use:
     the next flush probes, the API answers, and everything lands."""
@@ -142,11 +143,12 @@ def test_flush_with_no_time_left_does_not_burn_the_probe(server: VibefollowServe
         server.fail_next(503, count=5, path="/events/batch")
         for seq in range(5):
             log.warning("probe", extra={"vf_user": "usr_1", "vf_properties": {"seq": seq}})
-        # Five failures open the circuit; the 1 s cool-down passes into half-open while
-        # the app keeps asking for flushes it gives no time to.
+        # Five failures open the circuit; the cool-down (10 ms on the fast clock, then
+        # doubling) passes into half-open while the app keeps asking for flushes it gives
+        # no time to.
         for _ in range(30):
             assert not handler.flush(0.0)
-            time.sleep(0.1)
+            time.sleep(0.01)
         assert server.pending_faults == 0
         assert handler.flush(10.0)
     finally:
@@ -305,7 +307,7 @@ def test_the_shutdown_warning_does_not_count_a_request_still_in_flight(
     log = logging.getLogger("app.in_flight")
     log.propagate = False
     log.addHandler(handler)
-    server.delay_next(2.0, path="/events/batch")
+    server.delay_next(1.0, path="/events/batch")  # answered after the 0.5 s close
     log.warning("slow", extra={"vf_user": "usr_1", "vf_properties": {"seq": 0}})
     with caplog.at_level(logging.WARNING, logger="vf_otel"):
         handler.close()
