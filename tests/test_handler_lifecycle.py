@@ -218,7 +218,7 @@ def test_shutdown_during_outage_reports_what_was_lost(
 ) -> None:
     """close() gives up after shutdown_timeout and counts every undelivered event as dropped."""
     lost: list[vf_otel.Event] = []
-    handler = make_handler(shutdown_timeout=1.0, on_error=lambda exc, events: lost.extend(events))
+    handler = make_handler(shutdown_timeout=0.3, on_error=lambda exc, events: lost.extend(events))
     logging.getLogger("app").addHandler(handler)
     vibefollow_server.fail_next(503, count=1000)
     for i in range(4):
@@ -266,7 +266,8 @@ def test_close_after_a_failed_flush_tries_only_what_can_still_land(
     """logging.shutdown() runs flush() then close(): during an outage close() goes on only
     while the circuit lets requests through (5 failures open it; one probe at most fits),
     sends nothing once it returned, and counts what is left as dropped."""
-    handler = make_handler(shutdown_timeout=1.0)
+    # Half the 1 s cool-down: a probe after it cannot fit, whatever the backoff drew.
+    handler = make_handler(shutdown_timeout=0.5)
     logging.getLogger("app").addHandler(handler)
     vibefollow_server.fail_next(503, count=1000)
     logging.getLogger("app").warning("e", extra={"vf_user": "usr_1"})
