@@ -23,6 +23,8 @@ from vf_otel._event.build import make_event
 from vf_otel._event.values import DEFAULT_REDACTOR, REDACTED, Redactor, key_words
 from vf_otel.testing import VibefollowServer
 
+from .conftest import wait_until
+
 SECRET = "sk_live_0123456789abcdefSECRETSECRETSECRET"
 R = REDACTED
 
@@ -368,7 +370,8 @@ def test_https_client_verifies_certificates(
     app_logger.addHandler(handler)
     try:
         app_logger.info("e", extra={"vf_user": "u"})
-        handler.flush(2.0)
+        handler.flush(0.0)  # sent now (it fails): the client is built for it
+        wait_until(lambda: made)
     finally:
         handler.close()
     assert made
