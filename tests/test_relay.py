@@ -664,7 +664,7 @@ def test_a_busy_relay_answers_503_at_once(server: VibefollowServer) -> None:
 
     relay = Relay(api_key=server.api_key, base_url=server.base_url)
     app = RelayApp(relay, token=TOKEN, concurrency=1)
-    server.delay_next(2.0)
+    server.delay_next(1.0)  # the first batch is still out when the second arrives
     body = json.dumps(signup_traces())
     with served(app) as url:
         first: list[int] = []
