@@ -22,6 +22,8 @@ from .conftest import HandlerFactory
 LONG_INTERVAL = 30.0
 #: The bounded wait for an event sent at once (well below LONG_INTERVAL).
 ARRIVES_WITHIN = 10.0
+#: How long a test watches for a request that must not go (one sent at once takes ms).
+QUIET_SPELL = 0.5
 
 
 def test_a_lone_event_goes_out_without_waiting_for_the_interval(
@@ -46,7 +48,7 @@ def test_events_logged_while_a_request_is_out_gather_into_the_next_batch(
     """While the first request waits for its answer, 50 events logged meanwhile go as one."""
     handler = make_handler(flush_interval=LONG_INTERVAL)
     app_logger.addHandler(handler)
-    vibefollow_server.delay_next(1.0)  # the first request's answer comes a second later
+    vibefollow_server.delay_next(0.5)  # the first request's answer comes half a second later
     app_logger.info("first", extra={"vf_user": "usr_1"})
     assert vibefollow_server.wait_for_requests(1, timeout=ARRIVES_WITHIN)
     for i in range(50):
@@ -77,7 +79,7 @@ def test_without_adaptive_batching_a_partial_batch_waits_for_the_interval(
     handler = make_handler(flush_interval=LONG_INTERVAL, adaptive_batching=False)
     app_logger.addHandler(handler)
     app_logger.info("waits", extra={"vf_user": "usr_1"})
-    assert not vibefollow_server.wait_for_events(1, timeout=1.0)
+    assert not vibefollow_server.wait_for_events(1, timeout=QUIET_SPELL)
     assert handler.stats().queued == 1
     assert handler.flush(timeout=10)
     assert [e["name"] for e in vibefollow_server.events] == ["waits"]
@@ -93,7 +95,7 @@ def test_while_the_api_fails_nothing_is_sent_early(
     app_logger.info("fails", extra={"vf_user": "usr_1"})
     assert vibefollow_server.wait_for_requests(1, timeout=ARRIVES_WITHIN)
     app_logger.info("held", extra={"vf_user": "usr_1"})
-    assert not vibefollow_server.wait_for_requests(2, timeout=1.0)
+    assert not vibefollow_server.wait_for_requests(2, timeout=QUIET_SPELL)
     assert handler.flush(timeout=15)
     assert sorted(e["name"] for e in vibefollow_server.events) == ["fails", "held"]
 
