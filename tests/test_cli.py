@@ -741,7 +741,7 @@ def test_send_exits_with_the_status_doctor_gives(
     body = '{"errors": [{"code": "x", "message": "no"}]}'
     # Every attempt within --timeout meets the same answer (a 5xx or 429 is retried).
     vibefollow_server.respond_next(status, body, count=50)
-    assert send(vibefollow_server, "x", "--user", "u1", "--timeout", "1") == expected
+    assert send(vibefollow_server, "x", "--user", "u1", "--timeout", "0.5") == expected
     vibefollow_server.respond_next(status, body, count=50)
     assert doctor(vibefollow_server) == expected
 
