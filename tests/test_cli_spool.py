@@ -369,7 +369,7 @@ def test_replay_to_a_server_that_is_down_keeps_everything(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    args = ["--api-key", LIVE_KEY, "--base-url", f"http://127.0.0.1:{port}", "--timeout", "1"]
+    args = ["--api-key", LIVE_KEY, "--base-url", f"http://127.0.0.1:{port}", "--timeout", "0.3"]
     assert main(["spool", "replay", "--spool-path", str(path), *args]) == ExitCode.FAILED
     err = capsys.readouterr().err
     assert "not done: 2 request(s) (4 events) still in the spool" in err
@@ -462,7 +462,7 @@ def test_replay_sends_rows_another_process_releases_meanwhile(
     path = tmp_path / "spool.db"
     app = fill(path, *batch("held", 3))
     (held,) = app.claim()
-    release = threading.Timer(0.5, app.release, args=(held[1],))
+    release = threading.Timer(0.2, app.release, args=(held[1],))
     release.start()
     try:
         assert replay(vibefollow_server, path, "--timeout", "10") == ExitCode.OK
