@@ -37,6 +37,10 @@ EVENTS = "/api/v1/events/batch"
 UPSERT_DELAY = 0.1
 #: Runs of the ordering scenario: it failed 3 of 3 before the fix.
 RUNS = 3
+#: The client's ``timeout`` against a trickling server, and the trickle's pace: each
+#: byte comes before a read could time out, the 55 bytes of head would take 8 s.
+TIMEOUT = 0.5
+TRICKLE_EVERY = 0.15
 
 
 def upserts_answered_before_events_arrived(seen: list[Seen]) -> None:
@@ -168,10 +172,10 @@ def test_a_stale_keep_alive_connection_is_sent_again_at_once_on_a_new_one(mode: 
 )
 def test_timeout_bounds_a_stalled_status_line_on_a_reused_connection() -> None:
     """A server that answered once, then trickles the next status line on the same
-    connection (a byte per 0.3 s, under the read timeout): cut at ``timeout`` (1 s) after
-    a few bytes, counted as a retry, and delivered on a new connection."""
-    with HostileServer("trickle_status", trickle_every=0.3) as server:
-        handler = vf_otel.VibefollowHandler(api_key=KEY, base_url=server.base_url, timeout=1.0)
+    connection (a byte per 0.15 s, under the read timeout): cut at ``timeout`` (0.5 s)
+    after a few bytes, counted as a retry, and delivered on a new connection."""
+    with HostileServer("trickle_status", trickle_every=TRICKLE_EVERY) as server:
+        handler = vf_otel.VibefollowHandler(api_key=KEY, base_url=server.base_url, timeout=TIMEOUT)
         log = log_to(handler, "trickle")
         try:
             assert pipeline(handler)._client.http() is not None
@@ -191,7 +195,7 @@ def test_timeout_bounds_a_stalled_status_line_on_a_reused_connection() -> None:
         (1, False),
         (2, True),
     ]
-    # About 1 s of a byte per 0.3 s; left alone, the 55 bytes of head take 16.5 s.
+    # About 0.5 s of a byte per 0.15 s; left alone, the 55 bytes of head take 8 s.
     assert len(trickled) == 1
     assert trickled[0] <= 12, trickled
     assert (stats.sent, stats.retried, stats.dropped_total, stats.in_flight) == (2, 1, 0, 0)
@@ -203,11 +207,11 @@ def test_without_watched_streams_a_new_connection_is_still_cut_at_timeout(
     """With the fallback forced (httpx laid out otherwise): nothing of httpx is changed,
     and a status line trickled on a new connection is still cut at ``timeout``."""
     monkeypatch.setattr(vf_otel._compat, "FALLBACK", True)
-    with HostileServer("trickle_status", answer_first=0, trickle_every=0.3) as server:
+    with HostileServer("trickle_status", answer_first=0, trickle_every=TRICKLE_EVERY) as server:
         handler = vf_otel.VibefollowHandler(
             api_key=KEY,
             base_url=server.base_url,
-            timeout=1.0,
+            timeout=TIMEOUT,
             max_retries=0,
             shutdown_timeout=0.5,  # close() does not try the trickling server for 10 s more
         )
