@@ -139,7 +139,7 @@ def _runtime(
         textwrap.dedent(_FUNCTION.format(per=EVENTS_PER_INVOCATION))
     )
     api = FakeRuntimeApi(server, events)
-    serving = threading.Thread(target=api.http.serve_forever, daemon=True)
+    serving = threading.Thread(target=api.http.serve_forever, args=(0.01,), daemon=True)
     serving.start()
     started: list[subprocess.Popen[bytes]] = []
 
