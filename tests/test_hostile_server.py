@@ -23,7 +23,7 @@ import pytest
 import vf_otel
 from vf_otel.testing import VibefollowServer
 
-from .conftest import HANG_GUARD, HandlerFactory
+from .conftest import HANG_GUARD, HandlerFactory, wait_until
 from .hostile import HostileServer
 
 KEY = "vf_test_hostile_0123456789abcdef"
@@ -169,7 +169,7 @@ def test_accepted_false_is_dead_lettered_and_reported_not_counted_as_sent() -> N
     assert all(error.code == "not_accepted" for error in reported)
 
 
-@pytest.mark.slow
+@pytest.mark.usefixtures("fast_clock")  # the circuit's cool-down not waited out
 def test_flush_after_a_backlog_full_drop_reports_it_once_then_answers_true(
     vibefollow_server: VibefollowServer, make_handler: HandlerFactory
 ) -> None:
@@ -188,7 +188,11 @@ def test_flush_after_a_backlog_full_drop_reports_it_once_then_answers_true(
             log.warning(
                 "e", extra={"vf_event": f"e{round_}_{i}", "vf_user": "u", "vf_properties": pad}
             )
-        handler.flush(timeout=0.5)
+        # The worker sends a full batch unasked; once it is parked (and an older one
+        # dropped), the round's flush says so. With no time: on the fast clock a flush
+        # during the outage would try again until its timeout.
+        wait_until(lambda: handler.stats().queued + handler.stats().in_flight == 0)
+        handler.flush(timeout=0)
     assert handler.stats().dropped.get("backlog_full", 0) > 0
     vibefollow_server.clear_faults()
     # Each drop was said by the round's flush after it; nothing dropped since: this one
