@@ -42,12 +42,14 @@ def test_long_outage_keeps_memory_bounded_and_does_not_spin(
 ) -> None:
     """Failing API: few requests over the window, bounded queue+backlog, every drop counted."""
     # 4 KiB of backlog: two or three parked requests of 10 such events (1+ KiB each).
+    # On the real clock: the circuit's real cool-down is what keeps the requests few.
     handler = make_handler(
         flush_interval=0.05,
         max_retries=0,
         max_queue_size=50,
         batch_size=10,
         max_backlog_bytes=4096,
+        shutdown_timeout=0.5,  # close() gives up soon: the outage goes on
     )
     log = logging.getLogger("app.outage.spin")
     log.addHandler(handler)
@@ -73,7 +75,8 @@ def test_429_storm_respects_retry_after_across_exports(
     vibefollow_server: VibefollowServer, make_handler: HandlerFactory
 ) -> None:
     """With every answer a 429 + Retry-After: 1, requests are at least a second apart."""
-    handler = make_handler(flush_interval=0.05, max_retries=3)
+    # On the real clock: what is counted is requests per real second. close() gives up soon.
+    handler = make_handler(flush_interval=0.05, max_retries=3, shutdown_timeout=0.5)
     log = logging.getLogger("app.outage.429")
     log.addHandler(handler)
     vibefollow_server.fail_next(429, retry_after="1", count=100_000)
@@ -84,7 +87,7 @@ def test_429_storm_respects_retry_after_across_exports(
     handler.close()
 
 
-@pytest.mark.slow
+@pytest.mark.usefixtures("fast_clock")  # backoff and cool-down not waited out
 @pytest.mark.parametrize("spool", [False, True], ids=["memory", "spool"])
 def test_endpoint_down_then_back_on_the_same_port_delivers_everything_once(
     make_handler: HandlerFactory, tmp_path: Path, spool: bool
