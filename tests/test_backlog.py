@@ -279,6 +279,7 @@ def delivered_once(server: VibefollowServer) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("fast_clock")  # backoff and cool-down not waited out
 def test_503_outage_within_the_bound_drops_nothing_and_delivers_each_event_once(
     vibefollow_server: VibefollowServer, make_handler: HandlerFactory
 ) -> None:
@@ -309,6 +310,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("fast_clock")  # backoff and cool-down not waited out
 def test_refused_connections_within_the_bound_drop_nothing(
     make_handler: HandlerFactory,
 ) -> None:
@@ -335,6 +337,7 @@ def test_refused_connections_within_the_bound_drop_nothing(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("fast_clock")  # backoff and cool-down not waited out
 def test_past_the_bound_the_oldest_plain_events_go_upserts_and_priority_last(
     vibefollow_server: VibefollowServer, make_handler: HandlerFactory
 ) -> None:
