@@ -107,6 +107,7 @@ def test_retries_reuse_the_same_key_and_body(
     assert handler.stats().retried == 4
 
 
+@pytest.mark.usefixtures("fast_clock")  # the retry's backoff not waited out
 def test_lost_response_is_deduplicated_by_the_server(
     vibefollow_server: VibefollowServer, make_handler: HandlerFactory, app_logger: logging.Logger
 ) -> None:

@@ -89,6 +89,7 @@ def test_fileconfig_with_environment_only_settings(
     assert [e["external_user_id"] for e in vibefollow_server.events] == ["usr_ini"]
 
 
+@pytest.mark.usefixtures("fast_clock")  # the retry's backoff not waited out
 def test_root_at_debug_does_not_loop(
     vibefollow_server: VibefollowServer, make_handler: HandlerFactory
 ) -> None:

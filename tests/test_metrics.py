@@ -128,6 +128,7 @@ def test_instruments_match_the_stats_fields(
     assert names == expected | {QUEUE_GAUGE}
 
 
+@pytest.mark.usefixtures("fast_clock")  # the retry's backoff not waited out
 def test_retries_and_dead_letters_are_counted(
     api: VibefollowServer, reader: InMemoryMetricReader, app_logger: logging.Logger
 ) -> None:

@@ -401,7 +401,7 @@ def test_api_down_with_a_spool_is_acknowledged(
 ) -> None:
     """With a spool, a batch the API cannot take now is spooled and acknowledged (200),
     then delivered once the API is back."""
-    url = serve(max_retries=0, spool_path=str(tmp_path / "relay.db"), flush_interval=0.2)
+    url = serve(max_retries=0, spool_path=str(tmp_path / "relay.db"), flush_interval=0.05)
     server.fail_next(503, count=3)
     reply = httpx.post(f"{url}/v1/traces", content=json.dumps(signup_traces()), headers=JS)
     assert reply.status_code == 200

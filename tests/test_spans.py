@@ -338,6 +338,7 @@ def test_same_span_exported_twice_is_recorded_once(
     assert keys[0] == keys[1]
 
 
+@pytest.mark.usefixtures("fast_clock")  # the retry's backoff not waited out
 def test_lost_response_is_retried_and_deduplicated(
     exporter: VibefollowSpanExporter, server: VibefollowServer
 ) -> None:
