@@ -1048,9 +1048,15 @@ def test_pytest_start_up_does_not_import_vf_otel(tmp_path: Path) -> None:
         for keyword in ("plain", "server")
     }
     lines = {}
-    for keyword, run in runs.items():
-        out, _ = run.communicate(timeout=HANG_GUARD)
-        lines[keyword] = out.strip().splitlines()[-1]
+    try:
+        for keyword, run in runs.items():
+            out, _ = run.communicate(timeout=HANG_GUARD)
+            lines[keyword] = out.strip().splitlines()[-1]
+    finally:
+        for run in runs.values():
+            if run.poll() is None:  # only after a hang or a failure above
+                run.kill()
+                run.wait()
     assert lines == {"plain": "loaded True False 0", "server": "loaded True True 0"}
 
 
