@@ -6,10 +6,26 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_smoke(script: str, out: Path) -> dict[str, Any]:
+    """``benchmarks/SCRIPT --size=smoke --json=OUT`` run from ``benchmarks/``; its results.
+    A failure shows the script's standard error."""
+    done = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, str(ROOT / "benchmarks" / script), "--size=smoke", f"--json={out}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=ROOT / "benchmarks",
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(out.read_text()))
 
 
 @pytest.mark.slow
@@ -47,20 +63,7 @@ def test_run_py_smoke_writes_results_and_docs(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_cold_start_smoke_counts_sdk_modules(tmp_path: Path) -> None:
     """cold_start.py --smoke: the logging path loads no OpenTelemetry SDK module, spans do."""
-    out = tmp_path / "cold.json"
-    subprocess.run(  # noqa: S603 - our own interpreter and script
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "cold_start.py"),
-            "--size=smoke",
-            f"--json={out}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    results = json.loads(out.read_text())
+    results = run_smoke("cold_start.py", tmp_path / "cold.json")
     assert results["sdk_modules"]["logging"] == 0
     assert results["sdk_modules"]["spans"] > 0
 
@@ -68,21 +71,7 @@ def test_cold_start_smoke_counts_sdk_modules(tmp_path: Path) -> None:
 def test_fast_paths_smoke_times_each_pair(tmp_path: Path) -> None:
     """fast_paths.py --smoke: a row per fast path and the slow path it mirrors, each fast
     path's ratio taken to its own slow path."""
-    out = tmp_path / "fast.json"
-    subprocess.run(  # noqa: S603 - our own interpreter and script
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "fast_paths.py"),
-            "--size=smoke",
-            f"--json={out}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-        cwd=ROOT / "benchmarks",
-    )
-    rows = json.loads(out.read_text())["variants"]
+    rows = run_smoke("fast_paths.py", tmp_path / "fast.json")["variants"]
     assert set(rows) == {"make_event", "build_batch", "dumps_to_wire", "encode_event"}
     assert rows["make_event"]["ratio"] == rows["dumps_to_wire"]["ratio"] == 1.0
     assert all(row["median"] > 0 for row in rows.values())
@@ -96,16 +85,7 @@ def test_relay_benchmark_smoke(tmp_path: Path) -> None:
         "opentelemetry.exporter.otlp.proto.common",
         reason="opentelemetry-exporter-otlp-proto-common",
     )
-    out = tmp_path / "relay.json"
-    done = subprocess.run(  # noqa: S603 - our own interpreter and script
-        [sys.executable, str(ROOT / "benchmarks" / "relay.py"), "--size=smoke", f"--json={out}"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    results = json.loads(out.read_text())
+    results = run_smoke("relay.py", tmp_path / "relay.json")
     assert set(results["variants"]) == {"exporter", "relay_protobuf", "relay_json"}
     # One request per batch of 512 events (batch_size 500: two each) for every timed POST.
     assert results["sink_requests"] >= 3 * results["rounds"] * results["batches"]
