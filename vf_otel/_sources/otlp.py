@@ -212,21 +212,32 @@ def _document(body: bytes) -> dict[str, Any]:
 
 
 def _json_traces(document: dict[str, Any]) -> list[Span]:
-    spans: list[Span] = []
-    for r, resource_spans in enumerate(_objects(document, "resourceSpans")):
-        for s, scope_spans in enumerate(_objects(resource_spans, "scopeSpans")):
-            where = f"resourceSpans[{r}].scopeSpans[{s}]"
+    return _json_items(document, ("resourceSpans", "scopeSpans", "spans"), _json_span)
+
+
+def _json_items(
+    document: dict[str, Any],
+    keys: tuple[str, str, str],
+    build: Callable[[dict[str, Any], Scope], _T],
+) -> list[_T]:
+    """What ``build`` makes of each item under resource → scope → items (``keys``), with
+    its scope; an error names where in the document it is."""
+    resources_key, scopes_key, items_key = keys
+    built: list[_T] = []
+    for r, resource in enumerate(_objects(document, resources_key)):
+        for s, scoped in enumerate(_objects(resource, scopes_key)):
+            where = f"{resources_key}[{r}].{scopes_key}[{s}]"
             try:
-                scope = Scope(_text(_object(scope_spans, "scope").get("name")))
-                items = _objects(scope_spans, "spans")
+                scope = Scope(_text(_object(scoped, "scope").get("name")))
+                items = _objects(scoped, items_key)
             except OTLPDecodeError as exc:
                 raise exc.at(where) from None
-            for i, span in enumerate(items):
+            for i, item in enumerate(items):
                 try:
-                    spans.append(_json_span(span, scope))
+                    built.append(build(item, scope))
                 except OTLPDecodeError as exc:
-                    raise exc.at(f"{where}.spans[{i}]") from None
-    return spans
+                    raise exc.at(f"{where}.{items_key}[{i}]") from None
+    return built
 
 
 def _json_span(span: dict[str, Any], scope: Scope) -> Span:
@@ -254,21 +265,7 @@ def _json_span(span: dict[str, Any], scope: Scope) -> Span:
 
 
 def _json_logs(document: dict[str, Any]) -> list[LogRecord]:
-    records: list[LogRecord] = []
-    for r, resource_logs in enumerate(_objects(document, "resourceLogs")):
-        for s, scope_logs in enumerate(_objects(resource_logs, "scopeLogs")):
-            where = f"resourceLogs[{r}].scopeLogs[{s}]"
-            try:
-                scope = Scope(_text(_object(scope_logs, "scope").get("name")))
-                items = _objects(scope_logs, "logRecords")
-            except OTLPDecodeError as exc:
-                raise exc.at(where) from None
-            for i, record in enumerate(items):
-                try:
-                    records.append(_json_log(record, scope))
-                except OTLPDecodeError as exc:
-                    raise exc.at(f"{where}.logRecords[{i}]") from None
-    return records
+    return _json_items(document, ("resourceLogs", "scopeLogs", "logRecords"), _json_log)
 
 
 def _json_log(record: dict[str, Any], scope: Scope) -> LogRecord:
