@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from vf_otel.testing import VibefollowServer
 
-from .relay_support import TOKEN, free_port, relay_env, relay_process
+from .relay_support import TOKEN, free_port, relay_env, relay_process, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -57,12 +57,7 @@ def collector(relay_url: str, tmp_path: Path) -> Iterator[str]:
             wait_listening(http_port, process)
             yield url
         finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
