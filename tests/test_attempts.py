@@ -21,7 +21,13 @@ import httpx
 import pytest
 
 from vf_otel._config import resolve_settings
-from vf_otel._delivery.attempt import AUTH_PAUSE, WRONG_URL_PAUSE, Attempts, Outcome
+from vf_otel._delivery.attempt import (
+    AUTH_PAUSE,
+    MIN_ATTEMPT,
+    WRONG_URL_PAUSE,
+    Attempts,
+    Outcome,
+)
 from vf_otel._delivery.client import Client
 from vf_otel._delivery.ledger import Ledger
 from vf_otel._delivery.policy import (
@@ -867,6 +873,26 @@ def test_deadline_spent_by_a_slow_failure_parks(build: Callable[..., Rig]) -> No
     assert rig.run(request) == ("sent", request)
     first, resent = rig.server.seen
     assert (resent.key, resent.body) == (first.key, first.body)
+
+
+def test_a_sliver_of_time_left_is_not_spent_on_an_attempt(build: Callable[..., Rig]) -> None:
+    """A refused connection that leaves less than MIN_ATTEMPT of the deadline parks the
+    request: no attempt doomed to time out is made, and the error that says why delivery
+    failed stays the last error (a `vf-otel send` to a closed port once exited 7, timed
+    out, instead of 5, connection refused, after a 0.5 ms attempt)."""
+    rig = build()
+
+    def refused_slowly(request: httpx.Request) -> httpx.Response:
+        rig.clock.now += 5.0 - MIN_ATTEMPT / 2  # what is left is shorter than MIN_ATTEMPT
+        raise httpx.ConnectError("connection refused")
+
+    rig.server.script = [refused_slowly]
+    request = batch(1)
+    assert rig.run(request, timeout=5.0) == ("parked", request)
+    assert len(rig.server.seen) == 1
+    assert isinstance(rig.ledger.last_error, NetworkError)
+    assert "connection refused" in str(rig.ledger.last_error)
+    assert rig.run(request, timeout=MIN_ATTEMPT * 2) == ("sent", request)  # time enough
 
 
 def test_no_time_left_parks_without_sending_or_failing(build: Callable[..., Rig]) -> None:

@@ -164,8 +164,10 @@ def _wait_for_delivery(pipeline: Delivery, settings: Settings) -> None:
     """Wait up to ``export_timeout``; when the first second brings no answer, say on stderr
     what the command is waiting for, and until when, instead of a silent wait."""
     deadline = time.monotonic() + settings.export_timeout
-    first = min(WAITING_NOTICE_AFTER, settings.export_timeout)
-    if pipeline.flush(first):
+    if settings.export_timeout < 2 * WAITING_NOTICE_AFTER:
+        pipeline.flush(settings.export_timeout)  # over before a notice could help
+        return
+    if pipeline.flush(WAITING_NOTICE_AFTER):
         return
     stats = pipeline.stats()
     if stats.queued + stats.in_flight + stats.parked == 0:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import random
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Final, Literal
 
 from .._config import Settings
 from .._errors import AuthError, ValidationError, VibefollowError
@@ -45,6 +45,11 @@ __all__ = ["AUTH_PAUSE", "WRONG_URL_PAUSE", "Attempts", "Outcome"]
 
 
 Outcome = Literal["sent", "refused", "parked"]
+#: Less of the deadline than this left (or than ``timeout``, when that is shorter), an
+#: attempt is not started: it could only time out, and that time-out would replace the
+#: error that tells why delivery failed (a refused connection, a 503) with one that tells
+#: nothing about the API. Shorter than any round trip to the real API.
+MIN_ATTEMPT: Final = 0.05
 #: What one piece's loop ends with: an outcome, or the pieces to send in its place.
 _PieceResult = Outcome | tuple[Request, ...]
 
@@ -74,6 +79,7 @@ class Attempts:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         # Returns True when interrupted (delivery is stopping): the wait is cut short.
         self._sleep = sleep or functools.partial(timing.retry_wait, stop)
+        self._shortest = min(settings.timeout, MIN_ATTEMPT)
         self._policy = RetryPolicy(settings.max_retries, timing.backoff_base, timing.backoff_cap)
         #: Stopping with a usable spool: a failed request is spooled at once, not retried
         #: (the spool delivers it at the next start; exit takes no longer than it must).
@@ -113,7 +119,7 @@ class Attempts:
             if permit is None:
                 return "parked"  # stopping, open, held, or another probe is out
             remaining = deadline - self._clock()
-            if remaining <= 0:
+            if remaining < self._shortest:
                 permit.abandon()  # out of time before sending: not the server's failure
                 return "parked"
             if attempt:
@@ -142,7 +148,7 @@ class Attempts:
         """Send again at once after a stale pooled connection (module docstring): the one
         that failed left the pool, so this goes on a new one (or another still open)."""
         remaining = deadline - self._clock()
-        if remaining <= 0:
+        if remaining < self._shortest:
             return stale  # no time left: a failed attempt like any other
         self._ledger.retried()
         return self._client.post(request, min(self._settings.timeout, remaining))
