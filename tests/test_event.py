@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from vf_otel._event.model import Event, idempotency_key, new_event_id, wire_time
+from vf_otel._event.model import Event, idempotency_key, new_event_id, new_event_ids, wire_time
 
 WHEN = datetime(2026, 11, 23, 10, 0, 0, 123456, tzinfo=UTC)
 WIRE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -162,6 +162,16 @@ def test_new_event_id_is_32_hex_and_unique() -> None:
     ids = [new_event_id() for _ in range(1000)]
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
     assert len(set(ids)) == len(ids)
+
+
+def test_new_event_ids_draws_as_many_ids_as_new_event_id_makes() -> None:
+    """In bulk: ``count`` ids of 32 lowercase hex digits, all different; none for 0."""
+    for count in (1, 2, 500):
+        ids = new_event_ids(count)
+        assert len(ids) == count
+        assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+        assert len(set(ids)) == count
+    assert new_event_ids(0) == []
 
 
 def test_new_event_id_ignores_seeded_random() -> None:

@@ -53,6 +53,10 @@ class Color(enum.Enum):
     RED = "red"
 
 
+class Word(str):
+    """A str subclass: equal to, and hashed as, the str it holds."""
+
+
 class Level(enum.IntEnum):
     """An int Enum: its key is its value's text."""
 
@@ -139,6 +143,15 @@ def test_long_keys_take_the_slow_path() -> None:
     """is_plain refuses a key too long to send, so clipped keys are compared after clipping."""
     assert not is_plain({LONG_A: 1})
     assert is_plain({"1": 1, "2": 2})
+
+
+def test_a_key_taken_before_is_still_checked_by_its_type() -> None:
+    """is_plain remembers the str keys it took; a str subclass equal to one is no such key
+    (coercion makes it a str), and a key with a lone surrogate is never taken."""
+    assert is_plain({"plan": 1})
+    assert not is_plain({Word("plan"): 1})
+    assert not is_plain({LONE_A: 1})
+    assert not is_plain({LONE_A: 1})  # refused again, not remembered
 
 
 def test_the_last_value_takes_the_first_keys_place() -> None:

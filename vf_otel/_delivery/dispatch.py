@@ -321,7 +321,7 @@ class Worker:
             building = count_events(items)
             self._ledger.move(building, None, "in_flight")
             try:
-                requests = self._requests_for(items)
+                requests = self._requests_for(items, building)
             finally:
                 # Built: from here each request's job counts its own (dispatch, _chain),
                 # so a dispatch that waits for a sender never counts them twice.
@@ -330,8 +330,9 @@ class Worker:
         self._batches.assign(asked)
         self._gather.took(taken, self._clock())
 
-    def _requests_for(self, items: list[Any]) -> list[Request]:
-        """The requests for a batch of queued items; every event is counted whatever happens.
+    def _requests_for(self, items: list[Any], events: int) -> list[Request]:
+        """The requests for a batch of queued items (``events`` of them events, as
+        ``count_events`` counts); every event is counted whatever happens.
 
         Each event is guarded where it is built and encoded; if something no guard
         foresaw fails anyway, the events not counted yet are dropped as ``internal_error``
@@ -342,7 +343,7 @@ class Worker:
         try:
             # A refusal rides the queue only to be counted off the app's thread; an
             # identify() is a user upsert, counted in users_sent, not an event.
-            self._ledger.enqueued(count_events(items))
+            self._ledger.enqueued(events)
             built = self._pace.in_steps(self._build, items)
             return prepare(
                 built, self._settings, self._ledger, self._pace.in_steps, self._bytes.measured
@@ -350,7 +351,7 @@ class Worker:
         except Exception:  # noqa: BLE001 - the last resort, see above
             self._ledger.error("worker", "vf-otel could not prepare a batch", exc_info=True)
             error = UndeliveredError("internal error while preparing a batch")
-            lost = count_events(items) if built is None else len(built)
+            lost = events if built is None else len(built)
             self._ledger.drop("internal_error", (), error, count=lost)
             return []
 

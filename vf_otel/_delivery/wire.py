@@ -183,7 +183,7 @@ def event_requests(
 def events_request(events: Sequence[Event], encoded: Sequence[bytes]) -> Request:
     """One batch request; its key is derived from exactly these event ids."""
     body = b'{"events":[' + b",".join(encoded) + b"]}"
-    key = idempotency_key(EVENTS_PATH, (e.event_id for e in events))
+    key = idempotency_key(EVENTS_PATH, map(_EVENT_ID, events))
     return Request(EVENTS_PATH, key, body, tuple(events))
 
 
@@ -315,6 +315,9 @@ InSteps = Callable[
 ]
 
 _TRAITS: Final = operator.attrgetter("traits")
+_FIRST: Final = operator.itemgetter(0)
+_SECOND: Final = operator.itemgetter(1)
+_EVENT_ID: Final = operator.attrgetter("event_id")
 _NAME: Final = operator.attrgetter("name")
 
 #: Why nothing is sent when VIBEFOLLOW_BASE_URL was invalid (the value is never quoted).
@@ -369,8 +372,8 @@ def prepare(
         return encoded
 
     pairs = encode(list(events)) if in_steps is None else in_steps(encode, list(events))
-    kept = [event for event, _ in pairs]
-    bodies = [data for _, data in pairs]
+    kept = list(map(_FIRST, pairs))
+    bodies = list(map(_SECOND, pairs))
     # Passes in C over the batch: most carry no traits and no identify().
     # (``is not``: a traits mapping's own __eq__ is never run.)
     has_traits = any(map(operator.is_not, map(_TRAITS, kept), itertools.repeat(None)))

@@ -347,6 +347,9 @@ def build_batch(
     # Records logged together share their millisecond: its datetime is made once.
     last_millis: int | None = None
     last_time = _EPOCH
+    # A batch's calls mostly repeat a few names and users: each is checked once.
+    names: set[str] = set()
+    users: set[str] = set()
     for item, event_id in zip(items, ids, strict=True):
         if type(item) is not tuple:
             if isinstance(item, Rejection):
@@ -363,11 +366,8 @@ def build_batch(
                     and type(user) is str
                     and type(created) is float
                     and 0.0 <= created < _YEAR_10000  # not NaN, inf, before 1970 or too late
-                    and name != IDENTIFY
-                    and name.isascii()
-                    and user.isascii()
-                    and name.strip()
-                    and user.strip()
+                    and (name in names or _plain_name(name, names))
+                    and (user in users or _plain_text(user, users))
                     and (props is None or (type(props) is dict and is_plain(props)))
                     and (name not in CANONICAL_NAMES or not _missing(name, props))
                 ):
@@ -375,7 +375,8 @@ def build_batch(
                         props = {}
                     elif redactor is not None and redactor.enabled:
                         props = redactor.flat_properties(props)  # is_plain: nothing nested
-                    whole = math.floor(created)  # as _millis() (inlined: once per event)
+                    # As _millis() (inlined: once per event); int() is floor() at >= 0.
+                    whole = int(created)
                     millis = whole * 1000 + int((created - whole) * 1000)
                     if millis != last_millis:
                         last_time, last_millis = _from_millis(millis), millis
@@ -394,6 +395,20 @@ def build_batch(
         else:
             keep(built)
     return events, refused
+
+
+def _plain_name(name: str, seen: set[str]) -> bool:
+    """Whether build_batch's fast path takes ``name`` (ASCII, not blank, no identify());
+    added to ``seen`` when it is."""
+    return name != IDENTIFY and _plain_text(name, seen)  # an exact str: != gives a bool
+
+
+def _plain_text(text: str, seen: set[str]) -> bool:
+    """Whether ``text`` is ASCII and not blank; added to ``seen`` when it is."""
+    if text.isascii() and text.strip():
+        seen.add(text)
+        return True
+    return False
 
 
 def _missing(name: str, props: dict[str, Any] | None) -> bool:

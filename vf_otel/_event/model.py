@@ -165,10 +165,11 @@ def new_event_id() -> str:
 
 
 def new_event_ids(count: int) -> list[str]:
-    """``count`` ids as :func:`new_event_id` makes them, from one ``os.urandom`` call."""
-    text = os.urandom(_ID_BYTES * count).hex()
-    width = 2 * _ID_BYTES
-    return [text[start : start + width] for start in range(0, len(text), width)]
+    """``count`` ids as :func:`new_event_id` makes them, from one ``os.urandom`` call
+    (split in C: a space every ``_ID_BYTES`` bytes of the hex, then ``str.split``)."""
+    if count <= 0:
+        return []
+    return os.urandom(_ID_BYTES * count).hex(" ", _ID_BYTES).split(" ")
 
 
 def idempotency_key(scope: str, event_ids: Iterable[str]) -> str:

@@ -130,9 +130,9 @@ def is_plain(value: dict[Any, Any]) -> bool:
     ever asked (a subclass's items() may not show what dict() would copy).
     """
     for key, item in value.items():
-        if type(key) is not str or len(key) > MAX_STRING_LENGTH:
+        if type(key) is not str:
             return False
-        if not (key.isascii() or _encodable(key)):
+        if key not in _PLAIN_KEYS and not _plain_key(key):
             return False
         kind = type(item)
         if kind is str:
@@ -305,6 +305,23 @@ def utf8_text(text: str) -> str:
     if text.isascii() or _encodable(text):
         return text
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+#: Keys :func:`is_plain` took before (exact str only: a subclass equal to one is
+#: checked by its type first). Properties repeat a few names: each is checked once.
+_PLAIN_KEYS: Final[set[str]] = set()
+#: Past this many, names made up at run time: the set starts over, never grows for ever.
+_PLAIN_KEYS_LIMIT: Final = 4096
+
+
+def _plain_key(key: str) -> bool:
+    """Whether coercion leaves the str ``key`` as it is (short, encodable); remembered."""
+    if len(key) > MAX_STRING_LENGTH or not (key.isascii() or _encodable(key)):
+        return False
+    if len(_PLAIN_KEYS) >= _PLAIN_KEYS_LIMIT:
+        _PLAIN_KEYS.clear()
+    _PLAIN_KEYS.add(key)
+    return True
 
 
 def _encodable(text: str) -> bool:
