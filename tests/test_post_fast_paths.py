@@ -1,6 +1,7 @@
 """The client's fast paths (client.py), over real loopback HTTP: what the API sees is what
 the plain httpx path sends, cookies still stick, and without httpx's private attribute
-(a later httpx) the plain path does the same work.
+(a later httpx) the plain path does the same work. And the request watchdog, woken
+only when it must be (policy.py), still cuts each request at its own deadline.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ import pytest
 import vf_otel._compat
 from vf_otel._config import resolve_settings
 from vf_otel._delivery import client as client_module
+from vf_otel._delivery import policy
 from vf_otel._delivery.client import Client
 from vf_otel._delivery.wire import Request, encode_event, events_request
 from vf_otel._event.model import Event
 from vf_otel.testing import VibefollowServer
+
+from .conftest import wait_until
 
 WHEN = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 _numbers = itertools.count()
@@ -183,3 +187,27 @@ def test_the_fast_cookies_keep_the_jar_and_its_cookies() -> None:
         assert dict(fast) == {"lb": "a"}
         assert client_module.skip_cookieless_answers(http) is True
         assert http.cookies is fast
+
+
+def test_a_shorter_deadline_wakes_the_watchdog() -> None:
+    """The watchdog sleeps until the first deadline it knows of; a request due sooner
+    wakes it, and is cut at its own deadline while the longer one runs on."""
+    dog = policy.Watchdog()
+    long = dog.watch(60)
+    assert wait_until(lambda: dog._until == long.deadline)  # asleep until then
+    short = dog.watch(0.2)
+    try:
+        assert wait_until(lambda: short.expired)
+        assert not long.expired
+    finally:
+        dog.release(short)
+        dog.release(long)
+
+
+def test_the_watchdog_drops_the_watches_that_ended() -> None:
+    """Requests that ended in time do not wake it one by one, nor pile up: it drops them
+    every so often."""
+    dog = policy.Watchdog()
+    for _ in range(50 * policy._PRUNE_AT):
+        dog.release(dog.watch(60))
+    assert wait_until(lambda: len(dog._heap) < policy._PRUNE_AT)
