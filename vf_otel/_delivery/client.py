@@ -83,7 +83,7 @@ __all__ = [
 #
 # Two fast paths keep the client's CPU per request down (delivery is bound by one
 # interpreter's CPU; benchmarks/fast_paths.py measures them against the plain path,
-# ``Client.fast_paths = False``: about 40 µs of some 400 per 63 KB batch):
+# ``Client.fast_paths = False``: about 50 µs of some 440 per 63 KB batch):
 #
 # - the request is built from headers made once per URL (Host and the client's
 #   defaults, in the order ``httpx.Request(content=...)`` puts them) with its
