@@ -70,11 +70,17 @@ def test_cold_start_smoke_counts_sdk_modules(tmp_path: Path) -> None:
 
 def test_fast_paths_smoke_times_each_pair(tmp_path: Path) -> None:
     """fast_paths.py --smoke: a row per fast path and the slow path it mirrors, each fast
-    path's ratio taken to its own slow path."""
-    rows = run_smoke("fast_paths.py", tmp_path / "fast.json")["variants"]
+    path's ratio taken to its own slow path (the sender's pair per request)."""
+    results = run_smoke("fast_paths.py", tmp_path / "fast.json")
+    rows = results["variants"]
     assert set(rows) == {"make_event", "build_batch", "dumps_to_wire", "encode_event"}
     assert rows["make_event"]["ratio"] == rows["dumps_to_wire"]["ratio"] == 1.0
     assert all(row["median"] > 0 for row in rows.values())
+    # The sender's pair, per request, against the loopback sink.
+    posts = results["per_request"]["variants"]
+    assert set(posts) == {"post_plain", "post_fast"}
+    assert posts["post_plain"]["ratio"] == 1.0
+    assert all(row["median"] > 0 for row in posts.values())
 
 
 @pytest.mark.slow

@@ -304,7 +304,9 @@ class CircuitBreaker:
 # waits (a stalled or trickled status line and headers) ends at once with a
 # transport error, which the client then reports as a timeout. One watchdog thread
 # per process, started at the first request; it holds no socket after its request
-# ended.
+# ended. It sleeps until the earliest deadline it knows of, and a new request wakes it
+# only when that one is due sooner (or to drop the many that ended meanwhile): waking
+# it for every request cost a thread switch and a GIL hand-over each time.
 #
 # The watchdog learns the socket from the stream itself: the connection pools of
 # the client's own transports get a network backend whose streams tell the request
@@ -331,6 +333,9 @@ _CONNECTING: Final = "connection.connect_tcp.started"
 _SENDING: Final = frozenset(
     {"http11.send_request_headers.started", "http2.send_request_headers.started"}
 )
+#: Watches held before a new one wakes the watchdog to drop those that ended (and
+#: twice as many as it kept after that, so a long request at the head costs no wake-ups).
+_PRUNE_AT: Final = 64
 #: The request each thread is running now, for the streams it reads and writes.
 _current: Final = threads.local()
 
@@ -392,6 +397,10 @@ class Watchdog:
         self._heap: list[tuple[float, int, Watch]] = []
         self._order = itertools.count()
         self._thread: threads.Thread | None = None
+        # When the thread looks at the heap next (inf: when woken), and the heap's size
+        # at which a new watch wakes it all the same, to drop the watches that ended.
+        self._until = math.inf
+        self._prune_at = _PRUNE_AT
 
     def watch(self, seconds: float) -> Watch:
         """Start watching a request that must end within ``seconds``."""
@@ -403,7 +412,11 @@ class Watchdog:
             if self._thread is None:
                 self._thread = threads.Thread(target=self._loop, name="VibefollowWatchdog")
                 self._thread.start()
-        self._wake.set()
+            # Woken only when it would look too late, not for every request: a wake-up
+            # is a thread switch and a GIL hand-over (about 50 µs of a request's CPU).
+            wake = watch.deadline < self._until or len(self._heap) >= self._prune_at
+        if wake:
+            self._wake.set()
         return watch
 
     def release(self, watch: Watch) -> None:
@@ -419,8 +432,11 @@ class Watchdog:
             with self._lock:
                 while self._heap and self._heap[0][2].finished:
                     heapq.heappop(self._heap)  # ended in time: nothing to do
+                self._until = math.inf
+                self._prune_at = max(_PRUNE_AT, 2 * len(self._heap))
                 if self._heap:
-                    wait = self._heap[0][0] - time.monotonic()
+                    self._until = self._heap[0][0]
+                    wait = self._until - time.monotonic()
                     if wait <= 0:
                         due = heapq.heappop(self._heap)[2]
             if due is None:
