@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -565,6 +565,28 @@ def test_oversized_event_dropped_alone() -> None:
     assert ids_of(request) == ["fits", "e0"]
     assert dict(stats(ledger).dropped) == {"event_too_large": 1}
     assert reported.ids() == ["huge"]
+
+
+def test_unserialisable_and_oversized_events_in_one_batch_each_dropped_alone() -> None:
+    """Both kinds in one batch, with good events around them: each bad one dropped for its
+    reason, the rest in order; ``measured`` told the size of every event that was encoded
+    (the oversized one too), in the chunks the caller's in_steps made."""
+    reported = Reported()
+    ledger = Ledger(reported)
+    bad = Event("x", "usr_1", {"nan": math.nan}, WHEN, "bad")
+    over = sized(MAX_EVENT_BYTES + 1, "huge")
+    batch = [*events(1), bad, over, *events(2, start=1)]
+    told: list[tuple[int, int]] = []
+
+    def in_steps(build: Callable[[list[Event]], list[Any]], items: list[Event]) -> list[Any]:
+        return build(items[:2]) + build(items[2:])
+
+    (request,) = prepare(batch, settings(), ledger, in_steps, lambda n, b: told.append((n, b)))
+    assert ids_of(request) == ["e0", "e1", "e2"]
+    assert dict(stats(ledger).dropped) == {"unserializable": 1, "event_too_large": 1}
+    assert sorted(reported.ids()) == ["bad", "huge"]
+    good = [len(encode_event(e)) for e in events(3)]
+    assert told == [(2, good[0]), (3, MAX_EVENT_BYTES + 1 + good[1] + good[2])]
 
 
 def test_dropped_event_gets_no_upsert() -> None:

@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from .._config import Settings
 from .._errors import UndeliveredError, ValidationError
@@ -310,8 +310,8 @@ def failed_event_indexes(fields: Sequence[str | None], count: int) -> list[int]:
 
 #: ``Pace.in_steps``: ``encode`` over the events a few at a time, pausing in between.
 InSteps = Callable[
-    [Callable[[list[Event]], list[tuple[Event, bytes]]], list[Event]],
-    list[tuple[Event, bytes]],
+    [Callable[[list[Event]], list[bytes | None]], list[Event]],
+    list[bytes | None],
 ]
 
 _TRAITS: Final = operator.attrgetter("traits")
@@ -345,35 +345,37 @@ def prepare(
         ledger.drop("invalid_base_url", events, UndeliveredError(NO_BASE_URL_TEXT))
         return []
 
-    def encode(chunk: list[Event]) -> list[tuple[Event, bytes]]:
-        encoded: list[tuple[Event, bytes]] = []
-        size = 0
-        for event in chunk:
-            try:
-                data = encode_event(event)
-            except Exception as exc:  # noqa: BLE001 - one bad event must not sink the batch
-                error = ValidationError(
-                    f"not serialisable as JSON: {exc}", status=0, field="properties"
-                )
-                ledger.drop("unserializable", [event], error)
-                continue
-            size += len(data)
-            if len(data) > MAX_EVENT_BYTES:
-                error = ValidationError(
-                    f"event is {len(data)} bytes as JSON, over {MAX_EVENT_BYTES}",
-                    status=0,
-                    field="properties",
-                )
-                ledger.drop("event_too_large", [event], error)
-                continue
-            encoded.append((event, data))
+    def encode(chunk: list[Event]) -> list[bytes | None]:
+        # Each event's JSON, in a loop that runs in C; None for one dropped (and counted).
+        try:
+            bodies: list[bytes | None] = list(map(encode_event, chunk))
+        except Exception:  # noqa: BLE001 - one cannot be encoded: each on its own, then
+            bodies = [_encoded_or_dropped(event, ledger) for event in chunk]
+        if None in bodies:
+            sizes = [0 if data is None else len(data) for data in bodies]
+        else:
+            sizes = list(map(len, cast("list[bytes]", bodies)))
         if measured is not None:
-            measured(len(chunk), size)
-        return encoded
+            measured(len(chunk), sum(sizes))
+        if sizes and max(sizes) > MAX_EVENT_BYTES:
+            for index, size in enumerate(sizes):
+                if size > MAX_EVENT_BYTES:
+                    error = ValidationError(
+                        f"event is {size} bytes as JSON, over {MAX_EVENT_BYTES}",
+                        status=0,
+                        field="properties",
+                    )
+                    ledger.drop("event_too_large", [chunk[index]], error)
+                    bodies[index] = None
+        return bodies
 
-    pairs = encode(list(events)) if in_steps is None else in_steps(encode, list(events))
-    kept = list(map(_FIRST, pairs))
-    bodies = list(map(_SECOND, pairs))
+    chosen = list(events)
+    encoded = encode(chosen) if in_steps is None else in_steps(encode, chosen)
+    if None in encoded:
+        pairs = [pair for pair in zip(chosen, encoded, strict=True) if pair[1] is not None]
+        kept, bodies = list(map(_FIRST, pairs)), list(map(_SECOND, pairs))
+    else:
+        kept, bodies = chosen, cast("list[bytes]", encoded)
     # Passes in C over the batch: most carry no traits and no identify().
     # (``is not``: a traits mapping's own __eq__ is never run.)
     has_traits = any(map(operator.is_not, map(_TRAITS, kept), itertools.repeat(None)))
@@ -384,6 +386,16 @@ def prepare(
         kept, bodies = [event for event, _ in pairs], [data for _, data in pairs]
     requests += event_requests(kept, bodies, settings.batch_size)
     return requests
+
+
+def _encoded_or_dropped(event: Event, ledger: Ledger) -> bytes | None:
+    """``encode_event(event)``, or None with the event dropped as ``unserializable``."""
+    try:
+        return encode_event(event)
+    except Exception as exc:  # noqa: BLE001 - one bad event must not sink the batch
+        error = ValidationError(f"not serialisable as JSON: {exc}", status=0, field="properties")
+        ledger.drop("unserializable", [event], error)
+        return None
 
 
 def _upserts(events: Sequence[Event], ledger: Ledger) -> list[Request]:
