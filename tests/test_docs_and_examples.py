@@ -46,7 +46,8 @@ def test_quickstart_runs_against_the_embedded_server() -> None:
     # (it had gone stale once Stats grew users_in_flight and users_parked).
     shown = re.search(r"^stats: +(Stats\(.*\))$", (DOCS / "quickstart.md").read_text(), re.M)
     real = re.search(r"^stats: +(Stats\(.*\))$", done.stdout, re.M)
-    assert shown is not None and real is not None
+    assert shown is not None
+    assert real is not None
     assert re.findall(r"(\w+)=", shown.group(1)) == re.findall(r"(\w+)=", real.group(1))
 
 
