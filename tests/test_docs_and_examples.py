@@ -42,6 +42,13 @@ def test_quickstart_runs_against_the_embedded_server() -> None:
     assert "flushed: all delivered" in done.stdout
     assert done.stdout.count("  event ") == 3
     assert "user  {'external_user_id': 'usr_42'" in done.stdout
+    # The output docs/quickstart.md shows is this run's: its stats line has the same fields
+    # (it had gone stale once Stats grew users_in_flight and users_parked).
+    shown = re.search(r"^stats: +(Stats\(.*\))$", (DOCS / "quickstart.md").read_text(), re.M)
+    real = re.search(r"^stats: +(Stats\(.*\))$", done.stdout, re.M)
+    assert shown is not None
+    assert real is not None
+    assert re.findall(r"(\w+)=", shown.group(1)) == re.findall(r"(\w+)=", real.group(1))
 
 
 def test_configuration_doc_lists_every_option() -> None:

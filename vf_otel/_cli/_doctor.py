@@ -132,7 +132,11 @@ def _config_problem(sourced: SourcedSettings) -> Failure | None:
         return Failure(ExitCode.BAD_CONFIG, message, f"Fix or unset {variable}.")
     if sourced.settings.api_key is None:
         message = "no API key: without one the library counts events and drops them"
-        hint = "Set VIBEFOLLOW_API_KEY to the project's key (sk_live_...), or pass --api-key."
+        hint = (
+            "Set VIBEFOLLOW_API_KEY to the project's key (sk_live_...), or pass --api-key. "
+            "No account yet? `vf-otel devserver` runs a local server and prints the two "
+            "variables to use."
+        )
         return Failure(ExitCode.NO_API_KEY, message, hint)
     return None
 

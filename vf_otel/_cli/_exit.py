@@ -5,10 +5,19 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Final
 
-__all__ = ["DOCS_URL", "ExitCode"]
+__all__ = ["DOCS_URL", "ExitCode", "docs_url"]
 
-#: Where the statuses (and every command) are documented: a pip user has no docs/ folder.
-DOCS_URL: Final = "https://github.com/vibefollow/vf-otel/blob/main/docs/cli.md"
+_DOCS: Final = "https://github.com/vibefollow/vf-otel/blob/main/docs/"
+
+
+def docs_url(page: str) -> str:
+    """The address of ``docs/<page>`` (``"rules.md"``, ``"runtimes.md#uwsgi"``): what the
+    command prints to point at the docs, since a pip user has no docs/ folder."""
+    return _DOCS + page
+
+
+#: Where the statuses (and every command) are documented.
+DOCS_URL: Final = docs_url("cli.md")
 
 
 class ExitCode(IntEnum):

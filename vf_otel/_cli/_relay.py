@@ -14,7 +14,7 @@ import sys
 from typing import Final
 
 from .._config import resolve_settings
-from ._exit import ExitCode
+from ._exit import ExitCode, docs_url
 
 __all__ = ["DEFAULT_PORT", "add_parser", "run"]
 
@@ -35,13 +35,19 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "untagged ones mapping rules name: --rules). Clients "
             "send 'Authorization: Bearer $VIBEFOLLOW_RELAY_TOKEN'; delivery is configured "
             "by the VIBEFOLLOW_* variables (set VIBEFOLLOW_SPOOL_PATH to acknowledge "
-            "batches during an API outage). See docs/relay.md."
+            f"batches during an API outage). Docs: {docs_url('relay.md')}"
         ),
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="(default: %(default)s)")
     parser.add_argument(
-        "--workers", type=int, default=1, help="uvicorn worker processes (default: 1)"
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: %(default)s; any other than loopback needs TLS)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port, OTLP/HTTP's (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="uvicorn worker processes (default: 1)"
     )
     parser.add_argument("--ssl-certfile", metavar="PEM", help="serve HTTPS with this certificate")
     parser.add_argument("--ssl-keyfile", metavar="PEM", help="the certificate's private key")
@@ -51,15 +57,21 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="listen on a non-loopback address without TLS (behind a TLS-terminating proxy)",
     )
     parser.add_argument(
-        "--max-body-bytes", type=int, help="largest request body once decompressed (16 MiB)"
+        "--max-body-bytes",
+        type=int,
+        metavar="N",
+        help="largest request body once decompressed (default: 16 MiB)",
     )
     parser.add_argument(
-        "--wait", type=float, help="seconds a batch waits to be delivered or spooled (10)"
+        "--wait",
+        type=float,
+        metavar="S",
+        help="seconds a batch waits to be delivered or spooled before a 503 (default: 10)",
     )
     parser.add_argument(
         "--rules",
         metavar="TOML",
-        help="mapping rules for untagged spans and log records (VIBEFOLLOW_RULES; docs/rules.md)",
+        help="mapping rules for untagged spans and log records (default: $VIBEFOLLOW_RULES)",
     )
     parser.set_defaults(run=run)
 

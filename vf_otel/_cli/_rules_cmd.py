@@ -29,7 +29,7 @@ from .._sources.otel import (
     translate_span,
 )
 from .._sources.otlp import LogRecord, Span, decode_document
-from ._exit import ExitCode
+from ._exit import ExitCode, docs_url
 from ._terminal import counted, printable, to_json
 
 __all__ = ["add_parser"]
@@ -39,9 +39,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Register ``rules check`` and ``rules test``."""
     parser = commands.add_parser(
         "rules",
-        help="check mapping rules, or test them on recorded spans",
+        help="check mapping rules, or test them on recorded spans and log records",
         description="Mapping rules turn spans and log records nobody tagged into events "
-        "(docs/rules.md).",
+        f"({docs_url('rules.md')}).",
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     check = actions.add_parser(

@@ -20,10 +20,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from ._exit import docs_url
+
 __all__ = ["DOCS", "Finding", "detect"]
 
-DOCS: Final = "docs/runtimes.md"
-PRODUCTION: Final = "docs/production.md"
+DOCS: Final = docs_url("runtimes.md")
+PRODUCTION: Final = docs_url("production.md")
 #: What a child of each start method that starts without the parent's handler needs.
 #: A spawned child ends through sys.exit() (atexit drains) or, under a Pool's
 #: terminate(), SIGTERM (the handler's hook drains); a forkserver child ends in
