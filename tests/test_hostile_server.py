@@ -118,6 +118,39 @@ def test_timeout_bounds_the_whole_request_against_a_trickling_server(mode: str) 
     assert took < 30  # flush 2 s + shutdown 1 s; a trickled answer would take 20-40 s
 
 
+def test_a_request_reported_in_flight_at_shutdown_is_not_reported_again_when_it_ends() -> None:
+    """No spool, a server that never answers: at the stop's deadline the request still out
+    is reported to on_error (outcome unknown); when its own timeout ends it later, its
+    events are counted as dropped but not reported a second time (CI once saw 20 reports
+    for 10 events in the trickling test above)."""
+    reported: list[str] = []
+    with HostileServer("hang") as server:
+        handler = vf_otel.VibefollowHandler(
+            api_key=KEY,
+            base_url=server.base_url,
+            timeout=1.0,
+            max_retries=0,
+            shutdown_timeout=0.3,
+            on_error=lambda _error, events: reported.extend(e.event_id for e in events),
+        )
+        log = logging.getLogger("app.hostile.in_flight")
+        log.propagate = False
+        log.addHandler(handler)
+        try:
+            log.warning("e", extra={"vf_event": "e", "vf_user": "u"})
+            wait_until(lambda: server.requests >= 1)  # the request is out, unanswered
+            handler.close()  # ends at its deadline with the request still out
+            assert handler.stats().in_flight == 1
+            assert len(reported) == 1
+            # The request's own timeout ends it: counted as dropped, reported no more.
+            wait_until(lambda: handler.stats().in_flight == 0)
+        finally:
+            log.removeHandler(handler)
+    stats = handler.stats()
+    assert (stats.sent, stats.dropped_total, stats.in_flight) == (0, 1, 0)
+    assert len(reported) == 1, reported
+
+
 def test_api_key_in_the_reason_phrase_is_scrubbed_from_http_debug_records(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -237,8 +237,10 @@ class Ledger:
         error: VibefollowError | None = None,
         *,
         count: int | None = None,
+        report: bool = True,
     ) -> None:
-        """``events`` (or ``count`` events with none built) will never be delivered."""
+        """``events`` (or ``count`` events with none built) will never be delivered;
+        ``report=False``: on_error was told about them already (in flight at shutdown)."""
         n = len(events) if count is None else count
         if n <= 0:
             return
@@ -246,16 +248,22 @@ class Ledger:
         with self._lock:
             self._dropped[reason] += n
         self._log.warning(reason, "vf-otel dropped %d event(s) (%s): %s", n, reason, error)
-        self.report(error, events)
+        if report:
+            self.report(error, events)
 
     def drop_requests(
-        self, reason: DropReason, requests: Sequence[Request], error: VibefollowError
+        self,
+        reason: DropReason,
+        requests: Sequence[Request],
+        error: VibefollowError,
+        *,
+        report: bool = True,
     ) -> None:
         """Drop the events of ``requests``; a user upsert lost counts in ``users_failed``
         (its events are counted with their own batch)."""
         for request in requests:
             if request.path != USERS_PATH:
-                self.drop(reason, request.events, error)
+                self.drop(reason, request.events, error, report=report)
             else:
                 with self._lock:
                     self._counts["users_failed"] += 1

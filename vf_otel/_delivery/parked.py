@@ -63,6 +63,9 @@ class Job:
     # Given to the spool (or reported) at shutdown while its request was still out: its
     # sender's outcome, if it ever comes, settles nothing more.
     handed_over: bool = False
+    # Its events were reported to on_error as in flight at shutdown (no spool took them):
+    # a late outcome still counts them, but reports them no second time.
+    reported: bool = False
     #: Where it went at its last outcome, for deliver()'s receipt: ``sent``, ``refused``,
     #: ``spooled``, ``parked`` (memory) or ``dropped``; empty until then.
     outcome: str = ""
@@ -384,6 +387,7 @@ class Parked:
                     self._ledger.drop_requests("shutdown", [later.request], error)
 
     def _report_in_flight(self, job: Job) -> None:
+        job.reported = True
         if job.request.path == EVENTS_PATH:
             error = UndeliveredError(
                 "still in flight at shutdown; outcome unknown (it may have landed)"
