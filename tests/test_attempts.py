@@ -877,7 +877,7 @@ def test_deadline_spent_by_a_slow_failure_parks(build: Callable[..., Rig]) -> No
 
 def test_a_sliver_of_time_left_is_not_spent_on_an_attempt(build: Callable[..., Rig]) -> None:
     """A refused connection that leaves less than MIN_ATTEMPT of the deadline parks the
-    request: no attempt doomed to time out is made, and the error that says why delivery
+    request: no retry doomed to time out is made, and the error that says why delivery
     failed stays the last error (a `vf-otel send` to a closed port once exited 7, timed
     out, instead of 5, connection refused, after a 0.5 ms attempt)."""
     rig = build()
@@ -893,6 +893,17 @@ def test_a_sliver_of_time_left_is_not_spent_on_an_attempt(build: Callable[..., R
     assert isinstance(rig.ledger.last_error, NetworkError)
     assert "connection refused" in str(rig.ledger.last_error)
     assert rig.run(request, timeout=MIN_ATTEMPT * 2) == ("sent", request)  # time enough
+
+
+def test_a_deadline_shorter_than_min_attempt_still_sends_its_first_attempt(
+    build: Callable[..., Rig],
+) -> None:
+    """MIN_ATTEMPT holds back retries only: a request whose whole deadline is shorter
+    (``export_timeout=0.04``) is still sent."""
+    rig = build()
+    request = batch(1)
+    assert rig.run(request, timeout=MIN_ATTEMPT / 2) == ("sent", request)
+    assert len(rig.server.seen) == 1
 
 
 def test_no_time_left_parks_without_sending_or_failing(build: Callable[..., Rig]) -> None:

@@ -151,6 +151,24 @@ def test_a_request_reported_in_flight_at_shutdown_is_not_reported_again_when_it_
     assert len(reported) == 1, reported
 
 
+def test_an_export_timeout_shorter_than_min_attempt_still_delivers(
+    vibefollow_server: VibefollowServer, make_handler: HandlerFactory
+) -> None:
+    """``export_timeout`` under MIN_ATTEMPT (50 ms): retries are held back near the deadline,
+    never the first attempt, so the event still reaches the server."""
+    handler = make_handler(export_timeout=0.04)
+    log = logging.getLogger("app.hostile.short_deadline")
+    log.propagate = False
+    log.addHandler(handler)
+    try:
+        log.warning("e", extra={"vf_event": "e", "vf_user": "u"})
+        assert handler.flush(timeout=10)
+    finally:
+        log.removeHandler(handler)
+    assert handler.stats().sent == 1
+    assert len(vibefollow_server.events) == 1
+
+
 def test_api_key_in_the_reason_phrase_is_scrubbed_from_http_debug_records(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -45,10 +45,12 @@ __all__ = ["AUTH_PAUSE", "WRONG_URL_PAUSE", "Attempts", "Outcome"]
 
 
 Outcome = Literal["sent", "refused", "parked"]
-#: Less of the deadline than this left (or than ``timeout``, when that is shorter), an
-#: attempt is not started: it could only time out, and that time-out would replace the
+#: Less of the deadline than this left (or than ``timeout``, when that is shorter), a
+#: retry is not started: it could only time out, and that time-out would replace the
 #: error that tells why delivery failed (a refused connection, a 503) with one that tells
-#: nothing about the API. Shorter than any round trip to the real API.
+#: nothing about the API. Shorter than any round trip to the real API. A first attempt
+#: goes with any time left: a deadline shorter than this (``export_timeout=0.04``) is
+#: the app's choice, and must not mean that nothing is ever sent.
 MIN_ATTEMPT: Final = 0.05
 #: What one piece's loop ends with: an outcome, or the pieces to send in its place.
 _PieceResult = Outcome | tuple[Request, ...]
@@ -119,7 +121,7 @@ class Attempts:
             if permit is None:
                 return "parked"  # stopping, open, held, or another probe is out
             remaining = deadline - self._clock()
-            if remaining < self._shortest:
+            if remaining <= 0 or (attempt and remaining < self._shortest):
                 permit.abandon()  # out of time before sending: not the server's failure
                 return "parked"
             if attempt:
