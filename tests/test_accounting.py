@@ -584,9 +584,20 @@ def test_unserialisable_and_oversized_events_in_one_batch_each_dropped_alone() -
     (request,) = prepare(batch, settings(), ledger, in_steps, lambda n, b: told.append((n, b)))
     assert ids_of(request) == ["e0", "e1", "e2"]
     assert dict(stats(ledger).dropped) == {"unserializable": 1, "event_too_large": 1}
-    assert sorted(reported.ids()) == ["bad", "huge"]
+    assert reported.ids() == ["bad", "huge"]  # in the batch's order
     good = [len(encode_event(e)) for e in events(3)]
     assert told == [(2, good[0]), (3, MAX_EVENT_BYTES + 1 + good[1] + good[2])]
+
+
+def test_drops_are_reported_in_the_batchs_order_whatever_their_reasons() -> None:
+    """An oversized event before an unencodable one is reported first (each on its own)."""
+    reported = Reported()
+    ledger = Ledger(reported)
+    bad = Event("x", "usr_1", {"nan": math.nan}, WHEN, "bad")
+    batch = [sized(MAX_EVENT_BYTES + 1, "huge"), bad, *events(1)]
+    (request,) = prepare(batch, settings(), ledger)
+    assert ids_of(request) == ["e0"]
+    assert reported.ids() == ["huge", "bad"]
 
 
 def test_dropped_event_gets_no_upsert() -> None:

@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import vf_otel
 from vf_otel._delivery.ledger import Ledger
+from vf_otel._event import values
 from vf_otel._event.build import Rejection, build_pending, make_event
 from vf_otel._event.model import Event
 from vf_otel._event.values import (
@@ -152,6 +153,10 @@ def test_a_key_taken_before_is_still_checked_by_its_type() -> None:
     assert not is_plain({Word("plan"): 1})
     assert not is_plain({LONE_A: 1})
     assert not is_plain({LONE_A: 1})  # refused again, not remembered
+    long_key = "k" * 65  # a plain key, checked every time rather than kept
+    assert is_plain({long_key: 1})
+    assert long_key not in values._PLAIN_KEYS
+    assert "plan" in values._PLAIN_KEYS
 
 
 def test_the_last_value_takes_the_first_keys_place() -> None:

@@ -41,7 +41,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--host",
         default="127.0.0.1",
-        help="address to listen on (default: %(default)s; any other than loopback needs TLS)",
+        help="address to listen on (default: %(default)s; any other than loopback needs TLS, "
+        "or --insecure-no-tls)",
     )
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help="port, OTLP/HTTP's (default: %(default)s)"

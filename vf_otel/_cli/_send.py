@@ -162,7 +162,8 @@ def _deliver(settings: Settings, event: Event) -> _Outcome:
 
 def _wait_for_delivery(pipeline: Delivery, settings: Settings) -> None:
     """Wait up to ``export_timeout``; when the first second brings no answer, say on stderr
-    what the command is waiting for, and until when, instead of a silent wait."""
+    what the command is waiting for, and until when, instead of a silent wait (under 2 s
+    of ``--timeout``, one wait and no notice: no time would be left to retry)."""
     deadline = time.monotonic() + settings.export_timeout
     if settings.export_timeout < 2 * WAITING_NOTICE_AFTER:
         pipeline.flush(settings.export_timeout)  # over before a notice could help

@@ -326,7 +326,7 @@ class _Cookies(httpx.Cookies):
             super().extract_cookies(response)
 
 
-#: The private attribute behind ``httpx.Client.cookies`` (httpx 0.25 to 0.28 at least).
+#: The private attribute behind ``httpx.Client.cookies`` (httpx 0.25 to 0.29 at least).
 _COOKIES_ATTRIBUTE: Final = "_cookies"
 
 

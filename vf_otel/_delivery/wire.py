@@ -349,24 +349,21 @@ def prepare(
         # Each event's JSON, in a loop that runs in C; None for one dropped (and counted).
         try:
             bodies: list[bytes | None] = list(map(encode_event, chunk))
-        except Exception:  # noqa: BLE001 - one cannot be encoded: each on its own, then
-            bodies = [_encoded_or_dropped(event, ledger) for event in chunk]
-        if None in bodies:
-            sizes = [0 if data is None else len(data) for data in bodies]
-        else:
-            sizes = list(map(len, cast("list[bytes]", bodies)))
+        except Exception:  # noqa: BLE001 - one cannot be encoded: each on its own, in order
+            bodies, size = [], 0
+            for event in chunk:
+                data = _encoded_or_dropped(event, ledger)
+                size += 0 if data is None else len(data)
+                bodies.append(_within_limit(event, data, ledger))
+            if measured is not None:
+                measured(len(chunk), size)
+            return bodies
+        sizes = list(map(len, cast("list[bytes]", bodies)))
         if measured is not None:
             measured(len(chunk), sum(sizes))
         if sizes and max(sizes) > MAX_EVENT_BYTES:
-            for index, size in enumerate(sizes):
-                if size > MAX_EVENT_BYTES:
-                    error = ValidationError(
-                        f"event is {size} bytes as JSON, over {MAX_EVENT_BYTES}",
-                        status=0,
-                        field="properties",
-                    )
-                    ledger.drop("event_too_large", [chunk[index]], error)
-                    bodies[index] = None
+            pairs = zip(chunk, bodies, strict=True)
+            bodies = [_within_limit(event, data, ledger) for event, data in pairs]
         return bodies
 
     chosen = list(events)
@@ -396,6 +393,19 @@ def _encoded_or_dropped(event: Event, ledger: Ledger) -> bytes | None:
         error = ValidationError(f"not serialisable as JSON: {exc}", status=0, field="properties")
         ledger.drop("unserializable", [event], error)
         return None
+
+
+def _within_limit(event: Event, data: bytes | None, ledger: Ledger) -> bytes | None:
+    """``data``, or None with ``event`` dropped as ``event_too_large`` (over MAX_EVENT_BYTES)."""
+    if data is None or len(data) <= MAX_EVENT_BYTES:
+        return data
+    error = ValidationError(
+        f"event is {len(data)} bytes as JSON, over {MAX_EVENT_BYTES}",
+        status=0,
+        field="properties",
+    )
+    ledger.drop("event_too_large", [event], error)
+    return None
 
 
 def _upserts(events: Sequence[Event], ledger: Ledger) -> list[Request]:

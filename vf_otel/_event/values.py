@@ -312,15 +312,20 @@ def utf8_text(text: str) -> str:
 _PLAIN_KEYS: Final[set[str]] = set()
 #: Past this many, names made up at run time: the set starts over, never grows for ever.
 _PLAIN_KEYS_LIMIT: Final = 4096
+#: Only names this short are remembered (a long key, text more than a name, is checked
+#: every time): the set holds at most a few hundred KiB, whatever the keys.
+_REMEMBERED_KEY_LENGTH: Final = 64
 
 
 def _plain_key(key: str) -> bool:
-    """Whether coercion leaves the str ``key`` as it is (short, encodable); remembered."""
+    """Whether coercion leaves the str ``key`` as it is (short, encodable); a short one
+    is remembered."""
     if len(key) > MAX_STRING_LENGTH or not (key.isascii() or _encodable(key)):
         return False
-    if len(_PLAIN_KEYS) >= _PLAIN_KEYS_LIMIT:
-        _PLAIN_KEYS.clear()
-    _PLAIN_KEYS.add(key)
+    if len(key) <= _REMEMBERED_KEY_LENGTH:
+        if len(_PLAIN_KEYS) >= _PLAIN_KEYS_LIMIT:
+            _PLAIN_KEYS.clear()
+        _PLAIN_KEYS.add(key)
     return True
 
 
