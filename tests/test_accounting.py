@@ -521,6 +521,22 @@ def test_prepare_upserts_first_then_batches_of_batch_size() -> None:
     assert len({r.key for r in requests}) == 4
 
 
+def test_events_reported_in_flight_at_shutdown_are_counted_later_but_reported_once() -> None:
+    """What on_error heard of as in flight at shutdown is not reported again when its
+    request fails or is refused later (still counted); other events are, and so is a
+    report with no events (a refusal counted on the app's thread)."""
+    reported = Reported()
+    ledger = Ledger(reported)
+    out, other = events(2), events(1, start=2)
+    ledger.report_in_flight(UndeliveredError("still in flight"), out)
+    ledger.drop("shutdown", out[:1], UndeliveredError("late failure"))
+    ledger.dead_letter_events([out[1], *other], ValidationError("refused", status=400))
+    ledger.warn_refused("queue_full", 3)
+    assert [ids for _, ids in reported.calls] == [["e0", "e1"], ["e2"], []]
+    counts = stats(ledger)
+    assert (counts.dropped_total, counts.dead_lettered) == (1, 2)
+
+
 def test_prepare_nothing_gives_no_request() -> None:
     """No events, no requests."""
     assert prepare([], settings(), Ledger(None)) == []

@@ -589,7 +589,7 @@ class JobRunner:
         if where == "dropped":
             # With the last error as its cause: held by a refused key, a redirect, an outage.
             error = self._ledger.undelivered("not delivered before shutdown")
-            self._ledger.drop_requests("shutdown", [job.request], error, report=not job.reported)
+            self._ledger.drop_requests("shutdown", [job.request], error)
         if where != "parked":
             self._settle(job, sent=False)
             return

@@ -134,6 +134,9 @@ class Ledger:
         self._users_in_flight = 0
         self._users_parked = 0
         self.last_error: VibefollowError | None = None
+        # Events reported to on_error as in flight at shutdown (outcome unknown): a later
+        # failure or refusal of their request counts them, but tells on_error no more.
+        self._told: set[str] = set()
 
     def after_fork(self) -> None:
         """A forked child counts only its own events."""
@@ -237,10 +240,8 @@ class Ledger:
         error: VibefollowError | None = None,
         *,
         count: int | None = None,
-        report: bool = True,
     ) -> None:
-        """``events`` (or ``count`` events with none built) will never be delivered;
-        ``report=False``: on_error was told about them already (in flight at shutdown)."""
+        """``events`` (or ``count`` events with none built) will never be delivered."""
         n = len(events) if count is None else count
         if n <= 0:
             return
@@ -248,22 +249,16 @@ class Ledger:
         with self._lock:
             self._dropped[reason] += n
         self._log.warning(reason, "vf-otel dropped %d event(s) (%s): %s", n, reason, error)
-        if report:
-            self.report(error, events)
+        self.report(error, events)
 
     def drop_requests(
-        self,
-        reason: DropReason,
-        requests: Sequence[Request],
-        error: VibefollowError,
-        *,
-        report: bool = True,
+        self, reason: DropReason, requests: Sequence[Request], error: VibefollowError
     ) -> None:
         """Drop the events of ``requests``; a user upsert lost counts in ``users_failed``
         (its events are counted with their own batch)."""
         for request in requests:
             if request.path != USERS_PATH:
-                self.drop(reason, request.events, error, report=report)
+                self.drop(reason, request.events, error)
             else:
                 with self._lock:
                     self._counts["users_failed"] += 1
@@ -307,8 +302,24 @@ class Ledger:
         self._log.warning(reason, "vf-otel dropped %d event(s): %s", count, text)
         self.report(UndeliveredError(text), ())
 
+    def report_in_flight(self, error: VibefollowError, events: Sequence[Event]) -> None:
+        """Tell ``on_error`` about events whose request is still out at shutdown (outcome
+        unknown); whatever becomes of them later is counted but not reported again."""
+        with self._lock:
+            self._told.update(event.event_id for event in events)
+        self._tell(error, events)
+
     def report(self, error: VibefollowError, events: Sequence[Event]) -> None:
-        """Tell ``on_error`` about events that will never be delivered; never raises."""
+        """Tell ``on_error`` about events that will never be delivered (none it was told
+        about as in flight at shutdown); never raises."""
+        if self._told and events:
+            with self._lock:
+                events = [event for event in events if event.event_id not in self._told]
+            if not events:
+                return
+        self._tell(error, events)
+
+    def _tell(self, error: VibefollowError, events: Sequence[Event]) -> None:
         if self._on_error is None:
             return
         try:

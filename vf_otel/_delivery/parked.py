@@ -63,9 +63,6 @@ class Job:
     # Given to the spool (or reported) at shutdown while its request was still out: its
     # sender's outcome, if it ever comes, settles nothing more.
     handed_over: bool = False
-    # Its events were reported to on_error as in flight at shutdown (no spool took them):
-    # a late outcome still counts them, but reports them no second time.
-    reported: bool = False
     #: Where it went at its last outcome, for deliver()'s receipt: ``sent``, ``refused``,
     #: ``spooled``, ``parked`` (memory) or ``dropped``; empty until then.
     outcome: str = ""
@@ -387,12 +384,11 @@ class Parked:
                     self._ledger.drop_requests("shutdown", [later.request], error)
 
     def _report_in_flight(self, job: Job) -> None:
-        job.reported = True
         if job.request.path == EVENTS_PATH:
             error = UndeliveredError(
                 "still in flight at shutdown; outcome unknown (it may have landed)"
             )
-            self._ledger.report(error, job.request.events)
+            self._ledger.report_in_flight(error, job.request.events)
 
     def _hand_over(self, job: Job, *, source: State | None) -> bool:
         """``job`` into the spool, its events leaving ``source``; False if refused."""
