@@ -8,6 +8,14 @@ from __future__ import annotations
 # fails ("can't register atexit after shutdown"). About 0.7 ms; asyncio has loaded
 # concurrent.futures already.
 import concurrent.futures.thread  # noqa: F401
+
+# Imported now too: the first connection's getaddrinfo() encodes the host name with the
+# "idna" codec, which is looked up, imported, on first use. On a sender thread that
+# import can deadlock with an import the app's thread is running at that moment (seen:
+# eventlet.monkey_patch() importing dnspython, while the first event of the process went
+# out; the process hung for good at exit). requests and urllib3 import it early for the
+# same reason.
+import encodings.idna  # noqa: F401
 import logging
 import os
 import platform
