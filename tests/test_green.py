@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import signal
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -208,3 +209,14 @@ def test_a_patcher_module_half_imported_reads_as_not_patched(
 
     monkeypatch.setitem(sys.modules, module, types.ModuleType(module))
     assert threads.green_patched() is False
+
+
+def test_the_idna_codec_is_loaded_before_any_sender_connects() -> None:
+    """Importing vf-otel loads the codec a first getaddrinfo() would import on a sender
+    thread (httpx alone does not): that import deadlocked with eventlet.monkey_patch()
+    importing its resolver on the app's thread, and the process hung at exit."""
+    code = "import sys, vf_otel; print('encodings.idna' in sys.modules)"
+    done = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "True", done.stderr
