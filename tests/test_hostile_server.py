@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -319,6 +320,42 @@ def test_exit_never_overruns_shutdown_timeout(mode: str, shutdown_timeout: float
     # Before: flush and close each waited (about 1.5 to 2 times shutdown_timeout).
     assert result["exit_seconds"] < shutdown_timeout + 1.0, result
     assert result["dropped"] + result["in_flight"] == 50, result
+
+
+@pytest.mark.slow
+def test_logging_shutdown_called_by_the_app_costs_one_shutdown_timeout() -> None:
+    """logging.shutdown() called by the app, not at exit: its flush() and close() share
+    one shutdown_timeout against a hanging API (before: each waited all of it, 2x);
+    every event is reported once, dropped or still in flight."""
+    shutdown_timeout = 3.0
+    reported: list[str] = []
+    with HostileServer("hang") as server:
+        handler = vf_otel.VibefollowHandler(
+            api_key=KEY,
+            base_url=server.base_url,
+            shutdown_timeout=shutdown_timeout,
+            timeout=30.0,
+            on_error=lambda _error, events: reported.extend(e.event_id for e in events),
+        )
+        log = logging.getLogger("app.hostile.logging_shutdown")
+        log.propagate = False
+        log.addHandler(handler)
+        try:
+            for i in range(50):
+                log.warning("e", extra={"vf_event": "e", "vf_user": "u", "vf_properties": {"i": i}})
+            assert wait_until(lambda: server.requests >= 1)  # the API holds a request
+            began = time.monotonic()
+            logging.shutdown([weakref.ref(handler)])  # flush(), then close(): this handler only
+            took = time.monotonic() - began
+        finally:
+            log.removeHandler(handler)
+        stats = handler.stats()
+    assert took < shutdown_timeout + 1.5, took  # before: twice shutdown_timeout
+    assert server.requests >= 1
+    assert stats.sent == 0
+    assert stats.dropped_total + stats.in_flight == 50, stats
+    assert sorted(set(reported)) == sorted(reported)  # each reported once
+    assert len(reported) == 50
 
 
 @pytest.mark.slow
