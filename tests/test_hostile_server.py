@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +262,83 @@ def test_flush_after_a_backlog_full_drop_reports_it_once_then_answers_true(
     assert stats.sent + stats.dropped_total == 61
 
 
+@pytest.mark.usefixtures("fast_clock")  # the circuit's cool-down not waited out
+def test_a_backlog_full_drop_makes_the_next_flush_false_once_with_the_api_back(
+    vibefollow_server: VibefollowServer, make_handler: HandlerFactory
+) -> None:
+    """No flush during the outage: the first flush once the API is back delivers what the
+    backlog kept and says False (the drops since the last flush), the next says True."""
+    errors: list[int] = []
+    handler = make_handler(
+        max_retries=0,
+        max_queue_size=20,
+        max_backlog_bytes=4096,
+        batch_size=10,
+        timeout=2.0,
+        on_error=lambda _error, events: errors.append(len(events)),
+    )
+    log = logging.getLogger("app.hostile.backlog_once")
+    log.propagate = False
+    log.addHandler(handler)
+    vibefollow_server.fail_next(503, count=100_000)
+    for round_ in range(6):  # the worker sends each full batch unasked; it parks
+        for i in range(10):
+            pad = {"pad": os.urandom(100).hex()}  # random: does not compress
+            log.warning(
+                "e", extra={"vf_event": f"e{round_}_{i}", "vf_user": "u", "vf_properties": pad}
+            )
+        wait_until(lambda: handler.stats().queued + handler.stats().in_flight == 0)
+    dropped = handler.stats().dropped.get("backlog_full", 0)
+    assert dropped > 0
+    vibefollow_server.clear_faults()
+    assert handler.flush(timeout=15) is False  # delivered the rest; says the drops, once
+    stats = handler.stats()
+    assert (stats.queued, stats.in_flight, stats.parked) == (0, 0, 0), stats
+    assert stats.dropped_total == dropped == sum(errors)  # every drop counted and reported
+    assert stats.sent == len(vibefollow_server.events) == 60 - dropped
+    assert handler.flush(timeout=15) is True  # nothing since: settled, True
+    log.warning("e", extra={"vf_event": "after", "vf_user": "u"})
+    assert handler.flush(timeout=15) is True
+    log.removeHandler(handler)
+    assert handler.stats().sent == len(vibefollow_server.events) == 61 - dropped
+
+
+@pytest.mark.slow
+def test_a_batchs_user_upserts_go_out_at_most_four_at_once() -> None:
+    """Side by side, but bounded: 20 upserts the API holds 0.3 s each are never more
+    than 4 out at once (the senders), and more than one at a time."""
+    users_path = "/api/v1/users"
+    with HostileServer("answer", delays={users_path: 0.3}) as server:
+        handler = vf_otel.VibefollowHandler(
+            api_key=KEY, base_url=server.base_url, batch_size=100, flush_interval=60.0
+        )
+        log = logging.getLogger("app.hostile.upsert_bound")
+        log.propagate = False
+        log.addHandler(handler)
+        try:
+            log.warning("e", extra={"vf_event": "warm", "vf_user": "u0", "vf_traits": {"n": 0}})
+            assert handler.flush(timeout=30)  # the API has answered: no slow start now
+            for i in range(1, 21):
+                log.warning(
+                    "e", extra={"vf_event": "signup", "vf_user": f"u{i}", "vf_traits": {"n": i}}
+                )
+            assert handler.flush(timeout=60)
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+        upserts = [seen for seen in server.seen if seen.path == users_path]
+    stats = handler.stats()
+    assert (stats.users_sent, stats.sent) == (21, 21)
+    assert len(upserts) == 21
+    # How many were out at once: at each arrival, those arrived and not yet answered.
+    out_at_once = [
+        sum(1 for other in upserts if other.arrived <= seen.arrived < (other.answered or 0))
+        for seen in upserts
+    ]
+    assert max(out_at_once) <= 4, out_at_once
+    assert max(out_at_once) >= 2, out_at_once
+
+
 EXIT_CHILD = """
     import atexit, json, time
     # Registered before logging is imported: runs after logging.shutdown() at exit.
@@ -319,6 +397,42 @@ def test_exit_never_overruns_shutdown_timeout(mode: str, shutdown_timeout: float
     # Before: flush and close each waited (about 1.5 to 2 times shutdown_timeout).
     assert result["exit_seconds"] < shutdown_timeout + 1.0, result
     assert result["dropped"] + result["in_flight"] == 50, result
+
+
+@pytest.mark.slow
+def test_logging_shutdown_called_by_the_app_costs_one_shutdown_timeout() -> None:
+    """logging.shutdown() called by the app, not at exit: its flush() and close() share
+    one shutdown_timeout against a hanging API (before: each waited all of it, 2x);
+    every event is reported once, dropped or still in flight."""
+    shutdown_timeout = 3.0
+    reported: list[str] = []
+    with HostileServer("hang") as server:
+        handler = vf_otel.VibefollowHandler(
+            api_key=KEY,
+            base_url=server.base_url,
+            shutdown_timeout=shutdown_timeout,
+            timeout=30.0,
+            on_error=lambda _error, events: reported.extend(e.event_id for e in events),
+        )
+        log = logging.getLogger("app.hostile.logging_shutdown")
+        log.propagate = False
+        log.addHandler(handler)
+        try:
+            for i in range(50):
+                log.warning("e", extra={"vf_event": "e", "vf_user": "u", "vf_properties": {"i": i}})
+            assert wait_until(lambda: server.requests >= 1)  # the API holds a request
+            began = time.monotonic()
+            logging.shutdown([weakref.ref(handler)])  # flush(), then close(): this handler only
+            took = time.monotonic() - began
+        finally:
+            log.removeHandler(handler)
+        stats = handler.stats()
+    assert took < shutdown_timeout + 1.5, took  # before: twice shutdown_timeout
+    assert server.requests >= 1
+    assert stats.sent == 0
+    assert stats.dropped_total + stats.in_flight == 50, stats
+    assert sorted(set(reported)) == sorted(reported)  # each reported once
+    assert len(reported) == 50
 
 
 @pytest.mark.slow
