@@ -12,11 +12,13 @@ called, or at ``MAX_SECONDS``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import select
 import socket
 import struct
 import threading
 import time
+import zlib
 from collections.abc import Mapping
 from typing import Final, NamedTuple
 
@@ -25,6 +27,8 @@ MAX_SECONDS: Final = 60.0
 #: The size of an oversized answer.
 HUGE_BYTES: Final = 200 * 1024 * 1024
 _CHUNK: Final = b"x" * 65536
+#: What a gzip bomb decodes to: an envelope padded to this many bytes (sent ~1,000x smaller).
+BOMB_BYTES: Final = 256 * 1024 * 1024
 _ENVELOPE: Final = b'{"data":{"accepted":true}}'
 #: Modes that answer a connection's first ``answer_first`` requests, then: close it
 #: unanswered (a keep-alive the server dropped as it was reused), reset it, or trickle
@@ -209,6 +213,17 @@ class HostileServer:
                 conn.sendall(_CHUNK)
                 sent += len(_CHUNK)
             return False
+        if mode in ("gzip_bomb200", "gzip_bomb500"):
+            # Compressed although the client asked for identity: each 64 KiB of it a
+            # client's socket read decodes to 64 MB.
+            status = "200 OK" if mode == "gzip_bomb200" else "500 Internal Server Error"
+            bomb = gzip_bomb()
+            conn.sendall(
+                f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                f"Content-Encoding: gzip\r\nContent-Length: {len(bomb)}\r\n\r\n".encode()
+                + bomb
+            )
+            return True
         if mode in ("trickle_head", "trickle_body"):
             answer = (
                 b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n"
@@ -230,3 +245,16 @@ class HostileServer:
         while not self._stopped.is_set() and time.monotonic() < until:
             time.sleep(0.05)
         return False
+
+
+@functools.cache
+def gzip_bomb() -> bytes:
+    """A gzip body of BOMB_BYTES: an API envelope, then a JSON string of zeros (~250 KB)."""
+    pack = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    head = b'{"data":{"accepted":true},"pad":"'
+    parts = [pack.compress(head)]
+    zeros = b"0" * (1024 * 1024)
+    parts += [pack.compress(zeros) for _ in range(BOMB_BYTES // len(zeros) - 1)]
+    parts += [pack.compress(zeros[: len(zeros) - len(head) - 2]), pack.compress(b'"}')]
+    parts.append(pack.flush())
+    return b"".join(parts)

@@ -12,6 +12,7 @@ import logging
 import random
 import threading
 import uuid
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -376,6 +377,65 @@ def test_broken_gzip_body_is_a_network_error_not_an_internal_one(
     assert rig.circuit.failing
     assert rig.stats().dropped_total == 0
     assert rig.run(request) == ("sent", request)
+
+
+def encoded(status: int, body: bytes, encoding: str, wbits: int = 31) -> Action:
+    """An answer whose body is compressed (``wbits``: zlib's) and says ``encoding``."""
+    pack = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    data = pack.compress(body) + pack.flush()
+    headers = {"content-encoding": encoding, "content-type": "application/json"}
+    # stream=, not content=: the client reads and decodes it as it would off the wire.
+    return lambda _request: httpx.Response(status, headers=headers, stream=httpx.ByteStream(data))
+
+
+@pytest.mark.parametrize(
+    ("encoding", "wbits"),
+    [
+        ("gzip", zlib.MAX_WBITS | 16),
+        ("x-gzip", zlib.MAX_WBITS | 16),
+        ("deflate", zlib.MAX_WBITS),  # with the zlib wrapper, as the RFC says
+        ("deflate", -zlib.MAX_WBITS),  # raw, as many servers send it
+        ("identity, gzip", zlib.MAX_WBITS | 16),
+    ],
+)
+def test_a_compressed_answer_is_decoded_though_identity_was_asked(
+    build: Callable[..., Rig], encoding: str, wbits: int
+) -> None:
+    """A server (or proxy) that compresses anyway: gzip and deflate answers are read as
+    httpx reads them (an accepted envelope is sent; a 400's error text is understood)."""
+    envelope = json.dumps(ACCEPTED).encode()
+    rig = build(script=[encoded(202, envelope, encoding, wbits)])
+    assert rig.run(batch(2))[0] == "sent"
+    refusal = {"errors": [{"code": "bad_thing", "message": "the properties are wrong"}]}
+    rig = build(script=[encoded(400, json.dumps(refusal).encode(), encoding, wbits)])
+    assert rig.run(batch(1))[0] == "refused"
+    assert "the properties are wrong" in str(rig.ledger.last_error)
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "gzip, gzip", "compress"])
+def test_an_answer_in_an_encoding_not_asked_for_is_undecodable(
+    build: Callable[..., Rig], encoding: str
+) -> None:
+    """br, zstd, several at once: not asked for and not decoded (none is bounded as gzip is):
+    the answer is undecodable, retried like a broken gzip body; the next try lands."""
+    rig = build(script=[encoded(202, json.dumps(ACCEPTED).encode(), encoding)], max_retries=0)
+    request = batch(2)
+    assert rig.run(request) == ("parked", request)
+    assert isinstance(rig.ledger.last_error, NetworkError)
+    assert "decoded" in str(rig.ledger.last_error)
+    assert rig.run(request) == ("sent", request)
+
+
+def test_a_compressed_answer_decodes_no_further_than_the_answer_limit(
+    build: Callable[..., Rig],
+) -> None:
+    """64 KiB of gzip decoding to 64 MB: past MAX_ANSWER_BYTES the rest is never decoded,
+    and a 2xx that long is not the API's answer (retried)."""
+    bomb = b'{"data":{"accepted":true},"pad":"' + b"0" * (64 * 1024 * 1024) + b'"}'
+    rig = build(script=[encoded(200, bomb, "gzip")], max_retries=0)
+    request = batch(1)
+    assert rig.run(request) == ("parked", request)
+    assert "over 65536 bytes" in str(rig.ledger.last_error)
 
 
 def test_retries_back_off_exponentially(build: Callable[..., Rig]) -> None:

@@ -30,6 +30,8 @@ from .hostile import HostileServer
 KEY = "vf_test_hostile_0123456789abcdef"
 #: What a child on 200 MB answers may reach (a bare child is ~40 MB; before: 738 MB+).
 MEMORY_BOUND_KB = 150 * 1024
+#: What a child on a gzip bomb may reach: decoding one socket read of it whole is +64 MB.
+BOMB_BOUND_KB = 80 * 1024
 
 CHILD = """
     import json, logging, os, sys, time
@@ -96,6 +98,21 @@ def test_a_200_mb_answer_keeps_memory_bounded(mode: str) -> None:
     assert result["flushed"] is False
     assert result["sent"] == 0
     # Nothing silent: every event is dropped at shutdown and reported to on_error.
+    assert result["dropped"] == result["reported"] == 10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["gzip_bomb200", "gzip_bomb500"])
+def test_a_gzip_bomb_is_decoded_no_further_than_an_answer_can_need(mode: str) -> None:
+    """A server that gzips although asked for identity: 250 KB decoding to 256 MB. httpx
+    decodes each 64 KiB read whole (64 MB at a time: the child peaked at 170 MB); vf-otel
+    decodes at most the 64 KiB an answer may hold, so the child stays near its bare size."""
+    with HostileServer(mode) as server:
+        result = run_child(server.base_url, flush=2.0, max_retries=3, shutdown_timeout=1.0)
+    assert result["hwm_kb"] < BOMB_BOUND_KB, result
+    assert server.requests >= 2  # retried: a 2xx over the limit is not the API's answer
+    assert result["flushed"] is False
+    assert result["sent"] == 0
     assert result["dropped"] == result["reported"] == 10
 
 

@@ -22,6 +22,7 @@ import platform
 import re
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, Final
@@ -294,8 +295,8 @@ class Client:
             return self._client or self._make()
 
     def _make(self) -> httpx.Client:
-        # Identity: a compressed answer could grow past MAX_ANSWER_BYTES many times in
-        # one decoded chunk; the API's answers are small anyway.
+        # Identity: the API's answers are small; one compressed anyway is decoded with a
+        # bound (_Inflate), never a whole network read at once as httpx would.
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
@@ -362,17 +363,72 @@ class _LateError(Exception):
 
 
 def _read_answer(response: httpx.Response, watch: Watch) -> bytes | None:
-    """The answer's body, up to ``MAX_ANSWER_BYTES``; None when it is longer."""
+    """The answer's body, decoded, up to ``MAX_ANSWER_BYTES``; None when it is longer.
+
+    Read raw and decoded here, never more than the room left: httpx decodes each
+    network read whole, so 64 KiB of a gzip bomb from a server that ignores the
+    client's ``Accept-Encoding: identity`` would be 64 MB at once (``_Inflate``).
+    """
+    if response.is_stream_consumed:  # made whole already (a transport the app gave)
+        body = response.content
+        return body if len(body) <= MAX_ANSWER_BYTES else None
+    inflate = _Inflate.of(response.headers.get("content-encoding", ""))
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_bytes():
+    for raw in response.iter_raw():
         if watch.late():
             raise _LateError
+        chunk = raw if inflate is None else inflate.feed(raw, MAX_ANSWER_BYTES + 1 - size)
         size += len(chunk)
         if size > MAX_ANSWER_BYTES:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+class _Inflate:
+    """Decodes a gzip or deflate answer, never making more than it is asked for.
+
+    The client asks for ``identity``; a server (or proxy) that compresses anyway is
+    decoded as httpx would, but ``zlib``'s ``max_length`` bounds each step's output, so
+    a compressed answer costs no more memory than a plain one. Any other encoding
+    (br, zstd, several at once) was not asked for and is not decoded: the answer is
+    undecodable (``httpx.DecodingError``), like a broken gzip body.
+    """
+
+    __slots__ = ("_deflate", "_started", "_zlib")
+
+    def __init__(self, *, deflate: bool) -> None:
+        self._deflate = deflate
+        self._started = False
+        self._zlib = zlib.decompressobj(zlib.MAX_WBITS if deflate else zlib.MAX_WBITS | 16)
+
+    @classmethod
+    def of(cls, header: str) -> _Inflate | None:
+        """The decoder for a Content-Encoding header; None for none (or ``identity``)."""
+        codings = [c for c in (part.strip().lower() for part in header.split(",")) if c]
+        codings = [c for c in codings if c != "identity"]
+        if not codings:
+            return None
+        if len(codings) == 1 and codings[0] in ("gzip", "x-gzip", "deflate"):
+            return cls(deflate=codings[0] == "deflate")
+        raise httpx.DecodingError("an answer in a Content-Encoding that was not asked for")
+
+    def feed(self, data: bytes, most: int) -> bytes:
+        """Decode ``data``; at most ``most`` bytes (then more input may be left)."""
+        try:
+            out = self._zlib.decompress(data, most)
+        except zlib.error as exc:
+            if not (self._deflate and not self._started):
+                raise httpx.DecodingError(
+                    f"the answer's body could not be decoded: {exc}"
+                ) from None
+            # "deflate" without the zlib wrapper (raw), as servers often send it.
+            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+            self._started = True
+            return self.feed(data, most)
+        self._started = True
+        return out
 
 
 def _timed_out(timeout: float) -> NetworkError:
