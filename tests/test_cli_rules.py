@@ -338,3 +338,20 @@ def test_rules_test_needs_no_protobuf() -> None:
     )
     assert done.stdout.splitlines()[-1] == "[]", done.stderr
     assert "2 events (1 by rules)" in done.stdout
+
+
+def test_rules_test_takes_a_yaml_rules_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`vf-otel rules test rules.yaml spans.json` (docs/rules.md's YAML form of
+    examples/rules.toml) prints exactly what the TOML file does."""
+    pytest.importorskip("yaml", reason="PyYAML: the yaml extra")
+    page = (EXAMPLES.parent / "docs" / "rules.md").read_text()
+    (block,) = re.findall(r"^```yaml\n(.*?)^```", page, re.M | re.S)
+    rules_yaml = _write(tmp_path, "rules.yaml", block)
+    spans = _write(tmp_path, "spans.json", BATCH)
+    assert main(["rules", "test", RULES, spans]) == ExitCode.OK
+    from_toml = capsys.readouterr().out
+    assert main(["rules", "test", rules_yaml, spans]) == ExitCode.OK
+    assert capsys.readouterr().out == from_toml
+    assert "user_signed_up" in from_toml

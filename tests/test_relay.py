@@ -418,6 +418,18 @@ def test_health_and_readiness(serve: Serve) -> None:
     assert httpx.post(f"{url}/readyz").status_code == 405
 
 
+def test_readiness_fails_once_the_relay_stops_delivering(server: VibefollowServer) -> None:
+    """Once its delivery is shut down, /readyz answers 503 (a load balancer stops sending)
+    while /healthz still answers 200 (the process serves)."""
+    relay = Relay(api_key=server.api_key, base_url=server.base_url)
+    with served(RelayApp(relay, token=TOKEN)) as url:
+        assert httpx.get(f"{url}/readyz").status_code == 200
+        relay.shutdown()
+        reply = httpx.get(f"{url}/readyz")
+        assert (reply.status_code, reply.json()) == (503, {"status": "not ready"})
+        assert httpx.get(f"{url}/healthz").status_code == 200
+
+
 def test_relay_settings_are_checked() -> None:
     """A short token, the API key as token, a bad cap and a relay without an API key are
     refused at construction."""

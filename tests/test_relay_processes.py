@@ -36,7 +36,16 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from vf_otel.testing import VibefollowServer
 
-from .relay_support import AUTH, free_port, json_span, json_traces, relay_env, relay_process
+from .relay_support import (
+    AUTH,
+    free_port,
+    json_span,
+    json_traces,
+    relay_env,
+    relay_process,
+    stop_process,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -474,3 +483,75 @@ def test_two_relays_behind_a_round_robin_balancer(server: VibefollowServer, tmp_
             balancer.close()
     assert_once(server, {f"lb_{i}_{j}" for i in range(20) for j in range(3)})
     assert server.replayed >= 20
+
+
+def metric_points(text: str, name: str) -> list[tuple[dict[str, Any], Any]]:
+    """Every (attributes, value) point of metric ``name`` in the console metric exporter's
+    output: one JSON document per export, written one after another."""
+    decoder = json.JSONDecoder()
+    points: list[tuple[dict[str, Any], Any]] = []
+    position = 0
+    while (start := text.find("{", position)) != -1:
+        try:
+            document, position = decoder.raw_decode(text, start)
+        except ValueError:
+            break  # the last export is still being written
+        for resource in document.get("resource_metrics", []):
+            for scope in resource.get("scope_metrics", []):
+                for metric in scope.get("metrics", []):
+                    if metric.get("name") == name:
+                        points.extend(
+                            (point.get("attributes", {}), point.get("value"))
+                            for point in metric["data"]["data_points"]
+                        )
+    return points
+
+
+def test_relay_process_exports_its_stats_as_otel_metrics(
+    server: VibefollowServer, tmp_path: Path
+) -> None:
+    """`opentelemetry-instrument vf-otel relay` (as docs/relay.md runs it for metrics): the
+    relay process's stats() reach the configured metric exporter as vibefollow.* metrics
+    with vibefollow.source=relay, counting the events it delivered."""
+    pytest.importorskip("opentelemetry.instrumentation", reason="opentelemetry-instrumentation")
+    instrument = Path(sys.executable).parent / "opentelemetry-instrument"
+    if not instrument.exists():
+        pytest.skip("opentelemetry-instrument is not installed next to this Python")
+    env = relay_env(server.base_url, server.api_key)
+    env = {k: v for k, v in env.items() if not k.startswith("OTEL_")} | {
+        "OTEL_METRICS_EXPORTER": "console",  # written to standard output, read below
+        "OTEL_METRIC_EXPORT_INTERVAL": "200",
+        "OTEL_TRACES_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+    }
+    port = free_port()
+    command = [str(instrument), sys.executable, "-m", "vf_otel", "relay", "--port", str(port)]
+    metrics_out = tmp_path / "metrics.json"
+    with metrics_out.open("wb") as out, (tmp_path / "relay.log").open("ab") as log:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=log)  # noqa: S603
+        try:
+            wait_ready(f"http://127.0.0.1:{port}", process)
+            spans = [
+                json_span("s", {"vf.user": "u", "vf.event": f"metric_{i}"}, span_id=f"{i + 1:016x}")
+                for i in range(3)
+            ]
+            reply = httpx.post(
+                f"http://127.0.0.1:{port}/v1/traces", json=json_traces(*spans), headers=AUTH
+            )
+            assert reply.status_code == 200
+            sent: list[Any] = []
+            for _ in range(300):  # bounded: until an export after the delivery is written
+                sent = [
+                    value
+                    for attributes, value in metric_points(
+                        metrics_out.read_text(), "vibefollow.events.sent"
+                    )
+                    if attributes == {"vibefollow.source": "relay"}
+                ]
+                if 3 in sent:
+                    break
+                threading.Event().wait(0.1)
+            assert 3 in sent, (tmp_path / "relay.log").read_text()
+        finally:
+            stop_process(process)
+    assert sorted(e["name"] for e in server.events) == [f"metric_{i}" for i in range(3)]

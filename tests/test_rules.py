@@ -313,6 +313,66 @@ def test_rules_file_errors_name_the_file_rule_and_field(
     assert message in str(raised.value)
 
 
+def _write_yaml(tmp_path: Path, text: str, name: str = "rules.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def _yaml_block_of_the_rules_page() -> str:
+    (block,) = re.findall(r"^```yaml\n(.*?)^```", (DOCS / "rules.md").read_text(), re.M | re.S)
+    return block
+
+
+def test_yaml_rules_file_is_read_like_the_toml_one(tmp_path: Path) -> None:
+    """docs/rules.md's YAML block (*.yaml or *.yml) loads to exactly the rules of
+    examples/rules.toml."""
+    pytest.importorskip("yaml", reason="PyYAML: the yaml extra")
+    toml_rules = load_rules(EXAMPLES / "rules.toml")
+    for name in ("rules.yaml", "rules.YML"):
+        path = _write_yaml(tmp_path, _yaml_block_of_the_rules_page(), name)
+        assert load_rules(path) == toml_rules
+    assert load_rules(_write_yaml(tmp_path, "")) == ()  # an empty file is no rules
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("rule:\n  - event: a\n  - name: b\n    event: x\n    kind: s\n", "rule 2 (b): kind: "),
+        ("rule:\n  - event: a\n    evnt: x\n", "rule 1: unknown field 'evnt'"),
+        ("rule:\n  - event: a\n    200: x\n", "rule 1: unknown field 200"),
+        ("rules:\n  - event: a\n", "unknown top-level key 'rules'"),
+        ("- event: a\n", "a rules file is a mapping"),
+        ("1: 2\n", "a rules file is a mapping"),
+        ("rule: [{event: a, where: {day: 2026-01-02}}]\n", "rule 1: where['day']: "),
+        ("rule: [\n", "not valid YAML"),
+        ("rule: !!python/object:os.system {}\n", "not valid YAML"),  # safe_load only
+    ],
+)
+def test_yaml_rules_file_errors_name_the_file_rule_and_field(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """A YAML rules file is checked as a TOML one: a ValueError naming file, rule, field."""
+    pytest.importorskip("yaml", reason="PyYAML: the yaml extra")
+    path = _write_yaml(tmp_path, text)
+    with pytest.raises(ValueError, match=re.escape(f"{path}: ")) as raised:
+        load_rules(path)
+    assert message in str(raised.value)
+
+
+def test_yaml_rules_without_pyyaml_say_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without PyYAML, a YAML rules file is a ValueError naming the extra; TOML still loads."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "yaml", None)  # import yaml now raises ImportError
+    path = _write_yaml(tmp_path, "rule: []\n")
+    with pytest.raises(ValueError, match=re.escape("pip install 'vf-otel[yaml]'")):
+        load_rules(path)
+    assert load_rules(EXAMPLES / "rules.toml")
+
+
 def test_missing_rules_file_is_a_value_error(tmp_path: Path) -> None:
     """A path that cannot be read is a ValueError naming it."""
     with pytest.raises(ValueError, match="cannot read the rules"):

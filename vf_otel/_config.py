@@ -177,7 +177,7 @@ class Settings:
     # Deliver the queue at SIGTERM, whose default action skips atexit (_sources/sigterm.py).
     handle_sigterm: bool = field(default=True, metadata={_CHECK: _flag})
     # Mapping rules for untagged spans and log records (vf_otel/_rules.py, docs/rules.md):
-    # a TOML file's path (VIBEFOLLOW_RULES) or Rule objects, loaded and checked here.
+    # a TOML or YAML file's path (VIBEFOLLOW_RULES) or Rule objects, loaded and checked here.
     rules: tuple[Rule, ...] = field(default=(), metadata={_CHECK: rules_option})
 
     @property

@@ -3,8 +3,8 @@
 A ``Rule`` is a value: what to match (span name, kind, status, log body, attribute
 conditions), the event name as a template over attributes, where the user is, and
 the properties to copy (an explicit allow-list). ``load_rules`` reads them from a
-TOML file. Both check everything at load and raise ``ValueError`` naming the rule
-and the field, so a typo never silently turns a rule off.
+TOML file (or a YAML one, with PyYAML). Both check everything at load and raise
+``ValueError`` naming the rule and the field, so a typo never silently turns a rule off.
 
 ``RuleSet`` is the compiled form the exporters (and the relay) apply, through
 ``translate_span`` / ``translate_log``, to spans and records with no ``vf.*`` tag.
@@ -262,10 +262,14 @@ def _is_number(value: object) -> bool:
 def load_rules(path: str | os.PathLike[str]) -> tuple[Rule, ...]:
     """The rules of a TOML file: ``[[rule]]`` tables, and an optional top-level ``user``.
 
+    A file named ``*.yaml`` or ``*.yml`` is read as YAML instead (with PyYAML: ``pip
+    install 'vf-otel[yaml]'``), the same keys: ``user`` and a ``rule`` list of mappings.
     Raises ``ValueError`` naming the file, the rule (its number from 1, and name) and
     the field for anything wrong; a file that cannot be read is a ``ValueError`` too.
     """
     where = os.fspath(path)
+    if where.lower().endswith(_YAML_SUFFIXES):
+        return rules_from_mapping(_load_yaml(where), source=where)
     try:
         with open(where, "rb") as file:
             data = tomllib.load(file)
@@ -276,9 +280,35 @@ def load_rules(path: str | os.PathLike[str]) -> tuple[Rule, ...]:
     return rules_from_mapping(data, source=where)
 
 
+_YAML_SUFFIXES: Final = (".yaml", ".yml")
+
+
+def _load_yaml(where: str) -> Mapping[str, Any]:
+    """A YAML rules file's top-level mapping (an empty file is no rules)."""
+    try:
+        import yaml  # noqa: PLC0415 - optional: only YAML rules files need PyYAML
+    except ImportError:
+        raise ValueError(
+            f"{where}: YAML rules need PyYAML: pip install 'vf-otel[yaml]' (or write TOML)"
+        ) from None
+    try:
+        with open(where, "rb") as file:
+            # safe_load: plain data only, never a Python object a file could name
+            data = yaml.safe_load(file)
+    except OSError as exc:
+        raise ValueError(f"{where}: cannot read the rules ({exc.strerror or exc})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{where}: not valid YAML ({exc})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping) or not all(isinstance(key, str) for key in data):
+        raise ValueError(f"{where}: a rules file is a mapping of 'user' and a 'rule' list")
+    return data
+
+
 def rules_from_mapping(data: Mapping[str, Any], *, source: str) -> tuple[Rule, ...]:
     """Rules from a parsed rules file (``source`` names it in errors)."""
-    unknown = sorted(set(data) - _FILE_KEYS)
+    unknown = sorted(set(data) - _FILE_KEYS, key=str)
     if unknown:
         raise ValueError(f"{source}: unknown top-level key {unknown[0]!r} (expected [[rule]])")
     try:
@@ -302,7 +332,7 @@ def _rule_from_table(
 ) -> Rule:
     name = table.get("name")
     label = f"rule {number}" + (f" ({name})" if isinstance(name, str) and name else "")
-    unknown = sorted(set(table) - _RULE_FIELDS)
+    unknown = sorted(set(table) - _RULE_FIELDS, key=str)
     if unknown:
         raise ValueError(f"{source}: {label}: unknown field {unknown[0]!r}")
     if "event" not in table:

@@ -100,7 +100,7 @@ class Options(TypedDict, total=False):
     handle_sigterm: bool | None
     """Deliver the queue at SIGTERM, then let it act; ``VIBEFOLLOW_HANDLE_SIGTERM``, default on."""
     rules: Sequence[Rule] | str | os.PathLike[str] | None
-    """Mapping rules for untagged spans and log records (a TOML file's path, or ``Rule``
+    """Mapping rules for untagged spans and log records (a TOML or YAML file's path, or ``Rule``
     objects); ``VIBEFOLLOW_RULES``. For the exporters: ``VibefollowHandler`` refuses them."""
     on_error: ErrorCallback | None
     """``on_error(exc, events)`` for every event that will never be delivered."""

@@ -71,8 +71,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--rules",
-        metavar="TOML",
-        help="mapping rules for untagged spans and log records (default: $VIBEFOLLOW_RULES)",
+        metavar="FILE",
+        help="mapping rules (TOML, or YAML) for untagged spans and log records "
+        "(default: $VIBEFOLLOW_RULES)",
     )
     parser.set_defaults(run=run)
 

@@ -50,7 +50,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Load RULES as the exporters would; exit 4 with the rule and field "
         "at fault if it is invalid.",
     )
-    check.add_argument("rules", metavar="RULES", help="a TOML rules file")
+    check.add_argument("rules", metavar="RULES", help="a rules file (TOML, or YAML: *.yaml, *.yml)")
     check.set_defaults(run=run_check)
     test = actions.add_parser(
         "test",
@@ -59,7 +59,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         'file ({"resourceSpans": [...]} or {"resourceLogs": [...]}), and show the event '
         "each would produce (after the default redaction), or why none. Nothing is sent.",
     )
-    test.add_argument("rules", metavar="RULES", help="a TOML rules file")
+    test.add_argument("rules", metavar="RULES", help="a rules file (TOML, or YAML: *.yaml, *.yml)")
     test.add_argument("telemetry", metavar="TELEMETRY", help="an OTLP JSON file ('-': stdin)")
     test.add_argument(
         "--include-error-spans",
