@@ -289,11 +289,23 @@ def run_cli(env: dict[str, Any], *args: str) -> tuple[int, str]:
     ],
 )
 def test_cli_refuses_unsafe_or_incomplete_settings(
-    server: VibefollowServer, args: list[str], drop: str | None, status: int, needle: str
+    server: VibefollowServer,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    drop: str | None,
+    status: int,
+    needle: str,
 ) -> None:
     """`vf-otel relay` refuses a non-loopback bind without TLS (or the opt-out), a
     missing token or key, or an unreadable rules file, with a message and its exit
     status, before serving."""
+    uvicorn = pytest.importorskip("uvicorn", reason="uvicorn: the relay extra")
+
+    def serve(*_args: object, **kwargs: object) -> None:
+        # A check that let these through would serve (on 0.0.0.0) for ever: fail instead.
+        raise AssertionError(f"vf-otel relay served with {kwargs.get('host')!r}")
+
+    monkeypatch.setattr(uvicorn, "run", serve)
     env = relay_env(server.base_url, server.api_key)
     if drop == "same":
         env["VIBEFOLLOW_RELAY_TOKEN"] = server.api_key
