@@ -236,6 +236,10 @@ class Delivery(ABC):
         atexit.register(self.shutdown)
 
     @abstractmethod
+    def stop_begins(self) -> None:
+        """A stop begins: ``logging.shutdown()`` runs ``flush()``, then ``close()``."""
+
+    @abstractmethod
     def stats(self) -> Stats:
         """The counts now."""
 
@@ -451,7 +455,7 @@ class Pipeline(Delivery):
                 and (self._failures() == self._failures_seen)
             )
         wait = self.settings.shutdown_timeout if timeout is None else timeout
-        if exiting():
+        if exiting() or self._exit_by is not None:
             wait = min(wait, self._exit_budget())
         settled = self._worker.flush(wait)
         failures = self._failures()
@@ -465,7 +469,7 @@ class Pipeline(Delivery):
     def _stop_within(self, timeout: float | None) -> bool:
         self.adopt_fork(late=True)  # else it would wait for a thread the fork left behind
         wait = self.settings.shutdown_timeout if timeout is None else timeout
-        if exiting():
+        if exiting() or self._exit_by is not None:
             wait = min(wait, self._exit_budget())
         # Not while another thread's item reopens it (that takes no time to wait for).
         if not self._lifecycle.acquire(timeout=max(0.0, wait)):
@@ -497,6 +501,7 @@ class Pipeline(Delivery):
                 self._build_parts(self.queue, reopening=True)
                 self._worker.start()
                 self._closed = False
+                self._exit_by = None  # the stop logging.shutdown() began is over
                 self.queue.closed = False
         except Exception:  # never raise into the app's log call
             _logger.debug("vf-otel could not start delivering again", exc_info=True)
@@ -504,6 +509,14 @@ class Pipeline(Delivery):
         finally:
             self._lifecycle.release()
         return True
+
+    def stop_begins(self) -> None:
+        """A stop begins: ``logging.shutdown()``, at exit or called by the app, runs
+        ``flush()`` then ``close()``. The two share one ``shutdown_timeout`` from now (the
+        exit's rule), and a request that fails from now on is spooled at once."""
+        if self._exit_by is None:
+            self._exit_by = self._clock() + self.settings.shutdown_timeout
+        self._stopping_soon()
 
     def _exit_budget(self) -> float:
         """What is left of ``shutdown_timeout`` for the stop at exit, counted from its
@@ -620,6 +633,9 @@ class DisabledPipeline(Delivery):
     def flush(self, timeout: float | None = None) -> bool:
         """True: nothing waits."""
         return True
+
+    def stop_begins(self) -> None:
+        """Nothing runs: nothing to bound."""
 
     def _stop_within(self, timeout: float | None) -> bool:
         return True  # nothing runs, nothing waits

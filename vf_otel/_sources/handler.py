@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any, Final
@@ -91,9 +90,6 @@ class VibefollowHandler(logging.Handler):
         # handle() queues without the call to emit(), unless a subclass overrides it.
         self._emit_overridden = type(self).emit is not VibefollowHandler.emit
         self._redactor = pipeline.redactor
-        # When the stop logging.shutdown() began with flush() must end: its close() gets
-        # what is left (one shutdown_timeout for both); None outside logging.shutdown().
-        self._stop_by: float | None = None
         if pipeline.delivers and pipeline.settings.handle_sigterm:
             # SIGTERM's default action skips atexit, and servers (uvicorn) re-raise it
             # after their graceful shutdown: the queue would be lost (sigterm.py).
@@ -227,9 +223,9 @@ class VibefollowHandler(logging.Handler):
         """
         if reconfiguring_logging():
             return False
-        if timeout is None and called_by_logging_shutdown():
+        if timeout is None and called_by_logging_shutdown(self):
             # Its close() follows at once: the two share one shutdown_timeout.
-            self._stop_by = time.monotonic() + self._pipeline.settings.shutdown_timeout
+            self._pipeline.stop_begins()
         return self._pipeline.flush(timeout)
 
     def close(self) -> None:
@@ -250,11 +246,7 @@ class VibefollowHandler(logging.Handler):
             if reconfiguring_logging():
                 self._pipeline.drain_at_exit()
             else:
-                stop_by, self._stop_by = self._stop_by, None
-                left = None
-                if stop_by is not None and called_by_logging_shutdown():
-                    left = max(0.0, stop_by - time.monotonic())  # after its flush()
-                self._pipeline.shutdown(left)
+                self._pipeline.shutdown()
                 release_sigterm_hook(self)
         finally:
             super().close()
@@ -280,19 +272,30 @@ def reconfiguring_logging() -> bool:
     return bool(is_owned()) if callable(is_owned) else False
 
 
-def called_by_logging_shutdown() -> bool:
-    """Whether the caller of the handler method calling this is ``logging.shutdown()``
-    (at exit, or called by the app), which runs ``flush()`` and then ``close()``.
+def called_by_logging_shutdown(handler: logging.Handler) -> bool:
+    """Whether ``handler``'s method calling this was called by ``logging.shutdown()`` (at
+    exit, or called by the app), which runs ``flush()`` and then ``close()``.
 
-    Told by the calling frame (``sys._getframe``, as in CPython and PyPy): a function
-    named ``shutdown`` of the ``logging`` module. Without frames: False, and flush()
-    and close() each wait up to ``shutdown_timeout`` as they do when called directly.
+    Told by the calling frames (``sys._getframe``, as in CPython and PyPy): past the
+    handler's own ``flush`` / ``close`` (a subclass's override calling ``super()``), a
+    function named ``shutdown`` of the ``logging`` module. Without frames: False, and
+    flush() and close() each wait up to ``shutdown_timeout`` as when called directly.
     """
     try:
-        frame = sys._getframe(2)  # 0: here, 1: flush() or close(), 2: their caller
+        frame: FrameType | None = sys._getframe(2)  # 0: here, 1: flush(), 2: its caller
     except (AttributeError, ValueError):
         return False
-    return frame.f_code.co_name == "shutdown" and frame.f_globals is vars(logging)
+    while (
+        frame is not None
+        and frame.f_code.co_name in ("flush", "close")
+        and frame.f_locals.get("self") is handler
+    ):
+        frame = frame.f_back
+    return (
+        frame is not None
+        and frame.f_code.co_name == "shutdown"
+        and frame.f_globals is vars(logging)
+    )
 
 
 def _is_ignored(name: object) -> bool:
