@@ -224,6 +224,19 @@ class HostileServer:
                 + bomb
             )
             return True
+        if mode == "gzip_trailing200":
+            # A whole gzip envelope, then bytes after its end until the client closes: they
+            # decode to nothing, and nothing in the headers says when the body ends.
+            pack = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Encoding: gzip\r\nConnection: close\r\n\r\n"
+                + pack.compress(_ENVELOPE)
+                + pack.flush()
+            )
+            while not self._stopped.is_set() and time.monotonic() < until:
+                conn.sendall(_CHUNK)
+            return False
         if mode in ("trickle_head", "trickle_body"):
             answer = (
                 b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n"

@@ -117,6 +117,22 @@ def test_a_gzip_bomb_is_decoded_no_further_than_an_answer_can_need(mode: str) ->
 
 
 @pytest.mark.slow
+def test_bytes_after_a_gzip_body_are_not_read_for_ever() -> None:
+    """A 200 whose gzip envelope is followed by zeros until the client closes: they decode
+    to nothing, so only the raw count ends the read (twice MAX_ANSWER_BYTES). Before, the
+    request went on until ``timeout`` (zlib kept the trailing bytes: 260 MB); now it ends
+    at once as not the API's answer, and is retried."""
+    with HostileServer("gzip_trailing200") as server:
+        result = run_child(
+            server.base_url, flush=2.0, timeout=20.0, max_retries=3, shutdown_timeout=1.0
+        )
+    assert result["hwm_kb"] < BOMB_BOUND_KB, result
+    assert server.requests >= 2, result  # ended and retried well within the 20 s timeout
+    assert result["sent"] == 0
+    assert result["dropped"] + result["in_flight"] == result["reported"] == 10
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["trickle_head", "trickle_body"])
 def test_timeout_bounds_the_whole_request_against_a_trickling_server(mode: str) -> None:
     """A server trickling a byte every 0.2 s: each request ends at ``timeout`` and is
@@ -416,15 +432,29 @@ def test_exit_never_overruns_shutdown_timeout(mode: str, shutdown_timeout: float
     assert result["dropped"] + result["in_flight"] == 50, result
 
 
+class FlushingSubclass(vf_otel.VibefollowHandler):
+    """An app's subclass whose flush() and close() call the handler's own."""
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return super().flush(timeout)
+
+    def close(self) -> None:
+        super().close()
+
+
 @pytest.mark.slow
-def test_logging_shutdown_called_by_the_app_costs_one_shutdown_timeout() -> None:
+@pytest.mark.parametrize("kind", [vf_otel.VibefollowHandler, FlushingSubclass])
+def test_logging_shutdown_called_by_the_app_costs_one_shutdown_timeout(
+    kind: type[vf_otel.VibefollowHandler],
+) -> None:
     """logging.shutdown() called by the app, not at exit: its flush() and close() share
-    one shutdown_timeout against a hanging API (before: each waited all of it, 2x);
-    every event is reported once, dropped or still in flight."""
+    one shutdown_timeout against a hanging API (before: each waited all of it, 2x; and a
+    subclass overriding flush() hid logging.shutdown() from the handler); every event is
+    reported once, dropped or still in flight."""
     shutdown_timeout = 3.0
     reported: list[str] = []
     with HostileServer("hang") as server:
-        handler = vf_otel.VibefollowHandler(
+        handler = kind(
             api_key=KEY,
             base_url=server.base_url,
             shutdown_timeout=shutdown_timeout,
@@ -450,6 +480,33 @@ def test_logging_shutdown_called_by_the_app_costs_one_shutdown_timeout() -> None
     assert stats.dropped_total + stats.in_flight == 50, stats
     assert sorted(set(reported)) == sorted(reported)  # each reported once
     assert len(reported) == 50
+
+
+def test_logging_shutdown_called_by_the_app_spools_at_once(tmp_path: Path) -> None:
+    """With a spool and the API refusing connections, logging.shutdown() called by the app
+    spools what is queued at once, as exit and close() do (before: its flush() retried
+    for the whole shutdown_timeout first)."""
+    shutdown_timeout = 30.0
+    handler = vf_otel.VibefollowHandler(
+        api_key=KEY,
+        base_url=refused_url(),
+        shutdown_timeout=shutdown_timeout,
+        spool_path=str(tmp_path / "spool.db"),
+    )
+    log = logging.getLogger("app.hostile.logging_shutdown_spool")
+    log.propagate = False
+    log.addHandler(handler)
+    try:
+        for i in range(5):
+            log.warning("e", extra={"vf_event": "e", "vf_user": "u", "vf_properties": {"i": i}})
+        began = time.monotonic()
+        logging.shutdown([weakref.ref(handler)])
+        took = time.monotonic() - began
+    finally:
+        log.removeHandler(handler)
+    stats = handler.stats()
+    assert (stats.spooled, stats.sent, stats.dropped_total) == (5, 0, 0), stats
+    assert took < shutdown_timeout / 3, took  # before: ~shutdown_timeout
 
 
 @pytest.mark.slow

@@ -367,17 +367,22 @@ def _read_answer(response: httpx.Response, watch: Watch) -> bytes | None:
 
     Read raw and decoded here, never more than the room left: httpx decodes each
     network read whole, so 64 KiB of a gzip bomb from a server that ignores the
-    client's ``Accept-Encoding: identity`` would be 64 MB at once (``_Inflate``).
+    client's ``Accept-Encoding: identity`` would be 64 MB at once (``_Inflate``). Nor
+    more than twice that read raw: a compressed answer may decode to little or nothing
+    (what follows its end) for as long as the server likes.
     """
     if response.is_stream_consumed:  # made whole already (a transport the app gave)
         body = response.content
         return body if len(body) <= MAX_ANSWER_BYTES else None
     inflate = _Inflate.of(response.headers.get("content-encoding", ""))
     chunks: list[bytes] = []
-    size = 0
+    size = read = 0
     for raw in response.iter_raw():
         if watch.late():
             raise _LateError
+        read += len(raw)
+        if read > 2 * MAX_ANSWER_BYTES:  # compressed, it may decode to little for ever
+            return None
         chunk = raw if inflate is None else inflate.feed(raw, MAX_ANSWER_BYTES + 1 - size)
         size += len(chunk)
         if size > MAX_ANSWER_BYTES:
@@ -391,9 +396,11 @@ class _Inflate:
 
     The client asks for ``identity``; a server (or proxy) that compresses anyway is
     decoded as httpx would, but ``zlib``'s ``max_length`` bounds each step's output, so
-    a compressed answer costs no more memory than a plain one. Any other encoding
-    (br, zstd, several at once) was not asked for and is not decoded: the answer is
-    undecodable (``httpx.DecodingError``), like a broken gzip body.
+    a compressed answer costs no more memory than a plain one. What follows the end of
+    the compressed body is ignored, as httpx does (and not kept). Any other coding
+    (``br``, ``zstd``, several at once, a proxy's ``none``) is read as it is, as httpx
+    reads a coding it does not know: the status still says what happened, and a 2xx
+    body that is not the API's envelope is retried.
     """
 
     __slots__ = ("_deflate", "_started", "_zlib")
@@ -405,24 +412,22 @@ class _Inflate:
 
     @classmethod
     def of(cls, header: str) -> _Inflate | None:
-        """The decoder for a Content-Encoding header; None for none (or ``identity``)."""
+        """The decoder for a Content-Encoding header; None: read the body as it is."""
         codings = [c for c in (part.strip().lower() for part in header.split(",")) if c]
         codings = [c for c in codings if c != "identity"]
-        if not codings:
-            return None
         if len(codings) == 1 and codings[0] in ("gzip", "x-gzip", "deflate"):
             return cls(deflate=codings[0] == "deflate")
-        raise httpx.DecodingError("an answer in a Content-Encoding that was not asked for")
+        return None
 
     def feed(self, data: bytes, most: int) -> bytes:
         """Decode ``data``; at most ``most`` bytes (then more input may be left)."""
+        if self._zlib.eof:  # past the end of the compressed body: ignored
+            return b""
         try:
             out = self._zlib.decompress(data, most)
         except zlib.error as exc:
             if not (self._deflate and not self._started):
-                raise httpx.DecodingError(
-                    f"the answer's body could not be decoded: {exc}"
-                ) from None
+                raise httpx.DecodingError(f"undecodable answer: {exc}") from None
             # "deflate" without the zlib wrapper (raw), as servers often send it.
             self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
             self._started = True
