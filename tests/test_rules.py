@@ -347,6 +347,9 @@ def test_yaml_rules_file_is_read_like_the_toml_one(tmp_path: Path) -> None:
         ("rule: [{event: a, where: {day: 2026-01-02}}]\n", "rule 1: where['day']: "),
         ("rule: [\n", "not valid YAML"),
         ("rule: !!python/object:os.system {}\n", "not valid YAML"),  # safe_load only
+        # A key given twice: TOML refuses it, YAML would keep the last one silently.
+        ("rule:\n  - event: a\n    event: b\n", "the key 'event' is given twice"),
+        ("user: [a]\nuser: [b]\nrule: []\n", "the key 'user' is given twice"),
     ],
 )
 def test_yaml_rules_file_errors_name_the_file_rule_and_field(

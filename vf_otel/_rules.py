@@ -293,8 +293,8 @@ def _load_yaml(where: str) -> Mapping[str, Any]:
         ) from None
     try:
         with open(where, "rb") as file:
-            # safe_load: plain data only, never a Python object a file could name
-            data = yaml.safe_load(file)
+            # SafeLoader: plain data only, never a Python object a file could name
+            data = yaml.load(file, Loader=_unique_keys_loader(yaml))  # noqa: S506
     except OSError as exc:
         raise ValueError(f"{where}: cannot read the rules ({exc.strerror or exc})") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -304,6 +304,29 @@ def _load_yaml(where: str) -> Mapping[str, Any]:
     if not isinstance(data, Mapping) or not all(isinstance(key, str) for key in data):
         raise ValueError(f"{where}: a rules file is a mapping of 'user' and a 'rule' list")
     return data
+
+
+def _unique_keys_loader(yaml: Any) -> Any:
+    """PyYAML's SafeLoader refusing a key given twice in one mapping, as TOML does
+    (YAML keeps the last one: a rule's ``event`` written twice would change silently)."""
+
+    class UniqueKeys(yaml.SafeLoader):  # type: ignore[misc]
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[object] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    again = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: SafeLoader says so itself
+                    break
+                if again:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key!r} is given twice", key_node.start_mark
+                    )
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeys
 
 
 def rules_from_mapping(data: Mapping[str, Any], *, source: str) -> tuple[Rule, ...]:
