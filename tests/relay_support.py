@@ -1,5 +1,6 @@
 """Shared by the relay tests: OTLP/JSON built by hand per the specification, and a relay
-served by a real uvicorn on loopback (in a thread, or as a ``vf-otel relay`` process)."""
+served by a real uvicorn on loopback (in a thread, or as a ``vf-otel relay`` process),
+and a TCP forwarder in front of relays (a round-robin balancer, or a recorder)."""
 
 from __future__ import annotations
 
@@ -187,3 +188,59 @@ def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
             pass
         time.sleep(0.05)
     raise AssertionError("the relay did not become ready")
+
+
+class Forwarder:
+    """A TCP forwarder on loopback (``url``): each new connection goes to the next of
+    ``backends`` in turn (a round-robin load balancer when there are several); with
+    ``record``, what clients sent through it is kept (``sent``)."""
+
+    def __init__(self, backends: list[int], *, record: bool = False) -> None:
+        self._backends = backends
+        self._turn = 0
+        self._record = record
+        self._lock = threading.Lock()
+        self._sent = bytearray()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def sent(self) -> bytes:
+        """The bytes clients sent through it (with ``record``), all connections in one."""
+        with self._lock:
+            return bytes(self._sent)
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            port = self._backends[self._turn % len(self._backends)]
+            self._turn += 1
+            threading.Thread(target=self._carry, args=(client, port), daemon=True).start()
+
+    def _carry(self, client: socket.socket, port: int) -> None:
+        """Carry one connection both ways until both sides are done, then close it."""
+        with client, socket.create_connection(("127.0.0.1", port)) as backend:
+            back = threading.Thread(target=self._pipe, args=(backend, client, False))
+            back.start()
+            self._pipe(client, backend, self._record)
+            back.join(60)
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, keep: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if keep:
+                    with self._lock:
+                        self._sent += data
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)

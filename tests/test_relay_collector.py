@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from vf_otel.testing import VibefollowServer
 
-from .relay_support import TOKEN, free_port, relay_env, relay_process, stop_process
+from .relay_support import TOKEN, Forwarder, free_port, relay_env, relay_process, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -88,61 +88,13 @@ def send_spans(collector_url: str, names: list[str]) -> None:
     provider.shutdown()
 
 
-class Recorder:
-    """A TCP forwarder on loopback to ``port`` that keeps what clients sent through it."""
-
-    def __init__(self, port: int) -> None:
-        self._port = port
-        self._lock = threading.Lock()
-        self._sent = bytearray()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def sent(self) -> bytes:
-        with self._lock:
-            return bytes(self._sent)
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return  # closed
-            threading.Thread(target=self._carry, args=(client,), daemon=True).start()
-
-    def _carry(self, client: socket.socket) -> None:
-        with client, socket.create_connection(("127.0.0.1", self._port)) as backend:
-            back = threading.Thread(target=self._pipe, args=(backend, client, False))
-            back.start()
-            self._pipe(client, backend, True)
-            back.join(60)
-
-    def _pipe(self, source: socket.socket, sink: socket.socket, keep: bool) -> None:
-        try:
-            while data := source.recv(65536):
-                if keep:
-                    with self._lock:
-                        self._sent += data
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                sink.shutdown(socket.SHUT_WR)
-
-    def close(self) -> None:
-        self._listener.close()
-
-
 def test_collector_hop_delivers_once(server: VibefollowServer, tmp_path: Path) -> None:
     """SDK → rotel → relay (gzip, token header) → API: every tagged span arrives once, and
     what reached the relay was gzip-compressed OTLP/HTTP carrying the relay's token."""
     names = [f"hop_{i}" for i in range(30)]
     env = relay_env(server.base_url, server.api_key)
     with relay_process(env, log=tmp_path / "relay.log") as (relay_url, _):
-        recorder = Recorder(int(relay_url.rsplit(":", 1)[1]))
+        recorder = Forwarder([int(relay_url.rsplit(":", 1)[1])], record=True)
         try:
             with collector(recorder.url, tmp_path) as collector_url:
                 send_spans(collector_url, names)

@@ -10,7 +10,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from vf_otel.testing import VibefollowServer
 
 from .relay_support import (
     AUTH,
+    Forwarder,
     free_port,
     json_span,
     json_traces,
@@ -255,7 +255,6 @@ def test_sigkill_loses_nothing_acknowledged(server: VibefollowServer, tmp_path: 
 
 def run_cli(env: dict[str, Any], *args: str) -> tuple[int, str]:
     """`vf-otel relay ARGS` in-process with ``env``; its status and standard error."""
-    import contextlib
     import io
 
     from vf_otel._cli import main
@@ -421,50 +420,6 @@ def test_tls_and_workers(server: VibefollowServer, tmp_path: Path) -> None:
     assert status in (0, -signal.SIGTERM)
 
 
-class RoundRobin:
-    """A TCP load balancer on loopback: each new connection goes to the next backend."""
-
-    def __init__(self, backends: list[int]) -> None:
-        self._backends = backends
-        self._turn = 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return  # closed
-            port = self._backends[self._turn % len(self._backends)]
-            self._turn += 1
-            threading.Thread(target=_connect, args=(client, port), daemon=True).start()
-
-    def close(self) -> None:
-        self._listener.close()
-
-
-def _connect(client: socket.socket, port: int) -> None:
-    """Carry one connection both ways until both sides are done, then close it."""
-    with client, socket.create_connection(("127.0.0.1", port)) as backend:
-        back = threading.Thread(target=_pipe, args=(backend, client))
-        back.start()
-        _pipe(client, backend)
-        back.join(60)
-
-
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
-
-
 def test_two_relays_behind_a_round_robin_balancer(server: VibefollowServer, tmp_path: Path) -> None:
     """Two relay processes behind a round-robin balancer; the client sends every batch
     twice, on new connections, so each copy lands on a different relay: once each."""
@@ -474,8 +429,8 @@ def test_two_relays_behind_a_round_robin_balancer(server: VibefollowServer, tmp_
         relay_process(env, port=ports[0], log=tmp_path / "one.log"),
         relay_process(env, port=ports[1], log=tmp_path / "two.log"),
     ):
-        balancer = RoundRobin(ports)
-        url = f"http://127.0.0.1:{balancer.port}"
+        balancer = Forwarder(ports)  # round robin: each new connection to the next relay
+        url = balancer.url
         headers = {"Connection": "close", **AUTH}
         try:
             for i in range(20):
